@@ -1,0 +1,177 @@
+"""The `pssim` command line (DESIGN.md section 6).
+
+Every command validates its scenarios before anything runs: a bad scenario prints one
+`error: FILE: field.path: message` line per problem on stderr and exits with code 2, writing
+nothing. Long runs show progress on a terminal only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .scenario import Scenario, ScenarioError, json_schema, load_scenario
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like a bad scenario
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message}\n")
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="a.b=v",
+                   help="override a scenario field by dotted path (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="pssim", description="Simulate parameter-server training; compare with psreal; plan hardware.")
+    ap.add_argument("--version", action="version", version=f"pssim {_version()}")
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check scenario files (exit 0, or 2 with one line per problem)")
+    p.add_argument("files", nargs="+")
+    _add_set(p)
+
+    sub.add_parser("schema", help="print the JSON Schema of the scenario format")
+
+    p = sub.add_parser("simulate", help="run the simulator on a scenario")
+    p.add_argument("file")
+    p.add_argument("--out", default="results", help="output folder (default: results/)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _add_set(p)
+
+    p = sub.add_parser("compare", help="run simulator and real backend, write comparison and plots")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--out", default="results")
+    p.add_argument("--report-dir", default=None, help="also write the suite report (table, parity plot) here")
+    p.add_argument("--repeats", type=int, default=1, help="real runs per scenario (the spread is the noise floor)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override cluster.workers.device")
+    p.add_argument("--reprofile", action="store_true", help="measure the device profile even if one is cached")
+    _add_set(p)
+
+    p = sub.add_parser("sweep", help="run a grid of variants of one scenario")
+    p.add_argument("file")
+    p.add_argument("--grid", action="append", required=True, metavar="a.b=v1,v2", help="a field and its values (repeatable)")
+    p.add_argument("--backend", choices=["sim", "real", "both"], default="sim")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--out", default="results")
+    _add_set(p)
+
+    p = sub.add_parser("plan", help="extrapolate a scenario to catalog hardware")
+    p.add_argument("file")
+    p.add_argument("--catalog", required=True, help="hardware catalog YAML (same format as the built-in one)")
+    p.add_argument("--target-samples-per-s", type=float, default=None)
+    p.add_argument("--budget-per-hour", type=float, default=None)
+    p.add_argument("--out", default="results")
+    _add_set(p)
+    return ap
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def load_all(files: Sequence[str], overrides: list[str]) -> list[Scenario]:
+    """Validate every file first; raise one ScenarioError listing all problems of all files."""
+    out, errors = [], []
+    for f in files:
+        try:
+            out.append(load_scenario(f, overrides))
+        except ScenarioError as exc:
+            errors.append(exc)
+    if errors:
+        raise _Many(errors)
+    return out
+
+
+class _Many(Exception):
+    def __init__(self, errors: list[ScenarioError]) -> None:
+        self.errors = errors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except _Many as exc:
+        for e in exc.errors:
+            for line in e.lines():
+                print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ScenarioError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.cmd == "schema":
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if args.cmd == "validate":
+        scns = load_all(args.files, args.overrides)
+        for f, s in zip(args.files, scns, strict=True):
+            print(f"ok: {f}: {s.name}")
+        return 0
+    if args.cmd == "simulate":
+        (scn,) = load_all([args.file], args.overrides)
+        from .run import run_sim
+
+        folder, summary = run_sim(scn, args.out)
+        if not args.quiet:
+            print_summary(summary, folder)
+        return 0
+    if args.cmd == "compare":
+        scns = load_all(args.files, args.overrides)
+        from .compare import compare_main
+
+        return compare_main(scns, args)
+    if args.cmd == "sweep":
+        (scn,) = load_all([args.file], args.overrides)
+        from .sweep import sweep_main
+
+        return sweep_main(scn, args)
+    if args.cmd == "plan":
+        (scn,) = load_all([args.file], args.overrides)
+        from .plan import plan_main
+
+        return plan_main(scn, args)
+    raise AssertionError(args.cmd)
+
+
+def print_summary(summary: dict[str, Any], folder: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{summary['scenario']} ({summary['backend']})", show_header=True)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    st = summary["step_time_s"]
+    rows = [
+        ("throughput", f"{summary['throughput_samples_per_s']:.1f} samples/s"),
+        ("step time mean / p50 / p95", f"{st['mean'] * 1e3:.2f} / {st['p50'] * 1e3:.2f} / {st['p95'] * 1e3:.2f} ms"),
+        ("compute / comm / wait (mean)", " / ".join(f"{summary[k]['mean'] * 1e3:.2f}" for k in ("compute_time_s", "comm_time_s", "wait_time_s")) + " ms"),
+        ("staleness mean / max", f"{summary['staleness']['mean']:.2f} / {summary['staleness']['max']}"),
+        ("bytes sent", f"{summary['bytes_sent_total'] / 1e6:.2f} MB"),
+        ("bubble fraction", f"{summary['bubble_fraction']:.3f}"),
+    ]
+    if "simulated_time_s" in summary:
+        rows.append(("simulated time", f"{summary['simulated_time_s']:.3f} s ({summary['events']} events)"))
+    if "final_loss" in summary:
+        rows.append(("final loss", f"{summary['final_loss']:.4f}"))
+    rows.append(("wall time", f"{summary['wall_time_s']:.2f} s"))
+    for k, v in rows:
+        t.add_row(k, v)
+    c = Console()
+    c.print(t)
+    c.print(f"results: {folder}")

@@ -1,0 +1,202 @@
+"""What each action costs and where each process runs: the calibration both backends agree on.
+
+`build_costs` resolves, for one scenario, the compute time of a step (first that applies:
+`compute.step_time_s`, a measured profile, the catalog roofline) and the host-side costs the real
+backend pays around it: packing and unpacking shard messages on a worker, decoding, accumulating
+and applying gradients on a server, packing pull replies, and a fixed per-message transport
+overhead. With a profile these are measured (`psreal profile`); without one they are estimated
+from the catalog's `cpu` entry as memory traffic (bytes touched per element over memory
+bandwidth) and the per-message overhead is zero.
+
+`placement` fixes which device and which core each process uses. psreal pins its processes
+accordingly, and pssim models each core (and each GPU) as a processor-sharing resource, so the
+contention the simulator predicts is the contention the real backend experiences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .catalog import load_catalog, roofline_s
+from .profile import LinearCost, Profile, find_profile
+from .sharding import plan_shards
+from .workload import DTYPE_BYTES, build_workload
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+# Host-side operations, per partition of n elements (see psreal/codec.py and psreal/server.py).
+OPS = (
+    "worker_pack",  # gradient slice -> wire (cast, compress; device->host copy on cuda)
+    "worker_unpack",  # wire params -> model params (cast; host->device copy on cuda)
+    "server_accumulate",  # bsp: decode a pushed gradient and add it into the clock's sum
+    "server_apply",  # ssp/asp: decode a pushed gradient and apply the optimiser with it
+    "server_update",  # bsp: apply the optimiser with the summed gradient
+    "server_reply",  # params -> wire for a pull reply
+)
+
+
+def link_capacities_bytes_per_s(scn: Scenario) -> dict[str, float]:
+    c = scn.cluster
+    out = {"worker": c.workers.nic.bytes_per_s, "server": c.servers.nic.bytes_per_s}
+    if c.network.fabric_gbps:
+        out["fabric"] = c.network.fabric_gbps * 125e6
+    return out
+
+
+def message_latency_s(scn: Scenario, src_is_server: bool, dst_is_server: bool) -> float:
+    """A message pays the larger one-way latency of its two endpoints' NICs, once."""
+    lw = scn.cluster.workers.nic.latency_us
+    ls = scn.cluster.servers.nic.latency_us
+    return max(ls if src_is_server else lw, ls if dst_is_server else lw) * 1e-6
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Device and core of every process. Worker process p = replica * stages + stage."""
+
+    n_devices: int
+    device_of_proc: tuple[int, ...]
+    core_of_proc: tuple[int, ...] | None  # None: each process has a core of its own
+    core_of_server: tuple[int, ...] | None
+    cores: int | None
+
+
+def placement(scn: Scenario, cores: int | None) -> Placement:
+    W, P = scn.cluster.workers.count, scn.pipeline.stages
+    per = scn.cluster.workers.per_device
+    n_dev = -(-W // per) * P
+    dev = tuple((w // per) * P + s for w in range(W) for s in range(P))
+    S = scn.cluster.servers.count
+    if cores is None:
+        return Placement(n_dev, dev, None, None, None)
+    if scn.cluster.workers.device == "cpu":
+        core_p = tuple(d % cores for d in dev)
+        core_s = tuple((n_dev + s) % cores for s in range(S))
+    else:  # GPU workers: each process its own host core, round robin
+        core_p = tuple(p % cores for p in range(W * P))
+        core_s = tuple((W * P + s) % cores for s in range(S))
+    return Placement(n_dev, dev, core_p, core_s, cores)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    source: str  # where compute times come from: step_time_s | profile:<path> | roofline:<entry>
+    compute_s: float  # whole model, batch_size, one uncontended device, fwd+bwd
+    stage_fwd_s: tuple[float, ...]  # per stage, one microbatch
+    stage_bwd_s: tuple[float, ...]
+    ops: dict[str, LinearCost]
+    msg_overhead_s: float
+    cores: int | None
+    profile_path: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def op(self, name: str, part_numels: list[int] | tuple[int, ...]) -> float:
+        f = self.ops[name]
+        return sum(f(n) for n in part_numels)
+
+
+def _catalog_ops(scn: Scenario) -> dict[str, LinearCost]:
+    """Host costs as memory traffic on the catalog's cpu entry (bytes touched per element)."""
+    cpu = load_catalog()["cpu"]
+    bw = cpu.bytes_per_s()
+    cb = DTYPE_BYTES[scn.model.dtype]
+    wb = DTYPE_BYTES[scn.communication.wire_dtype]
+    comp = scn.communication.compression
+    enc = {"none": cb + wb, "topk": 3 * cb + comp.ratio * (4 + wb), "int8": 2 * cb + 1}[comp.kind]
+    dec = {"none": wb + 4, "topk": comp.ratio * (4 + wb) + 4, "int8": 1 + 4}[comp.kind]
+    opt = scn.training.optimizer
+    # parameter read+write (8) plus state: momentum buffer (8), adam's two moments (16)
+    upd = 8 + (16 if opt.name == "adam" else 8 if opt.momentum > 0 else 0) + 4
+    per = {
+        "worker_pack": enc,
+        "worker_unpack": wb + cb,
+        "server_accumulate": dec + 8,
+        "server_apply": dec + upd,
+        "server_update": upd,
+        "server_reply": 4 + wb,
+    }
+    return {k: LinearCost(a=0.0, b=v / bw) for k, v in per.items()}
+
+
+def _entry_name(scn: Scenario) -> str:
+    return scn.cluster.workers.gpu or ("cpu" if scn.cluster.workers.device == "cpu" else "A100-80GB")
+
+
+def _roofline_fb(scn: Scenario, units, batch: int) -> tuple[float, float]:  # noqa: ANN001
+    """(forward, backward) roofline seconds of `units` at `batch` samples."""
+    entry = load_catalog()[_entry_name(scn)]
+    eb = DTYPE_BYTES[scn.model.dtype]
+    fl = sum(u.fwd_flops_per_sample for u in units) * batch
+    pb = sum(u.numel for u in units) * eb
+    act = sum(u.saved_elems_per_sample for u in units) * batch * eb
+    return roofline_s(entry, fl, pb + act, scn.model.dtype), roofline_s(entry, 2 * fl, 2 * pb + act, scn.model.dtype)
+
+
+def stage_unit_bounds(scn: Scenario) -> list[tuple[int, int]]:
+    """Which units each pipeline stage holds: cut by roofline compute (balanced) or by count (uniform).
+
+    Both backends and the profiler use this one cut.
+    """
+    from .pipeline import partition_units
+
+    wl = build_workload(scn.model)
+    if scn.pipeline.stages == 1:
+        return [(0, len(wl.units))]
+    unit_cost = [sum(_roofline_fb(scn, [u], 1)) for u in wl.units]
+    return partition_units(unit_cost, scn.pipeline.stages, scn.pipeline.partition)
+
+
+def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str | None = None) -> CostModel:
+    """Resolve every cost the simulator needs for this scenario."""
+    notes: list[str] = []
+    if profile is None and profile_path is None and scn.compute.step_time_s is None:
+        profile, profile_path = find_profile(scn)
+    wl = build_workload(scn.model)
+    B, M, P = scn.training.batch_size, scn.pipeline.microbatches, scn.pipeline.stages
+    entry_name = _entry_name(scn)
+    if scn.cluster.workers.device == "cuda" and scn.cluster.workers.gpu is None and profile is None:
+        notes.append("no gpu named and no profile: roofline assumes A100-80GB")
+    bounds = stage_unit_bounds(scn)
+    if scn.compute.step_time_s is not None:
+        source = "step_time_s"
+        compute_s = scn.compute.step_time_s
+        sf, sb = (compute_s / 3,), (2 * compute_s / 3,)
+    elif profile is not None:
+        source = f"profile:{profile_path}"
+        compute_s = profile.step_compute_s
+        sf, sb = tuple(profile.stage_fwd_s), tuple(profile.stage_bwd_s)
+    else:
+        source = f"roofline:{entry_name}"
+        compute_s = sum(_roofline_fb(scn, wl.units, B))
+        per_stage = [_roofline_fb(scn, wl.units[a:b], B // M) for a, b in bounds]
+        sf = tuple(x[0] for x in per_stage)
+        sb = tuple(x[1] for x in per_stage)
+    if P > 1 and len(sf) != P:
+        raise ValueError(f"profile has {len(sf)} stages, scenario {P}")
+
+    ops = _catalog_ops(scn)
+    msg_overhead = 0.0
+    cores = None
+    if profile is not None:
+        ops.update(profile.ops)
+        msg_overhead = profile.msg_overhead_s
+        cores = profile.cores
+    return CostModel(
+        source=source,
+        compute_s=compute_s,
+        stage_fwd_s=sf,
+        stage_bwd_s=sb,
+        ops=ops,
+        msg_overhead_s=msg_overhead,
+        cores=cores,
+        profile_path=profile_path,
+        notes=notes,
+    )
+
+
+def shard_part_numels(scn: Scenario, units: range | None = None) -> list[list[int]]:
+    """Per shard, the element counts of its partitions (restricted to `units` for a pipeline stage)."""
+    plan = plan_shards(scn)
+    return [[p.numel for p in parts if units is None or p.unit in units] for parts in plan.shards]

@@ -1,0 +1,45 @@
+"""Seeded random draws that both backends use: straggler and jitter factors per worker and step.
+
+A worker process's compute in step c takes `t * factor[w, stage, c]`, where t is its compute time
+without stragglers and factor = slowdown_w * (1 + J). J >= 0 is the jitter: exponential with mean
+and standard deviation `cv`, or lognormal with mean and standard deviation `cv`, so the compute
+time's standard deviation is `cv` times its jitter-free value (and its mean grows by the same).
+A factor above 1 is realised as extra time after the real computation (`straggle_delay`): the
+real backend sleeps it, the simulator waits it; neither holds the device meanwhile.
+Each (worker, stage) has its own stream, numpy PCG64 seeded with (seed, 1, worker, stage), so
+adding workers leaves the others' draws unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+
+def compute_factors(scn: Scenario) -> np.ndarray:
+    """factor[w, stage, step] >= 1 for every worker process and step."""
+    W, P, T = scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps
+    jit = scn.stragglers.jitter
+    out = np.ones((W, P, T))
+    for w in range(W):
+        slow = scn.stragglers.slowdown.get(w, 1.0)
+        for s in range(P):
+            rng = np.random.Generator(np.random.PCG64([scn.seed, 1, w, s]))
+            if jit.distribution == "exponential":
+                j = rng.exponential(jit.cv, size=T)
+            elif jit.distribution == "lognormal":
+                sigma2 = np.log(2.0)  # std == mean
+                j = rng.lognormal(np.log(jit.cv) - sigma2 / 2, np.sqrt(sigma2), size=T)
+            else:
+                j = np.zeros(T)
+            out[w, s] = slow * (1.0 + j)
+    return out
+
+
+def straggle_delay(actual_compute_s: float, factor: float) -> float:
+    """Extra wait after a computation that took `actual_compute_s`, to make it `factor` times longer."""
+    return actual_compute_s * (factor - 1.0) if factor > 1.0 else 0.0

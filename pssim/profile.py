@@ -1,0 +1,103 @@
+"""Measured device profiles: the file `psreal profile` writes and pssim reads through `compute.profile`.
+
+A profile holds what the real backend was measured to cost on one host and device for one model
+and batch: forward+backward time per step (and per pipeline stage and microbatch), the host-side
+costs of packing, unpacking and applying gradients as `a + b * elements` fits, the transport's
+per-message overhead, and the host's core count. It is plain JSON, so pssim reads it without
+torch. Profiles are cached per host, device, model, batch and pipeline under `$PSSIM_CACHE`
+(default `~/.cache/pssim/profiles`); `compute.profile: auto` picks the cached one if any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+PROFILE_VERSION = 1
+
+
+class LinearCost(BaseModel):
+    """seconds = a + b * n (n: elements)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    a: float = 0.0
+    b: float = 0.0
+
+    def __call__(self, n: float) -> float:
+        return self.a + self.b * n
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: int = PROFILE_VERSION
+    key: dict[str, Any]
+    host: str
+    device_name: str
+    cores: int = Field(..., gt=0)
+    torch_version: str = ""
+    created: str = ""
+    step_compute_s: float = Field(..., gt=0, description="fwd+bwd of the whole model at batch_size, one device, alone")
+    stage_fwd_s: list[float] = Field(default_factory=list, description="per stage, one microbatch forward")
+    stage_bwd_s: list[float] = Field(default_factory=list, description="per stage, one microbatch backward")
+    ops: dict[str, LinearCost] = Field(default_factory=dict, description="host-side costs, see costs.py")
+    msg_overhead_s: float = 0.0
+    samples: dict[str, Any] = Field(default_factory=dict, description="raw measurements behind the fits")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PSSIM_CACHE", Path.home() / ".cache" / "pssim")) / "profiles"
+
+
+def host_id() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()}|{cpu or platform.processor()}|{os.cpu_count()}"
+
+
+def profile_key(scn: Scenario, device: str | None = None) -> dict[str, Any]:
+    """What a profile depends on: host, device kind, model, batch, pipeline cut, wire format, optimiser."""
+    return {
+        "v": PROFILE_VERSION,
+        "host": host_id(),
+        "device": device or scn.cluster.workers.device,
+        "model": scn.model.model_dump(mode="json", exclude_none=True),
+        "batch_size": scn.training.batch_size,
+        "pipeline": [scn.pipeline.stages, scn.pipeline.microbatches, scn.pipeline.partition],
+    }
+
+
+def cache_path(key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / f"{digest}.json"
+
+
+def load_profile(path: str | Path) -> Profile:
+    return Profile.model_validate_json(Path(path).read_text())
+
+
+def find_profile(scn: Scenario, device: str | None = None) -> tuple[Profile | None, str | None]:
+    """The profile `compute.profile` names for this scenario (None if auto finds none cached)."""
+    spec = scn.compute.profile
+    if spec == "none":
+        return None, None
+    if spec == "auto":
+        p = cache_path(profile_key(scn, device))
+        if p.exists():
+            return load_profile(p), str(p)
+        return None, None
+    return load_profile(spec), spec

@@ -1,0 +1,115 @@
+"""pssim's discrete-event model: `simulate(scenario)` -> (Records, extra keys for summary.json).
+
+The entities live in `model.py` (Worker, ServerShard) and `resources.py` (Network, Processors).
+This module derives the topology (who talks to which shard, message sizes) from the shared
+sharding plan, builds the entities, runs SimPy to the end of the last step and collects what the
+records alone cannot say (simulated time, event count, modelled peak memory).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from .. import wire
+from ..costs import CostModel, build_costs, placement, stage_unit_bounds
+from ..pipeline import schedule as make_schedule
+from ..records import Records
+from ..sharding import plan_shards
+from ..workload import DTYPE_BYTES, build_workload
+from .model import SimModel, Topology
+from .resources import Network, Processors
+
+if TYPE_CHECKING:
+    from ..scenario import Scenario
+
+__all__ = ["simulate", "topology"]
+
+
+def topology(scn: Scenario, bounds: list[tuple[int, int]]) -> Topology:
+    plan = plan_shards(scn)
+    W, P, S = scn.cluster.workers.count, scn.pipeline.stages, scn.cluster.servers.count
+    comm = scn.communication
+    n_procs = W * P
+    shards_of, part_numels, push_b, pull_b = [], [], [], []
+    for p in range(n_procs):
+        a, b = bounds[p % P]
+        parts = [[q.numel for q in plan.shards[s] if a <= q.unit < b] for s in range(S)]
+        mine = [s for s in range(S) if parts[s]]
+        shards_of.append(mine)
+        part_numels.append(parts)
+        push_b.append([wire.message_bytes(wire.push_payload_bytes(parts[s], comm.wire_dtype, comm.compression.kind, comm.compression.ratio)) for s in range(S)])
+        pull_b.append([wire.message_bytes(wire.dense_payload_bytes(sum(parts[s]), comm.wire_dtype)) for s in range(S)])
+    pushers = [[p for p in range(n_procs) if s in shards_of[p]] for s in range(S)]
+    return Topology(
+        n_procs=n_procs,
+        shards_of=shards_of,
+        pushers_of=pushers,
+        part_numels=part_numels,
+        push_bytes=push_b,
+        pull_bytes=pull_b,
+        shard_numel=[sum(q.numel for q in plan.shards[s]) for s in range(S)],
+        shard_parts=[[q.numel for q in plan.shards[s]] for s in range(S)],
+    )
+
+
+def modelled_peak_memory(scn: Scenario, bounds: list[tuple[int, int]], topo: Topology) -> dict[str, int]:
+    """Bytes a worker process / server holds at its peak (parameters, gradients, activations, buffers)."""
+    wl = build_workload(scn.model)
+    eb = DTYPE_BYTES[scn.model.dtype]
+    P, M, B = scn.pipeline.stages, scn.pipeline.microbatches, scn.training.batch_size
+    out: dict[str, int] = {}
+    for k, (a, b) in enumerate(bounds):
+        units = wl.units[a:b]
+        numel = sum(u.numel for u in units)
+        in_flight = 1 if P == 1 else (M if scn.pipeline.schedule == "gpipe" else min(P - k, M))
+        mb = B // M if P > 1 else B
+        act = sum(u.saved_elems_per_sample for u in units) * mb * in_flight * eb
+        procs = [p for p in range(topo.n_procs) if p % P == k]
+        wire_buf = max(sum(topo.push_bytes[p]) + sum(topo.pull_bytes[p]) for p in procs)
+        out["worker" if P == 1 else f"stage{k}"] = int(2 * numel * eb + act + wire_buf)
+    opt = scn.training.optimizer
+    state = 2 if opt.name == "adam" else 1 if opt.momentum > 0 else 0
+    acc = 1 if scn.sync.mode == "bsp" else 0
+    wb = DTYPE_BYTES[scn.communication.wire_dtype]
+    out["server"] = int(max(n * (4 * (1 + state + acc) + wb) for n in topo.shard_numel))
+    return out
+
+
+def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, dict[str, Any]]:
+    """Run the scenario in the simulator. Deterministic: same scenario, same records."""
+    wall0 = time.perf_counter()
+    costs = costs or build_costs(scn)
+    place = placement(scn, costs.cores)
+    bounds = stage_unit_bounds(scn)
+    topo = topology(scn, bounds)
+    sched = make_schedule(scn.pipeline.schedule, scn.pipeline.stages, scn.pipeline.microbatches)
+    wl = build_workload(scn.model)
+    mb = scn.training.batch_size // scn.pipeline.microbatches
+    wb = DTYPE_BYTES[scn.communication.wire_dtype]
+    act_bytes = [wire.message_bytes(mb * wl.units[b - 1].out_elems_per_sample * wb) for _, b in bounds]
+
+    env = simpy.Environment()
+    net = Network(env, scn, topo.n_procs, costs)
+    procs = Processors(env, scn, place)
+    model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs)
+    done = simpy.AllOf(env, [w_proc for w_proc in _worker_processes(model)])
+    env.run(until=done)
+    events = next(env._eid)  # SimPy's running event id: how many events were scheduled
+    extra = {
+        "backend": "sim",
+        "simulated_time_s": float(env.now),
+        "events": int(events),
+        "compute_source": costs.source,
+        "peak_memory_bytes": modelled_peak_memory(scn, bounds, topo),
+        "wall_time_s": time.perf_counter() - wall0,
+    }
+    if costs.profile_path:
+        extra["profile"] = costs.profile_path
+    return model.rec, extra
+
+
+def _worker_processes(model: SimModel) -> list[simpy.Process]:
+    return [w.proc for w in model.workers]

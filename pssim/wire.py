@@ -1,0 +1,50 @@
+"""What crosses the wire: message kinds and their sizes in bytes, shared by both backends.
+
+Every message is a fixed control header (`HEADER_BYTES`) followed by a payload. Pushes carry a
+shard's gradient, encoded partition by partition:
+
+- none:  each element in `wire_dtype`;
+- topk:  per partition the k = ceil(ratio * n) largest-magnitude elements, as an int32 index and
+  a `wire_dtype` value each;
+- int8:  each element as int8 plus one float32 scale per partition (symmetric, max-abs scaling).
+
+Pull replies carry the shard's parameters dense in `wire_dtype`; pull requests carry no payload.
+Pipeline activations and their gradients are dense in `wire_dtype`. psreal's codec produces
+exactly these sizes (a test checks it), so simulated and real bytes agree by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from math import ceil
+
+from .workload import DTYPE_BYTES
+
+HEADER_BYTES = 64  # 8 int64 fields: kind, sender, step, seq, version, payload bytes, aux, aux2
+
+# message kinds (header field 0)
+PULL, REPLY, PUSH, ACT, ACT_GRAD, STOP = 1, 2, 3, 4, 5, 6
+
+
+def topk_k(numel: int, ratio: float) -> int:
+    return max(1, min(numel, ceil(ratio * numel - 1e-9)))
+
+
+def push_payload_bytes(part_numels: Iterable[int], wire_dtype: str, compression: str, ratio: float) -> int:
+    wb = DTYPE_BYTES[wire_dtype]
+    parts = list(part_numels)
+    if compression == "none":
+        return sum(parts) * wb
+    if compression == "topk":
+        return sum(topk_k(n, ratio) * (4 + wb) for n in parts)
+    if compression == "int8":
+        return sum(parts) + 4 * len(parts)
+    raise ValueError(f"unknown compression {compression!r}")
+
+
+def dense_payload_bytes(numel: int, wire_dtype: str) -> int:
+    return numel * DTYPE_BYTES[wire_dtype]
+
+
+def message_bytes(payload: int) -> int:
+    return HEADER_BYTES + payload
