@@ -147,7 +147,7 @@ def summarize(scn: Scenario, rec: Records, extra: dict[str, Any]) -> dict[str, A
     warm = scn.training.warmup_steps
     t = rec.times
     m = measured_mask(rec, warm)
-    P, stages = rec.n_procs, rec.n_stages
+    stages = rec.n_stages
     start, end = t["pull_start_s"], t["push_end_s"]
 
     # throughput: each replica's measured samples over its own measured window, summed

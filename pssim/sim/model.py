@@ -73,7 +73,7 @@ class ServerShard:
         self.state = ShardState(clocks={p: 0 for p in pushers}, clock_hist={0: len(pushers)})
         self.n_pushers = len(pushers)
         self.inbox: deque = deque()
-        self.parked: list[tuple[int, int, float]] = []  # (proc, step, arrival)
+        self.parked: list[tuple[int, int, float]] = []  # (proc, step, time it was found not ready)
         self.wake: simpy.Event | None = None
         self.reply_version = -1
         ops = model.costs
@@ -106,11 +106,11 @@ class ServerShard:
                 continue
             kind = self.inbox[0][0]
             if kind == wire.PULL:
-                _, proc, step, t_arr = self.inbox.popleft()
+                _, proc, step, _t_arr = self.inbox.popleft()
                 if self._ready(step):
-                    yield from self._reply([(proc, step, t_arr)])
-                else:
-                    self.parked.append((proc, step, t_arr))
+                    yield from self._reply([(proc, step, env.now)])
+                else:  # held by the sync rule from now until it is ready: that is its wait
+                    self.parked.append((proc, step, env.now))
                 continue
             # a run of pushes, cut after any push that completes a bsp clock or releases a held pull
             batch, cost, release = [], 0.0, False
@@ -157,8 +157,8 @@ class ServerShard:
             yield m.procs.run(self.core, self.reply_cost)
             self.reply_version = self.state.version
         version = self.state.version
-        for proc, _step, t_arr in pulls:
-            wait = t_ready - t_arr
+        for proc, _step, t_held in pulls:
+            wait = t_ready - t_held
             nbytes = m.topo.pull_bytes[proc][self.s]
             m.rec.spans.append((self.s, 2, t_ready, env.now, nbytes))
             worker = m.workers[proc]
