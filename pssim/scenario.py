@@ -9,16 +9,22 @@ Nothing here creates folders or writes files. Units are in the field names, deci
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import SimpleNamespace
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -31,13 +37,20 @@ __all__ = [
     "scenario_from_dict",
     "resolved_yaml",
     "json_schema",
+    "read_yaml",
 ]
 
 
 class _Strict(BaseModel):
-    """Base for every section: unknown keys are errors, values are not silently coerced."""
+    """Base for every section: unknown keys are errors, values are not silently coerced.
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True, allow_inf_nan=False)
+    Strict: `steps: "10"`, `steps: true` or `overlap: 1` are refused rather than guessed at (an
+    integer is still accepted where a number is expected). NaN and infinities are refused.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, frozen=True, allow_inf_nan=False, strict=True
+    )
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -77,13 +90,17 @@ class ModelSpec(_Strict):
         if not isinstance(data, dict):
             return data
         kind = data.get("kind", "mlp")
-        if kind not in _MODEL_KIND_FIELDS:
+        if not isinstance(kind, str) or kind not in _MODEL_KIND_FIELDS:
             return data  # the Literal check reports it
         allowed = _MODEL_KIND_FIELDS[kind]
-        wrong = [k for k in _ALL_MODEL_SHAPE_FIELDS if k in data and data[k] is not None and k not in allowed]
+        wrong = [k for k in _ALL_MODEL_SHAPE_FIELDS if data.get(k) is not None and k not in allowed]
         if wrong:
-            raise _FieldProblem(wrong[0], f"does not apply to model kind '{kind}' (its fields: {', '.join(allowed)})")
-        return {**{k: v for k, v in allowed.items()}, **data}
+            raise _MultiProblem(
+                [(k, f"does not apply to model kind '{kind}' (its fields: {', '.join(allowed)})") for k in wrong]
+            )
+        # an absent or null shape field takes the kind's default, so a resolved scenario (which
+        # leaves out the other kinds' fields) validates back to the same model
+        return {**data, **{k: v for k, v in allowed.items() if data.get(k) is None}}
 
     @model_validator(mode="after")
     def _check_shape(self) -> ModelSpec:
@@ -105,10 +122,20 @@ class OptimizerSpec(_Strict):
     eps: float = Field(1e-8, gt=0, description="Adam epsilon (adam only).")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay added to the gradient.")
 
+    @field_validator("betas", mode="before")
+    @classmethod
+    def _betas_from_list(cls, v: Any) -> Any:
+        # YAML has lists, not tuples; a strict tuple field would refuse every file
+        if isinstance(v, list | tuple):
+            if len(v) != 2:
+                raise ValueError(f"must be a list of 2 numbers [beta1, beta2] (got {_fmt_input(v)})")
+            return tuple(v)
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> OptimizerSpec:
         if self.name == "adam" and self.momentum != 0.0:
-            raise _FieldProblem("momentum", "applies to sgd only; adam uses betas")
+            raise _FieldProblem("momentum", f"applies to sgd only; adam uses betas (got momentum {self.momentum} with adam)")
         return self
 
 
@@ -168,14 +195,22 @@ class ClusterSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ClusterSpec:
         w = self.workers
+        problems: list[tuple[str, str]] = []
         if w.per_device > w.count:
-            raise _FieldProblem("workers.per_device", f"must be <= workers.count={w.count} (got {w.per_device})")
+            problems.append(("workers.per_device", f"must be <= workers.count={w.count} (got {w.per_device})"))
         if w.gpu is not None:
             from .catalog import load_catalog
 
-            names = load_catalog().names()
-            if w.gpu not in names:
-                raise _FieldProblem("workers.gpu", f"unknown catalog entry '{w.gpu}' (known: {', '.join(names)})")
+            catalog = load_catalog()
+            gpus = [n for n in catalog.names() if catalog[n].kind == "gpu"]
+            if w.gpu not in catalog:
+                problems.append(("workers.gpu", f"unknown catalog GPU {w.gpu!r} (known: {', '.join(gpus)})"))
+            elif catalog[w.gpu].kind != "gpu":
+                problems.append(("workers.gpu", f"catalog entry {w.gpu!r} is a {catalog[w.gpu].kind}, not a GPU (GPUs: {', '.join(gpus)})"))
+            elif w.device == "cpu":
+                problems.append(("workers.gpu", f"names a GPU ({w.gpu}) but workers.device is cpu; set device: cuda or gpu: null"))
+        if problems:
+            raise _MultiProblem(problems)
         return self
 
 
@@ -189,6 +224,19 @@ class ComputeSpec(_Strict):
         description="auto (use the locally cached measured profile if any), none (roofline), or a profile file path.",
     )
 
+    @field_validator("profile")
+    @classmethod
+    def _profile_exists(cls, v: str) -> str:
+        # refused here rather than as a crash once the simulator starts; relative paths are read
+        # from the current directory, as the simulator reads them
+        if v in ("auto", "none"):
+            return v
+        p = Path(v)
+        if not p.is_file():
+            what = "is a directory" if p.is_dir() else "no such file"
+            raise ValueError(f"must be auto, none or a profile file written by `psreal profile` ({what}: {v!r})")
+        return v
+
 
 # ---------------------------------------------------------------------------------------- sync
 class SyncSpec(_Strict):
@@ -198,7 +246,7 @@ class SyncSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> SyncSpec:
         if self.mode != "ssp" and self.staleness is not None:
-            raise _FieldProblem("staleness", f"applies to mode ssp only (mode is {self.mode})")
+            raise _FieldProblem("staleness", f"applies to mode ssp only; remove it or set mode: ssp (got mode {self.mode})")
         if self.mode == "ssp" and self.staleness is None:
             object.__setattr__(self, "staleness", 2)
         return self
@@ -223,7 +271,7 @@ class CompressionSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> CompressionSpec:
         if self.kind != "topk" and self.ratio != 1.0:
-            raise _FieldProblem("ratio", f"applies to kind topk only (kind is {self.kind})")
+            raise _FieldProblem("ratio", f"applies to kind topk only; remove it or set kind: topk (got kind {self.kind})")
         return self
 
 
@@ -240,7 +288,7 @@ class JitterSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> JitterSpec:
         if self.distribution == "none" and self.cv != 0.0:
-            raise _FieldProblem("cv", "needs a distribution (lognormal or exponential)")
+            raise _FieldProblem("cv", f"needs a distribution, lognormal or exponential (got cv {self.cv} with distribution none)")
         if self.distribution != "none" and self.cv == 0.0:
             raise _FieldProblem("cv", f"must be > 0 with distribution {self.distribution} (got 0)")
         return self
@@ -267,6 +315,142 @@ class FaultSpec(_Strict):
     restart_after_s: float | None = Field(None, ge=0, description="Seconds until the worker is back; null: never.")
 
 
+
+# ------------------------------------------------------------------------- cross-section checks
+# Rules that relate fields of different sections. Each names the sections it reads, so that when
+# some section is itself invalid (pydantic then skips Scenario's after-validator) the rules over
+# the sections that did validate still run and every independent problem is reported at once.
+_Sections = Any  # a Scenario, or a namespace holding the sections that validated
+_CrossCheck = Callable[[_Sections], list[tuple[str, str]]]
+_CROSS_CHECKS: list[tuple[frozenset[str], _CrossCheck]] = []
+
+
+def _cross_check(*sections: str) -> Callable[[_CrossCheck], _CrossCheck]:
+    def register(fn: _CrossCheck) -> _CrossCheck:
+        _CROSS_CHECKS.append((frozenset(sections), fn))
+        return fn
+
+    return register
+
+
+@_cross_check("stragglers", "cluster")
+def _check_straggler_workers(s: _Sections) -> list[tuple[str, str]]:
+    W = s.cluster.workers.count
+    return [
+        (f"stragglers.slowdown.{w}", f"no such worker: must be < cluster.workers.count={W} (got {w})")
+        for w in s.stragglers.slowdown
+        if w >= W
+    ]
+
+
+@_cross_check("faults", "cluster")
+def _check_fault_workers(s: _Sections) -> list[tuple[str, str]]:
+    W = s.cluster.workers.count
+    return [
+        (f"faults.{i}.worker", f"no such worker: must be < cluster.workers.count={W} (got {f.worker})")
+        for i, f in enumerate(s.faults)
+        if f.worker >= W
+    ]
+
+
+@_cross_check("faults", "training")
+def _check_fault_steps(s: _Sections) -> list[tuple[str, str]]:
+    n = s.training.steps
+    return [
+        (f"faults.{i}.at_step", f"must be < training.steps={n} (got {f.at_step})")
+        for i, f in enumerate(s.faults)
+        if f.at_step >= n
+    ]
+
+
+@_cross_check("faults", "sync")
+def _check_fault_sync(s: _Sections) -> list[tuple[str, str]]:
+    if s.faults and s.sync.mode == "bsp":
+        return [("faults", f"a crashed worker would stall bsp forever; use sync.mode ssp or asp (got {len(s.faults)} faults with mode bsp)")]
+    return []
+
+
+@_cross_check("pipeline", "model")
+def _check_stages(s: _Sections) -> list[tuple[str, str]]:
+    from .workload import pipeline_units
+
+    units = pipeline_units(s.model)
+    if s.pipeline.stages > units:
+        return [("pipeline.stages", f"must be <= the model's {units} layers (got {s.pipeline.stages})")]
+    return []
+
+
+@_cross_check("pipeline", "training")
+def _check_microbatches(s: _Sections) -> list[tuple[str, str]]:
+    B, M = s.training.batch_size, s.pipeline.microbatches
+    if B % M != 0:
+        return [("pipeline.microbatches", f"must divide training.batch_size={B} (got {M})")]
+    return []
+
+
+@_cross_check("communication", "pipeline")
+def _check_overlap(s: _Sections) -> list[tuple[str, str]]:
+    if s.communication.overlap and s.pipeline.stages > 1:
+        return [("communication.overlap", f"is not supported with pipeline.stages > 1 (got stages={s.pipeline.stages})")]
+    return []
+
+
+@_cross_check("compute", "pipeline")
+def _check_step_time(s: _Sections) -> list[tuple[str, str]]:
+    if s.compute.step_time_s is not None and s.pipeline.stages > 1:
+        return [
+            (
+                "compute.step_time_s",
+                f"is per whole model and cannot be split over pipeline.stages={s.pipeline.stages}; "
+                "leave it null (profile or catalog roofline)",
+            )
+        ]
+    return []
+
+
+@_cross_check("model", "sharding", "cluster")
+def _check_empty_shards(s: _Sections) -> list[tuple[str, str]]:
+    from .sharding import plan_shards
+
+    plan = plan_shards(s)
+    S, pb = s.cluster.servers.count, s.sharding.partition_bytes
+    empty = [k for k, parts in enumerate(plan.shards) if not parts]
+    if not empty:
+        return []
+    if plan.n_partitions < S:
+        msg = (
+            f"must be <= {plan.n_partitions}, the number of parameter partitions at "
+            f"sharding.partition_bytes={pb}, or a shard is left empty (got {S}); "
+            "lower partition_bytes or use fewer servers"
+        )
+    else:
+        msg = (
+            f"shard {empty[0]} would hold no parameters under sharding.policy={s.sharding.policy} "
+            f"with {plan.n_partitions} partitions (got {S} servers); lower sharding.partition_bytes, "
+            "use fewer servers or another policy"
+        )
+    return [("cluster.servers.count", msg)]
+
+
+def _cross_problems_of_valid_sections(data: dict[str, Any], failed: set[str]) -> list[tuple[str, str]]:
+    """The cross-section rules over the sections that validate on their own (see _CROSS_CHECKS)."""
+    sections: dict[str, Any] = {}
+    for name, info in Scenario.model_fields.items():
+        if name in failed:
+            continue
+        raw = data[name] if name in data else info.get_default(call_default_factory=True)
+        try:
+            sections[name] = TypeAdapter(info.annotation).validate_python(raw, strict=True)
+        except (ValidationError, _FieldProblem, _MultiProblem):
+            continue
+    ns = SimpleNamespace(**sections)
+    out: list[tuple[str, str]] = []
+    for needs, check in _CROSS_CHECKS:
+        if needs <= sections.keys():
+            out += check(ns)
+    return out
+
+
 # ------------------------------------------------------------------------------------ scenario
 class Scenario(_Strict):
     """A whole scenario. Both backends run exactly this."""
@@ -287,48 +471,7 @@ class Scenario(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:
-        problems: list[tuple[str, str]] = []
-        W = self.cluster.workers.count
-        for w in self.stragglers.slowdown:
-            if w >= W:
-                problems.append((f"stragglers.slowdown.{w}", f"no such worker (cluster.workers.count is {W})"))
-        for i, f in enumerate(self.faults):
-            if f.worker >= W:
-                problems.append((f"faults.{i}.worker", f"no such worker (cluster.workers.count is {W})"))
-            if f.at_step >= self.training.steps:
-                problems.append((f"faults.{i}.at_step", f"must be < training.steps={self.training.steps} (got {f.at_step})"))
-        if self.faults and self.sync.mode == "bsp":
-            problems.append(("faults", "a crashed worker would stall bsp forever; use ssp or asp"))
-        p = self.pipeline
-        from .workload import pipeline_units
-
-        units = pipeline_units(self.model)
-        if p.stages > units:
-            problems.append(("pipeline.stages", f"must be <= the model's {units} layers (got {p.stages})"))
-        if self.training.batch_size % p.microbatches != 0:
-            problems.append(
-                ("pipeline.microbatches", f"must divide training.batch_size={self.training.batch_size} (got {p.microbatches})")
-            )
-        if self.communication.overlap and p.stages > 1:
-            problems.append(("communication.overlap", "is not supported with pipeline.stages > 1"))
-        if self.compute.step_time_s is not None and p.stages > 1:
-            problems.append(("compute.step_time_s", "is per whole model; with pipeline.stages > 1 use a profile or the catalog"))
-        if self.cluster.workers.device == "cpu" and self.cluster.workers.gpu is not None:
-            problems.append(("cluster.workers.gpu", "names a GPU but cluster.workers.device is cpu"))
-        if not problems:
-            from .sharding import plan_shards
-
-            plan = plan_shards(self)
-            empty = [s for s, parts in enumerate(plan.shards) if not parts]
-            if empty:
-                problems.append(
-                    (
-                        "cluster.servers.count",
-                        f"{self.cluster.servers.count} shards but only {plan.n_partitions} partitions at "
-                        f"sharding.partition_bytes={self.sharding.partition_bytes}; shard {empty[0]} would be empty "
-                        "(lower partition_bytes or use fewer servers)",
-                    )
-                )
+        problems = [p for _, check in _CROSS_CHECKS for p in check(self)]
         if problems:
             raise _MultiProblem(problems)
         return self
@@ -364,7 +507,7 @@ class Problem:
 
     def line(self, file: str) -> str:
         where = f"{self.path}: " if self.path else ""
-        return f"error: {file}: {where}{self.message}"
+        return " ".join(f"error: {file}: {where}{self.message}".splitlines())  # always one line
 
 
 class ScenarioError(Exception):
@@ -380,12 +523,57 @@ class ScenarioError(Exception):
 
 
 def _fmt_input(v: Any) -> str:
-    if isinstance(v, str):
-        return repr(v)
-    if isinstance(v, dict | list):
-        s = repr(v)
-        return s if len(s) <= 60 else s[:57] + "..."
-    return str(v)
+    """A value as the user wrote it in YAML terms (null, true), shortened to stay on one line."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _unwrap(t: Any) -> Any:
+    """Strip Annotated[...] and `X | None` down to X."""
+    while True:
+        origin = get_origin(t)
+        if origin is Annotated:
+            t = get_args(t)[0]
+        elif origin is not None and type(None) in get_args(t):
+            t = next(a for a in get_args(t) if a is not type(None))
+        else:
+            return t
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section class at a validation-error location (for listing its fields)."""
+    t: Any = Scenario
+    for seg in loc:
+        t = _unwrap(t)
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            field = t.model_fields.get(str(seg))
+            if field is None:
+                return None
+            t = field.annotation
+        elif get_origin(t) in (list, dict):
+            t = get_args(t)[-1]
+        else:
+            return None
+    t = _unwrap(t)
+    return t if isinstance(t, type) and issubclass(t, BaseModel) else None
+
+
+def _unknown_field(loc: tuple[Any, ...]) -> str:
+    model = _model_at(loc[:-1])
+    if model is None:
+        return "unknown field"
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"unknown field (did you mean '{close[0]}'?)"
+    return f"unknown field (expected one of: {', '.join(known)})"
+
+
+_NAME_PATTERN = r"^[a-z0-9_-]+$"
 
 
 def _message(err: dict[str, Any]) -> str:
@@ -393,7 +581,9 @@ def _message(err: dict[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     got = f" (got {_fmt_input(err['input'])})" if "input" in err else ""
     if t == "extra_forbidden":
-        return "unknown field"
+        return _unknown_field(err["loc"])
+    if t == "invalid_key":
+        return f"field names must be strings (got {_fmt_input(err['loc'][-1])})"
     if t == "missing":
         return "required field is missing"
     if t in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
@@ -404,20 +594,28 @@ def _message(err: dict[str, Any]) -> str:
         return f"must be one of {ctx.get('expected', '').replace(' or ', ', ')}{got}"
     if t in ("int_parsing", "int_type", "int_from_float"):
         return f"must be an integer{got}"
-    if t in ("float_parsing", "float_type", "finite_number"):
+    if t in ("float_parsing", "float_type"):
         return f"must be a number{got}"
+    if t == "finite_number":
+        return f"must be a finite number{got}"
     if t in ("bool_parsing", "bool_type"):
         return f"must be true or false{got}"
     if t in ("string_type",):
         return f"must be a string{got}"
     if t == "string_pattern_mismatch":
+        if ctx.get("pattern") == _NAME_PATTERN:
+            return f"must be lowercase letters, digits, '_' or '-' (got {_fmt_input(err['input'])})"
         return f"must match {ctx.get('pattern')}{got}"
     if t in ("dict_type", "model_type", "model_attributes_type"):
         return f"must be a mapping{got}"
     if t in ("list_type", "tuple_type"):
         return f"must be a list{got}"
-    if t == "too_short" or t == "too_long":
-        return f"{err['msg'].lower()}{got}"
+    if t in ("string_too_short", "too_short"):
+        return f"must not be empty{got}" if ctx.get("min_length") == 1 else f"must have at least {ctx.get('min_length')} items{got}"
+    if t in ("string_too_long", "too_long"):
+        return f"must be at most {ctx.get('max_length')} long{got}"
+    if t == "recursion_loop":
+        return "refers to itself (a YAML alias loop)"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
@@ -437,13 +635,16 @@ def _problems_from(exc: ValidationError) -> list[Problem]:
         if isinstance(raw, _FieldProblem):
             out.append(Problem(".".join([*loc, raw.field]), raw.message))
             continue
-        # tagged unions and dict-key errors add noise segments to the location
+        # dict-key errors add a noise segment to the location
         loc = [p for p in loc if p not in ("[key]",)]
         out.append(Problem(".".join(loc), _message(err)))
-    # the same problem may be reported by several union branches: keep the first of each
+    return _unique(out)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
     seen: set[tuple[str, str]] = set()
     uniq = []
-    for p in out:
+    for p in problems:
         if (p.path, p.message) not in seen:
             seen.add((p.path, p.message))
             uniq.append(p)
@@ -451,63 +652,112 @@ def _problems_from(exc: ValidationError) -> list[Problem]:
 
 
 # ---------------------------------------------------------------------------------- loading
+class _OverrideProblem(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
 def parse_overrides(items: list[str] | None) -> list[tuple[list[Any], Any]]:
-    """`a.b=value` strings -> (path, value). Values are read as YAML scalars/lists ("0.5", "[1, 2]")."""
+    """`a.b=value` strings -> (path, value). Values are read as YAML ("0.5", "1e-3", "[1, 2]", "null").
+
+    Raises ScenarioError (file '--set') listing every malformed item.
+    """
     out = []
+    problems: list[Problem] = []
     for item in items or []:
         if "=" not in item:
-            raise ScenarioError("--set", [Problem("", f"expected a.b=value (got {item!r})")])
+            problems.append(Problem("", f"expected field.path=value (got {item!r})"))
+            continue
         key, _, raw = item.partition("=")
         path: list[Any] = []
-        for seg in key.strip().split("."):
-            if not seg:
-                raise ScenarioError("--set", [Problem("", f"empty field name in {key!r}")])
+        segs = key.strip().split(".")
+        if not all(seg.strip() for seg in segs):
+            problems.append(Problem("", f"empty field name in {key!r} (expected field.path=value, got {item!r})"))
+            continue
+        for seg in segs:
+            seg = seg.strip()
             path.append(int(seg) if seg.isdigit() else seg)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""  # noqa: S506
         except yaml.YAMLError:
-            value = raw
+            value = raw  # not YAML: keep the text, the schema says whether a string fits
         out.append((path, value))
+    if problems:
+        raise ScenarioError("--set", problems)
     return out
 
 
 def _apply_override(data: dict[str, Any], path: list[Any], value: Any) -> None:
     node: Any = data
-    for i, seg in enumerate(path[:-1]):
-        if isinstance(node, list) and isinstance(seg, int):
+    for i, seg in enumerate(path):
+        here = ".".join(map(str, path[: i + 1]))
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not isinstance(seg, int):
+                raise _OverrideProblem(here, f"{'.'.join(map(str, path[:i]))} is a list; index it by number (got {seg!r})")
             if seg >= len(node):
-                raise ScenarioError("--set", [Problem(".".join(map(str, path[: i + 1])), "index out of range")])
+                raise _OverrideProblem(here, f"index out of range (the list has {len(node)} entries)")
+        elif isinstance(node, dict):
+            if not last and node.get(seg) is None:
+                if isinstance(path[i + 1], int):
+                    raise _OverrideProblem(
+                        ".".join(map(str, path[: i + 2])), f"index out of range ({here} has no entries)"
+                    )
+                node[seg] = {}
+        else:
+            parent = ".".join(map(str, path[:i]))
+            raise _OverrideProblem(here, f"cannot be set: {parent} is not a mapping (got {_fmt_input(node)})")
+        if last:
+            node[seg] = value
+        else:
             node = node[seg]
-            continue
-        if not isinstance(node, dict):
-            raise ScenarioError("--set", [Problem(".".join(map(str, path[:i])), "is not a mapping")])
-        if node.get(seg) is None:
-            node[seg] = {}
-        node = node[seg]
-    last = path[-1]
-    if isinstance(node, list) and isinstance(last, int) and last < len(node):
-        node[last] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise ScenarioError("--set", [Problem(".".join(map(str, path[:-1])), "is not a mapping")])
+
+
+def _is_under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + ".")
 
 
 def scenario_from_dict(data: Any, file: str = "<scenario>", overrides: list[str] | None = None) -> Scenario:
     """Validate a mapping (after overrides) into a Scenario, or raise ScenarioError."""
     if data is None:
-        raise ScenarioError(file, [Problem("", "the file is empty")])
+        raise ScenarioError(file, [Problem("", "the file is empty (expected a mapping of scenario fields)")])
     if not isinstance(data, dict):
-        raise ScenarioError(file, [Problem("", f"must be a YAML mapping of fields (got {type(data).__name__})")])
+        kind = {"list": "a list", "str": "a string"}.get(type(data).__name__, type(data).__name__)
+        raise ScenarioError(file, [Problem("", f"must be a YAML mapping of scenario fields (got {kind})")])
     data = _deep_copy(data)
-    for path, value in parse_overrides(overrides):
-        _apply_override(data, path, value)
+    try:
+        parsed = parse_overrides(overrides)
+    except ScenarioError as exc:
+        raise ScenarioError(file, [Problem("--set", p.message) for p in exc.problems]) from None
+    set_paths: list[str] = []
+    problems: list[Problem] = []
+    for path, value in parsed:
+        try:
+            _apply_override(data, path, value)
+            set_paths.append(".".join(map(str, path)))
+        except _OverrideProblem as exc:
+            problems.append(Problem(exc.path, f"{exc.message} (from --set)"))
+    if problems:
+        raise ScenarioError(file, problems)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(file, _problems_from(exc)) from None
-    except _FieldProblem as exc:  # raised outside a model (should not happen), keep it one line
-        raise ScenarioError(file, [Problem(exc.field, exc.message)]) from None
+        problems = _problems_from(exc)
+        failed = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        if failed:  # some field failed, so Scenario's cross-section checks did not run
+            problems += [Problem(p, m) for p, m in _cross_problems_of_valid_sections(data, failed)]
+        problems = [
+            Problem(p.path, f"{p.message} (from --set)") if any(_is_under(p.path, sp) for sp in set_paths) else p
+            for p in problems
+        ]
+        raise ScenarioError(file, _unique(problems)) from None
+    except (_FieldProblem, _MultiProblem) as exc:  # raised outside a model (should not happen)
+        pairs = exc.problems if isinstance(exc, _MultiProblem) else [(exc.field, exc.message)]
+        raise ScenarioError(file, [Problem(p, m) for p, m in pairs]) from None
+    except RecursionError:
+        raise ScenarioError(file, [Problem("", "nested too deeply")]) from None
 
 
 def _deep_copy(x: Any) -> Any:
@@ -519,25 +769,46 @@ def _deep_copy(x: Any) -> Any:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (a silent last-wins is a classic scenario bug)."""
+    """SafeLoader that refuses duplicate keys (a silent last-wins is a classic scenario bug) and
+    reads `1e-3` as a number, as YAML 1.2 and every user do (PyYAML's YAML 1.1 reads a string)."""
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    own: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be a plain name (got {_fmt_input(key)})", key_node.start_mark
+            ) from None
+        if key in own:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        own[key] = True
+    # `<<: *anchor` merge keys: the merged pairs come first, the mapping's own keys override them
+    loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=deep)
+        mapping[loader.construct_object(key_node, deep=deep)] = loader.construct_object(value_node, deep=deep)
     return mapping
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file (duplicate keys refused) or raise ScenarioError naming the file."""
     file = str(path)
     p = Path(path)
     if not p.exists():
@@ -546,17 +817,21 @@ def read_yaml(path: str | Path) -> Any:
         raise ScenarioError(file, [Problem("", "is a directory, not a scenario file")])
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(file, [Problem("", f"cannot read: {exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(file, [Problem("", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    except OSError as exc:
+        raise ScenarioError(file, [Problem("", f"cannot read: {exc.strerror or exc}")]) from None
     if not text.strip():
-        raise ScenarioError(file, [Problem("", "the file is empty")])
+        raise ScenarioError(file, [Problem("", "the file is empty (expected a mapping of scenario fields)")])
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(file, [Problem("", f"YAML syntax error: {where}{problem}")]) from None
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = ", ".join(x for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
+        raise ScenarioError(file, [Problem("", f"invalid YAML{where}: {what or str(exc).splitlines()[0]}")]) from None
+    except RecursionError:
+        raise ScenarioError(file, [Problem("", "invalid YAML: nested too deeply")]) from None
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
@@ -571,12 +846,14 @@ def resolved_yaml(scn: Scenario) -> str:
     for k in _ALL_MODEL_SHAPE_FIELDS:
         if model.get(k) is None:
             model.pop(k, None)
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    # JSON mode turns the worker-index keys into strings; YAML can keep them integers
+    data["stragglers"]["slowdown"] = {int(k): v for k, v in data["stragglers"]["slowdown"].items()}
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True)
 
 
 def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the scenario format (`pssim schema`), for editors and external checks."""
     schema = Scenario.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "pssim scenario"
     return schema
-
