@@ -45,13 +45,6 @@ def link_capacities_bytes_per_s(scn: Scenario) -> dict[str, float]:
     return out
 
 
-def message_latency_s(scn: Scenario, src_is_server: bool, dst_is_server: bool) -> float:
-    """A message pays the larger one-way latency of its two endpoints' NICs, once."""
-    lw = scn.cluster.workers.nic.latency_us
-    ls = scn.cluster.servers.nic.latency_us
-    return max(ls if src_is_server else lw, ls if dst_is_server else lw) * 1e-6
-
-
 @dataclass(frozen=True)
 class Placement:
     """Device and core of every process. Worker process p = replica * stages + stage."""
@@ -200,3 +193,49 @@ def shard_part_numels(scn: Scenario, units: range | None = None) -> list[list[in
     """Per shard, the element counts of its partitions (restricted to `units` for a pipeline stage)."""
     plan = plan_shards(scn)
     return [[p.numel for p in parts if units is None or p.unit in units] for parts in plan.shards]
+
+
+@dataclass(frozen=True)
+class LinkLayout:
+    """The network as fluid resources. Endpoints: worker processes 0..P-1, then servers P..P+S-1.
+
+    Worker process p has egress 2p and ingress 2p+1, server s egress 2(P+s) and ingress 2(P+s)+1,
+    and the fabric, if any, is the last resource. A message from a to b crosses a's egress, b's
+    ingress and the fabric, and pays the larger one-way latency of its two endpoints once.
+    """
+
+    caps: list[float]
+    names: list[str]
+    n_procs: int
+    fabric: int | None
+    lat_w: float
+    lat_s: float
+
+    def resources_of(self, src: int, dst: int) -> tuple[int, ...]:
+        if self.fabric is None:
+            return (2 * src, 2 * dst + 1)
+        return (2 * src, 2 * dst + 1, self.fabric)
+
+    def delay_of(self, src: int, dst: int) -> float:
+        a = self.lat_s if src >= self.n_procs else self.lat_w
+        b = self.lat_s if dst >= self.n_procs else self.lat_w
+        return max(a, b)
+
+
+def link_layout(scn: Scenario, n_procs: int) -> LinkLayout:
+    c = scn.cluster
+    bw_w, bw_s = c.workers.nic.bytes_per_s, c.servers.nic.bytes_per_s
+    caps: list[float] = []
+    names: list[str] = []
+    for p in range(n_procs):
+        caps += [bw_w, bw_w]
+        names += [f"worker{p}.egress", f"worker{p}.ingress"]
+    for s in range(c.servers.count):
+        caps += [bw_s, bw_s]
+        names += [f"server{s}.egress", f"server{s}.ingress"]
+    fabric = None
+    if c.network.fabric_gbps:
+        fabric = len(caps)
+        caps.append(c.network.fabric_gbps * 125e6)
+        names.append("fabric")
+    return LinkLayout(caps, names, n_procs, fabric, c.workers.nic.latency_us * 1e-6, c.servers.nic.latency_us * 1e-6)

@@ -1,0 +1,273 @@
+"""The coordinator's control plane: link arbiter for `emulation: app`, progress and liveness.
+
+Every role keeps one TCP connection to the coordinator (rank 0). Over it:
+
+- START(src, dst, seq, bytes): a role is about to send a message. The arbiter adds it to the same
+  max-min fluid model the simulator uses (`pssim.fluid.FluidSystem` over the scenario's NICs and
+  fabric) and, when the last byte has drained plus the link latency, sends DONE(src, seq) to both
+  ends. The tensors themselves travel over gloo at loopback speed meanwhile; the sender's send
+  completes, and the receiver hands the message on, only at DONE. So every message takes the time
+  the scenario's links give it, shared max-min fairly with everything else in flight.
+- PROGRESS(rank, step): drives the progress bar and the stall watchdog.
+- BYE(rank): a role ends normally. A connection that closes without BYE means the role died: the
+  coordinator stops the run and names the role.
+
+Messages are fixed-size little-endian structs after a one-byte type.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+
+from pssim.costs import LinkLayout
+from pssim.fluid import FluidSystem
+
+_HELLO, _START, _DONE, _PROG, _BYE, _ERR = b"H", b"S", b"D", b"P", b"B", b"E"
+_FMT = {
+    _HELLO: struct.Struct("<ii"),  # rank, endpoint (-1 for none)
+    _START: struct.Struct("<iiqq"),  # src endpoint, dst endpoint, seq, bytes
+    _DONE: struct.Struct("<iq"),  # src endpoint, seq
+    _PROG: struct.Struct("<ii"),  # rank, step
+    _BYE: struct.Struct("<i"),  # rank
+    _ERR: struct.Struct("<iH"),  # rank, length of the utf-8 text that follows
+}
+
+
+def _try_realtime() -> bool:
+    """Give the calling thread real-time priority where allowed, so its timers fire on time."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        return True
+    except (PermissionError, OSError, AttributeError):
+        try:
+            os.nice(-10)
+        except OSError:
+            pass
+        return False
+
+
+class ControlServer:
+    def __init__(self, links: LinkLayout | None, bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> None:
+        self.links = links
+        self.fluid = FluidSystem(links.caps, links.names) if links else None
+        self.sock = socket.create_server((bind, 0))
+        self.addr = (advertise, self.sock.getsockname()[1])
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.sock, selectors.EVENT_READ, None)
+        self.conns: dict[socket.socket, dict] = {}
+        self.by_endpoint: dict[int, socket.socket] = {}
+        self.deliveries: list[tuple[float, int, int, int]] = []  # (due, src, seq, dst)
+        self.progress: dict[int, int] = {}
+        self.last_progress = time.monotonic()
+        self.failures: list[str] = []  # "rank N: cause" for roles that died or reported an error
+        self.finished: set[int] = set()
+        self.realtime = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.flows_started = 0
+        self.thread = threading.Thread(target=self._loop, name="psreal-control", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        for s in list(self.conns):
+            s.close()
+        self.sock.close()
+
+    # ----------------------------------------------------------------------------- loop
+    def _loop(self) -> None:
+        self.realtime = _try_realtime()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            due = 0.1
+            if self.fluid is not None:
+                nxt = self.fluid.next_completion()
+                if nxt < np.inf:
+                    due = min(due, nxt - now)
+            if self.deliveries:
+                due = min(due, self.deliveries[0][0] - now)
+            starts: list[tuple[int, int, int, int]] = []
+            for key, _ in self.sel.select(timeout=max(0.0, due)):
+                if key.data is None:
+                    conn, _ = self.sock.accept()
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conn.setblocking(False)
+                    self.conns[conn] = {"buf": b"", "rank": None, "ep": None}
+                    self.sel.register(conn, selectors.EVENT_READ, 1)
+                else:
+                    self._read(key.fileobj, starts)  # type: ignore[arg-type]
+            self._tick(time.monotonic(), starts)
+
+    def _tick(self, now: float, starts: list[tuple[int, int, int, int]]) -> None:
+        fl, links = self.fluid, self.links
+        if fl is not None and links is not None:
+            # completions at their exact instants, even if this thread woke late
+            while True:
+                t = fl.next_completion()
+                if t > now:
+                    break
+                for src, seq, dst in fl.pop_completed(t):  # type: ignore[misc]
+                    heapq.heappush(self.deliveries, (t + links.delay_of(src, dst), src, seq, dst))
+                fl.recompute()
+            for src, dst, seq, nbytes in starts:
+                fl.add(now, links.resources_of(src, dst), float(nbytes), (src, seq, dst))
+            if starts:
+                fl.recompute()
+        while self.deliveries and self.deliveries[0][0] <= now:
+            _, src, seq, dst = heapq.heappop(self.deliveries)
+            msg = _DONE + _FMT[_DONE].pack(src, seq)
+            for ep in (src, dst):
+                s = self.by_endpoint.get(ep)
+                if s is not None:
+                    try:
+                        s.setblocking(True)
+                        s.sendall(msg)
+                        s.setblocking(False)
+                    except OSError:
+                        pass
+
+    def _read(self, s: socket.socket, starts: list[tuple[int, int, int, int]]) -> None:
+        st = self.conns[s]
+        try:
+            data = s.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._closed(s)
+            return
+        buf = st["buf"] + data
+        now = time.monotonic()
+        i = 0
+        while i < len(buf):
+            kind = buf[i : i + 1]
+            fmt = _FMT[kind]
+            if len(buf) - i - 1 < fmt.size:
+                break
+            fields = fmt.unpack_from(buf, i + 1)
+            if kind == _ERR:
+                n = fields[1]
+                if len(buf) - i - 1 - fmt.size < n:
+                    break
+                text = buf[i + 1 + fmt.size : i + 1 + fmt.size + n].decode("utf-8", "replace")
+                with self._lock:
+                    self.failures.append(text)
+                i += 1 + fmt.size + n
+                continue
+            i += 1 + fmt.size
+            if kind == _START:
+                self.flows_started += 1
+                starts.append(fields)
+            elif kind == _HELLO:
+                st["rank"], st["ep"] = fields
+                if fields[1] >= 0:
+                    self.by_endpoint[fields[1]] = s
+            elif kind == _PROG:
+                self.progress[fields[0]] = fields[1]
+                self.last_progress = now
+            elif kind == _BYE:
+                self.finished.add(fields[0])
+        st["buf"] = buf[i:]
+
+    def _closed(self, s: socket.socket) -> None:
+        st = self.conns.pop(s)
+        self.sel.unregister(s)
+        s.close()
+        r = st["rank"]
+        if r is not None and r not in self.finished:
+            with self._lock:
+                self.failures.append(f"rank {r}: connection to the coordinator lost (the process died)")
+
+
+class ControlClient:
+    """A role's end of the control connection."""
+
+    def __init__(self, addr: tuple[str, int], rank: int, endpoint: int) -> None:
+        self.rank, self.endpoint = rank, endpoint
+        self.sock = socket.create_connection(addr)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._send_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._done: set[tuple[int, int]] = set()
+        self._closed = False
+        self._send(_HELLO + _FMT[_HELLO].pack(rank, endpoint))
+        self.reader = threading.Thread(target=self._read_loop, name=f"psreal-ctl-{rank}", daemon=True)
+        self.reader.start()
+
+    def _send(self, msg: bytes) -> None:
+        with self._send_lock:
+            self.sock.sendall(msg)
+
+    def start_flow(self, dst: int, seq: int, nbytes: int) -> None:
+        self._send(_START + _FMT[_START].pack(self.endpoint, dst, seq, nbytes))
+
+    def wait_done(self, src: int, seq: int, timeout: float) -> None:
+        key = (src, seq)
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while key not in self._done:
+                left = deadline - time.monotonic()
+                if self._closed:
+                    raise ConnectionError("the coordinator closed the control connection")
+                if left <= 0:
+                    raise TimeoutError(f"message {seq} from endpoint {src} not delivered within {timeout:.0f} s")
+                self._cv.wait(left)
+            self._done.discard(key)
+
+    def progress(self, step: int) -> None:
+        self._send(_PROG + _FMT[_PROG].pack(self.rank, step))
+
+    def error(self, text: str) -> None:
+        data = text.encode("utf-8")[:60000]
+        try:
+            self._send(_ERR + _FMT[_ERR].pack(self.rank, len(data)) + data)
+        except OSError:
+            pass
+
+    def bye(self) -> None:
+        try:
+            self._send(_BYE + _FMT[_BYE].pack(self.rank))
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def _read_loop(self) -> None:
+        buf = b""
+        size = 1 + _FMT[_DONE].size
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                with self._cv:
+                    self._closed = True
+                    self._cv.notify_all()
+                return
+            buf += data
+            n = len(buf) // size
+            if n:
+                with self._cv:
+                    for i in range(n):
+                        src, seq = _FMT[_DONE].unpack_from(buf, i * size + 1)
+                        self._done.add((src, seq))
+                    self._cv.notify_all()
+                buf = buf[n * size :]

@@ -1,0 +1,350 @@
+"""Launching a real run: local processes (torch.multiprocessing, spawn) or torchrun, and the coordinator.
+
+`run_local` spawns one process per server shard and per worker process and makes this process
+the coordinator (rank 0): it serves the control plane (link arbiter, progress, liveness), starts
+every role at one instant, gathers the records and writes the result files through pssim's
+`summarize`. Under torchrun every process calls `run_torchrun`, and rank 0 plays coordinator.
+
+Failure handling (DESIGN.md section 5): a role that raises reports "role, rank: cause" to the
+coordinator and exits non-zero; a role that dies silently is noticed by its exit code or its lost
+control connection; no message for `stall_timeout_s`, or a run longer than `timeout_s`, is a
+failure too. On any failure the coordinator terminates every process it started (SIGTERM, then
+SIGKILL), prints the cause naming role and rank, and exits with code 1 (130 on Ctrl-C). Children
+die with their parent (PR_SET_PDEATHSIG), so no process outlives the run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from pssim.costs import link_layout
+from pssim.records import Records, summarize
+from pssim.results import write_results
+from pssim.scenario import Scenario
+
+from .control import ControlClient, ControlServer
+from .roles import Layout, RoleContext, build_topology, host_cores, layout_of, pin_role, set_threads
+from .transport import Transport
+
+DEFAULT_TIMEOUT_S = 1800.0
+DEFAULT_STALL_S = 120.0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+class RunFailed(Exception):
+    def __init__(self, lines: list[str], code: int = EXIT_FAILED) -> None:
+        super().__init__("\n".join(lines))
+        self.lines, self.code = lines, code
+
+
+def resolve_device(scn: Scenario, requested: str | None) -> tuple[str, str | None]:
+    """(device to use, warning). cuda falls back to cpu, saying so, when no GPU is present."""
+    want = requested or scn.cluster.workers.device
+    if want == "cuda" and not torch.cuda.is_available():
+        return "cpu", "warning: cuda was asked for but no CUDA device is available; running on cpu"
+    return want, None
+
+
+def _set_pdeathsig() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------------------- roles
+def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clock_t0: Any) -> dict[str, Any]:
+    """Everything a non-coordinator rank does after init_process_group."""
+    set_threads()
+    pin_role(scn, rank, layout, host_cores())
+    obj: list[Any] = [None]
+    dist.broadcast_object_list(obj, src=0)
+    addr, emulate = obj[0]
+    dist.all_gather_object([None] * layout.world, socket.gethostname())
+    kind, i = layout.role_of(rank)
+    control = ControlClient(addr, rank, layout.endpoint_of_rank(rank))
+    try:
+        topo, bounds = build_topology(scn)
+        transport = Transport(layout.endpoint_of_rank(rank), layout.rank_of_endpoint, control, emulate)
+        ctx = RoleContext(scn, layout, rank, device, topo, bounds, control, transport)
+        if kind == "server":
+            from .server import ServerRole
+
+            role: Any = ServerRole(ctx, i)
+        else:
+            from .worker import WorkerRole
+
+            role = WorkerRole(ctx, i)
+        t0 = _start_together()
+        role.run()
+        ctx.records.shift_time(t0)
+        out = {"rank": rank, "records": ctx.records, "kind": kind, "peak_memory": role.peak_memory()}
+    except BaseException as exc:
+        control.error(f"{layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}")
+        raise
+    control.bye()
+    return out
+
+
+def _start_together() -> float:
+    """Barrier, then every role starts at the coordinator's t0 (one host: one monotonic clock)."""
+    dist.barrier()
+    obj: list[Any] = [None]
+    dist.broadcast_object_list(obj, src=0)
+    t0, same_host = obj[0]
+    if not same_host:
+        return time.monotonic()
+    delay = t0 - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    return t0
+
+
+def _cause(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _child_main(rank: int, world: int, init_method: str, scn_json: str, device: str) -> None:
+    """Entry of a spawned role process."""
+    _set_pdeathsig()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C for everyone
+    scn = Scenario.model_validate_json(scn_json)
+    layout = layout_of(scn)
+    try:
+        dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
+                                timeout=datetime.timedelta(seconds=DEFAULT_STALL_S))
+        result = _role_body(scn, layout, rank, device, None)
+        dist.gather_object(result, None, dst=0)
+        dist.destroy_process_group()
+    except BaseException as exc:  # noqa: BLE001
+        print(f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}", file=sys.stderr, flush=True)
+        os._exit(EXIT_FAILED)
+    os._exit(0)
+
+
+# -------------------------------------------------------------------------- coordinator
+@dataclass
+class _Coordinator:
+    scn: Scenario
+    layout: Layout
+    device: str
+    out: str
+    emulate: bool
+    gathered: list[Any] = field(default_factory=list)
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    control: ControlServer | None = None
+    started: float = 0.0
+
+    def body(self, init: dict[str, Any]) -> None:
+        try:
+            dist.init_process_group("gloo", rank=0, world_size=self.layout.world,
+                                    timeout=datetime.timedelta(seconds=DEFAULT_STALL_S), **init)
+            links = link_layout(self.scn, self.layout.n_procs) if self.emulate else None
+            local = "init_method" in init
+            self.control = ControlServer(links, bind="127.0.0.1" if local else "0.0.0.0",
+                                         advertise="127.0.0.1" if local else os.environ.get("MASTER_ADDR", "127.0.0.1"))
+            self.control.start()
+            dist.broadcast_object_list([(self.control.addr, self.emulate)], src=0)
+            hosts: list[Any] = [None] * self.layout.world
+            dist.all_gather_object(hosts, socket.gethostname())
+            dist.barrier()
+            t0 = time.monotonic() + 0.05
+            self.started = t0
+            dist.broadcast_object_list([(t0, len(set(hosts)) == 1)], src=0)
+            out: list[Any] = [None] * self.layout.world
+            dist.gather_object({"rank": 0}, out, dst=0)
+            self.gathered = out
+            dist.destroy_process_group()
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def results(self, wall_s: float) -> tuple[Path, dict[str, Any]]:
+        scn = self.scn
+        rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
+        peak: dict[str, int] = {}
+        P = scn.pipeline.stages
+        for r in self.gathered[1:]:
+            rec.merge(r["records"])
+            kind, i = self.layout.role_of(r["rank"])
+            key = "server" if kind == "server" else ("worker" if P == 1 else f"stage{i % P}")
+            peak[key] = max(peak.get(key, 0), int(r["peak_memory"]))
+        last = [rec.proc(w, P - 1) for w in range(scn.cluster.workers.count)]
+        final_loss = float(sum(rec.loss[p, -1] for p in last) / len(last))
+        extra = {
+            "backend": "real",
+            "wall_time_s": wall_s,
+            "final_loss": final_loss,
+            "device": _device_name(self.device),
+            "peak_memory_bytes": peak,
+            "compute_source": "measured",
+        }
+        summary = summarize(scn, rec, extra)
+        summary["emulation"] = scn.cluster.network.emulation
+        summary["arbiter_realtime"] = bool(self.control and self.control.realtime)
+        folder = write_results(self.out, scn, "real", rec, summary)
+        return folder, summary
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    import platform
+
+    return f"cpu:{platform.processor() or platform.machine()} x{host_cores()}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _watch(coord: _Coordinator, procs: list[Any], timeout_s: float, stall_s: float, progress: Any) -> None:
+    """Watch the run from the main thread; raise RunFailed on the first failure."""
+    t_start = time.monotonic()
+    total = coord.layout.n_procs * coord.scn.training.steps
+    while not coord.done.wait(0.05):
+        now = time.monotonic()
+        ctl = coord.control
+        if ctl is not None and ctl.failures:
+            time.sleep(0.2)  # let the dying role's own report arrive before naming the cause
+            raise RunFailed([f"error: {f}" for f in _first_causes(ctl.failures)])
+        for rank, pr in procs:
+            if pr.exitcode not in (None, 0):
+                time.sleep(0.3)
+                if ctl is not None and ctl.failures:
+                    raise RunFailed([f"error: {f}" for f in _first_causes(ctl.failures)])
+                how = f"killed by signal {-pr.exitcode}" if pr.exitcode < 0 else f"exited with code {pr.exitcode}"
+                raise RunFailed([f"error: {coord.layout.describe(rank, coord.scn.pipeline.stages)}: {how}"])
+        if now - t_start > timeout_s:
+            raise RunFailed([f"error: the run exceeded its timeout of {timeout_s:.0f} s (psreal run --timeout)"])
+        if ctl is not None and coord.started and now > coord.started:
+            done = sum(ctl.progress.values())
+            if progress is not None:
+                progress(done, total)
+            if now - max(ctl.last_progress, coord.started) > stall_s:
+                slow = [coord.layout.describe(r, coord.scn.pipeline.stages) for r in range(1 + coord.layout.n_servers, coord.layout.world)
+                        if ctl.progress.get(r, 0) < coord.scn.training.steps]
+                raise RunFailed([f"error: no progress for {stall_s:.0f} s; unfinished: {', '.join(slow[:8])}"])
+    if coord.error is not None:
+        ctl = coord.control
+        if ctl is not None and ctl.failures:
+            raise RunFailed([f"error: {f}" for f in _first_causes(ctl.failures)])
+        raise RunFailed([f"error: coordinator (rank 0): {_cause(coord.error)}"])
+
+
+def _first_causes(failures: list[str]) -> list[str]:
+    """Reported causes first; 'connection lost' lines only for roles that reported nothing."""
+    reported = [f for f in failures if "connection to the coordinator lost" not in f]
+    return reported or failures[:1]
+
+
+def _kill_all(procs: list[Any]) -> None:
+    for _, p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 3.0
+    for _, p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for _, p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join(2.0)
+
+
+def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+              stall_s: float = DEFAULT_STALL_S, progress: Any = None) -> tuple[Path, dict[str, Any]]:
+    """Run the scenario with local processes; returns (result folder, summary). Raises RunFailed."""
+    layout = layout_of(scn)
+    emulate = scn.cluster.network.emulation == "app"
+    if scn.cluster.network.emulation == "kernel":
+        from .netem_kernel import check_kernel_emulation
+
+        check_kernel_emulation(scn)
+    wall0 = time.perf_counter()
+    port = _free_port()
+    init_method = f"tcp://127.0.0.1:{port}"
+    ctx = mp.get_context("spawn")
+    scn_json = scn.model_dump_json()
+    procs = []
+    coord = _Coordinator(scn, layout, device, out, emulate)
+    old_int = signal.getsignal(signal.SIGINT)
+    interrupted = threading.Event()
+
+    def on_int(signum: int, frame: Any) -> None:  # noqa: ARG001
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_int)
+    try:
+        for rank in range(1, layout.world):
+            pr = ctx.Process(target=_child_main, args=(rank, layout.world, init_method, scn_json, device), daemon=True)
+            pr.start()
+            procs.append((rank, pr))
+        th = threading.Thread(target=coord.body, args=({"init_method": init_method},), daemon=True)
+        th.start()
+        _watch(coord, procs, timeout_s, stall_s, progress)
+        for _, pr in procs:
+            pr.join(30)
+        return coord.results(time.perf_counter() - wall0)
+    except KeyboardInterrupt:
+        _kill_all(procs)
+        raise RunFailed(["error: interrupted; every psreal process was stopped"], EXIT_INTERRUPTED) from None
+    except RunFailed:
+        _kill_all(procs)
+        raise
+    finally:
+        _kill_all(procs)
+        if coord.control is not None:
+            coord.control.stop()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, old_int)
+
+
+def run_torchrun(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 stall_s: float = DEFAULT_STALL_S, progress: Any = None) -> tuple[Path, dict[str, Any]] | None:
+    """Called in every torchrun process: rank 0 coordinates and returns the results, others return None."""
+    layout = layout_of(scn)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if world != layout.world:
+        raise RunFailed([f"error: torchrun started {world} processes but the scenario needs {layout.world} "
+                         f"(1 coordinator + {layout.n_servers} servers + {layout.n_procs} worker processes)"], 2)
+    if rank != 0:
+        try:
+            dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=stall_s))
+            result = _role_body(scn, layout, rank, device, None)
+            dist.gather_object(result, None, dst=0)
+            dist.destroy_process_group()
+        except BaseException as exc:  # noqa: BLE001
+            raise RunFailed([f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}"]) from exc
+        return None
+    emulate = scn.cluster.network.emulation == "app"
+    wall0 = time.perf_counter()
+    coord = _Coordinator(scn, layout, device, out, emulate)
+    th = threading.Thread(target=coord.body, args=({},), daemon=True)
+    th.start()
+    _watch(coord, [], timeout_s, stall_s, progress)
+    return coord.results(time.perf_counter() - wall0)

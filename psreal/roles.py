@@ -1,0 +1,116 @@
+"""What every role process shares: rank layout, the run context, records and the role base class.
+
+Ranks: 0 is the coordinator (link arbiter, progress, results); 1..S are the server shards;
+S+1..S+P are the worker processes (P = workers x pipeline stages, process p = replica * stages +
+stage). Endpoints, the names the link model and messages use, are those of the simulator:
+worker process p is endpoint p, server s is endpoint P + s.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from pssim.costs import placement
+from pssim.records import Records
+from pssim.scenario import Scenario
+from pssim.sim import topology
+from pssim.sim.model import Topology
+
+from .control import ControlClient
+from .transport import Transport
+
+
+@dataclass(frozen=True)
+class Layout:
+    n_servers: int
+    n_procs: int
+
+    @property
+    def world(self) -> int:
+        return 1 + self.n_servers + self.n_procs
+
+    def role_of(self, rank: int) -> tuple[str, int]:
+        if rank == 0:
+            return "coordinator", 0
+        if rank <= self.n_servers:
+            return "server", rank - 1
+        return "worker", rank - 1 - self.n_servers
+
+    def rank_of_endpoint(self, ep: int) -> int:
+        return 1 + self.n_servers + ep if ep < self.n_procs else 1 + (ep - self.n_procs)
+
+    def endpoint_of_rank(self, rank: int) -> int:
+        kind, i = self.role_of(rank)
+        return i if kind == "worker" else self.n_procs + i if kind == "server" else -1
+
+    def describe(self, rank: int, stages: int = 1) -> str:
+        kind, i = self.role_of(rank)
+        if kind == "worker" and stages > 1:
+            w, s = divmod(i, stages)
+            return f"worker {w} stage {s} (rank {rank})"
+        return f"{kind} {i} (rank {rank})" if kind != "coordinator" else "coordinator (rank 0)"
+
+
+def layout_of(scn: Scenario) -> Layout:
+    return Layout(scn.cluster.servers.count, scn.cluster.workers.count * scn.pipeline.stages)
+
+
+@dataclass
+class RoleContext:
+    scn: Scenario
+    layout: Layout
+    rank: int
+    device: str  # cpu | cuda, after fallback
+    topo: Topology
+    bounds: list[tuple[int, int]]
+    control: ControlClient
+    transport: Transport
+    t0: float = 0.0
+    records: Records = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.scn
+        self.records = Records(s.cluster.workers.count, s.pipeline.stages, s.training.steps, s.cluster.servers.count)
+
+    def now(self) -> float:
+        return time.monotonic()
+
+
+def host_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def pin_role(scn: Scenario, rank: int, layout: Layout, cores: int) -> int | None:
+    """Pin this process to the core `pssim.costs.placement` gives it; returns the core."""
+    place = placement(scn, cores)
+    kind, i = layout.role_of(rank)
+    if kind == "coordinator" or place.core_of_proc is None:
+        return None
+    core = place.core_of_proc[i] if kind == "worker" else place.core_of_server[i]  # type: ignore[index]
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = allowed[core % len(allowed)]
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def build_topology(scn: Scenario) -> tuple[Topology, list[tuple[int, int]]]:
+    from pssim.costs import stage_unit_bounds
+
+    bounds = stage_unit_bounds(scn)
+    return topology(scn, bounds), bounds
+
+
+def set_threads() -> None:
+    # one intra-op thread per role: the placement gives each role one core, as the simulator models
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass

@@ -1,0 +1,168 @@
+"""A parameter-server shard: holds its partitions' parameters and optimiser state, applies gradients.
+
+The shard handles its inbox in delivery order, one message at a time (the simulator's ServerShard
+mirrors this loop):
+
+- PUSH: decode the gradient (pssim.wire format) and, under bsp, add it into the clock's sum, or,
+  under ssp/asp, apply the optimiser with it at once (one update, version + 1). Under bsp the last
+  gradient of a clock triggers one optimiser step with the sum (version + 1).
+- PULL for step c: answered when `pssim.sync.pull_ready` allows, else held until it does. A reply
+  carries the version and how long the sync rule held the pull. Parameters are packed to the wire
+  dtype once per version and the same bytes go to every puller.
+
+Parameters are float32 master copies. A shard holding parameters of several pipeline stages keeps
+one segment (parameters + torch optimiser) per stage, since each stage pushes only its own.
+The optimiser is torch.optim (SGD with momentum / Adam) on the flat segment, so an update is
+exactly what a single-process torch loop would do with the same gradient.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import torch
+
+from pssim import sync, wire
+from pssim.sharding import plan_shards
+
+from .codec import decode_push, encode_dense
+from .models import initial_flat_params
+from .roles import RoleContext
+from .worker import _rss_bytes
+
+STALL_S = 120.0
+
+
+class _Segment:
+    def __init__(self, ctx: RoleContext, shard: int, stage: int, init: list[torch.Tensor]) -> None:
+        a, b = ctx.bounds[stage]
+        parts = [q for q in plan_shards(ctx.scn).shards[shard] if a <= q.unit < b]
+        self.numels = [q.numel for q in parts]
+        self.param = torch.nn.Parameter(torch.cat([init[q.param][q.offset : q.offset + q.numel] for q in parts]))
+        opt = ctx.scn.training.optimizer
+        if opt.name == "adam":
+            self.opt: torch.optim.Optimizer = torch.optim.Adam(
+                [self.param], lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
+            )
+        else:
+            self.opt = torch.optim.SGD([self.param], lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+        self.acc = torch.zeros_like(self.param.data) if ctx.scn.sync.mode == "bsp" else None
+        self.wire: torch.Tensor | None = None
+
+    def step(self, grad: torch.Tensor) -> None:
+        self.param.grad = grad
+        self.opt.step()
+        self.param.grad = None
+
+
+class ServerRole:
+    def __init__(self, ctx: RoleContext, shard: int) -> None:
+        self.ctx, self.s = ctx, shard
+        self.rss0 = _rss_bytes()
+        scn = ctx.scn
+        self.mode, self.bound = scn.sync.mode, scn.sync.bound
+        self.P = scn.pipeline.stages
+        self.pushers = ctx.topo.pushers_of[shard]
+        init = initial_flat_params(scn.model, scn.seed)
+        stages = sorted({p % self.P for p in self.pushers})
+        self.segments = {k: _Segment(ctx, shard, k, init) for k in stages}
+        self.version = 0
+        self.clocks = {p: 0 for p in self.pushers}
+        self.bsp_count: dict[int, int] = {}
+        self.parked: list[tuple[int, int, float]] = []
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.reply_version = -1
+        self.sends: list = []
+        self.pulls_answered = 0
+        comm = scn.communication
+        self.codec = (comm.wire_dtype, comm.compression.kind, comm.compression.ratio)
+
+    def min_clock(self) -> int:
+        return min(self.clocks.values())
+
+    def ready(self, step: int) -> bool:
+        return sync.pull_ready(self.mode, self.bound, step, self.version, self.min_clock())
+
+    def run(self) -> None:
+        ctx, rec, steps = self.ctx, self.ctx.records, self.ctx.scn.training.steps
+        for p in self.pushers:
+            ctx.transport.receive_from(p, self.inbox.put)
+        total = len(self.pushers) * steps
+        pushes = 0
+        while pushes < total or self.pulls_answered < total:
+            try:
+                msg = self.inbox.get(timeout=STALL_S)
+            except queue.Empty:
+                raise TimeoutError(
+                    f"no message for {STALL_S:.0f} s (pushes {pushes}/{total}, pulls answered {self.pulls_answered}/{total})"
+                ) from None
+            if msg.kind == -1:
+                raise RuntimeError(f"receiving from endpoint {msg.src} failed: {ctx.transport.errors[-1]!r}")
+            if msg.kind == wire.PULL:
+                now = time.monotonic()
+                if self.ready(msg.step):
+                    self._reply([(msg.src, msg.step, now)])
+                else:  # held by the sync rule from now on
+                    self.parked.append((msg.src, msg.step, now))
+                continue
+            assert msg.kind == wire.PUSH, msg.kind
+            pushes += 1
+            p, step = msg.src, msg.step
+            seg = self.segments[p % self.P]
+            t0 = time.monotonic()
+            grad = decode_push(msg.payload, seg.numels, *self.codec)  # type: ignore[arg-type]
+            applied = self.version
+            self.clocks[p] += 1
+            release = False
+            if self.mode == "bsp":
+                seg.acc.add_(grad)  # type: ignore[union-attr]
+                n = self.bsp_count.get(step, 0) + 1
+                self.bsp_count[step] = n
+                release = n == len(self.pushers)
+            else:
+                seg.step(grad)
+                self.version += 1
+            t1 = time.monotonic()
+            rec.spans.append((self.s, 0 if self.mode == "bsp" else 1, t0, t1, 0))
+            rec.grad_read[p, step, self.s] = msg.version
+            rec.grad_applied[p, step, self.s] = applied
+            rec.grad_arrive_s[p, step, self.s] = msg.t_delivered
+            rec.grad_done_s[p, step, self.s] = t1
+            rec.grad_bytes[p, step, self.s] = msg.nbytes
+            if release:
+                del self.bsp_count[step]
+                for sg in self.segments.values():
+                    sg.step(sg.acc)  # type: ignore[arg-type]
+                    sg.acc = torch.zeros_like(sg.param.data)
+                self.version += 1
+                rec.spans.append((self.s, 1, t1, time.monotonic(), 0))
+            if self.parked:
+                ready = [q for q in self.parked if self.ready(q[1])]
+                if ready:
+                    self.parked = [q for q in self.parked if not self.ready(q[1])]
+                    self._reply(ready)
+        for h in self.sends:
+            h.wait()
+        for p in self.pushers:
+            ctx.transport.stop(p)
+        ctx.transport.join()
+
+    def peak_memory(self) -> int:
+        return max(0, _rss_bytes() - self.rss0)
+
+    def _reply(self, pulls: list[tuple[int, int, float]]) -> None:
+        t_ready = time.monotonic()
+        if self.reply_version != self.version:
+            for sg in self.segments.values():
+                sg.wire = encode_dense(sg.param.data, self.codec[0])
+            self.reply_version = self.version
+        t_packed = time.monotonic()
+        for p, step, t_held in pulls:
+            payload = self.segments[p % self.P].wire
+            wait_us = int(round((t_ready - t_held) * 1e6))
+            h = self.ctx.transport.send(p, wire.REPLY, step=step, version=self.version, payload=payload, aux=wait_us)
+            self.sends.append(h)
+            self.ctx.records.spans.append((self.s, 2, t_ready, t_packed, wire.HEADER_BYTES + payload.numel()))  # type: ignore[union-attr]
+            self.pulls_answered += 1
+            t_ready = t_packed

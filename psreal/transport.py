@@ -1,0 +1,125 @@
+"""Messages between roles over torch.distributed point-to-point (gloo), with link emulation.
+
+A message is a fixed int64 header (`pssim.wire.HEADER_BYTES`: kind, sender endpoint, step, seq,
+version, payload bytes, aux, aux2) followed by a uint8 payload, both sent with `dist.isend` on
+CPU tensors (CUDA tensors are staged through pinned host memory by the roles). With
+`emulation: app` the sender first registers the message with the coordinator's link arbiter
+(psreal/control.py); the send completes, and the receiver hands the message on, only when the
+arbiter says the emulated link has delivered it. With `none` (and `kernel`, where the kernel
+shapes the real sockets) a message is delivered when its bytes have arrived.
+
+Each role runs one receiver thread per peer that may send to it; a thread blocks in `dist.recv`
+on that peer and passes complete, delivered messages to a callback. STOP (not emulated, not
+counted) ends a receiver thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from pssim import wire
+
+from .control import ControlClient
+
+TAG = 7
+N_HEADER = wire.HEADER_BYTES // 8
+DELIVERY_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Message:
+    kind: int
+    src: int  # sender endpoint
+    step: int
+    seq: int
+    version: int
+    aux: int
+    aux2: int
+    payload: torch.Tensor | None
+    t_delivered: float
+    nbytes: int  # bytes on the wire (header + payload)
+
+
+class SendHandle:
+    def __init__(self, works: list, transport: Transport, seq: int) -> None:
+        self.works, self.t, self.seq = works, transport, seq
+
+    def wait(self) -> None:
+        for w in self.works:
+            w.wait()
+        if self.t.control is not None and self.t.emulate:
+            self.t.control.wait_done(self.t.endpoint, self.seq, DELIVERY_TIMEOUT_S)
+
+
+class Transport:
+    def __init__(self, endpoint: int, rank_of: Callable[[int], int], control: ControlClient | None, emulate: bool) -> None:
+        self.endpoint = endpoint
+        self.rank_of = rank_of
+        self.control = control
+        self.emulate = emulate and control is not None
+        self._seq = itertools.count(1)
+        self.bytes_sent = 0
+        self.threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+
+    def send(self, dst: int, kind: int, step: int = 0, version: int = 0, payload: torch.Tensor | None = None,
+             aux: int = 0, aux2: int = 0) -> SendHandle:
+        seq = next(self._seq)
+        n = 0 if payload is None else payload.numel()
+        nbytes = wire.HEADER_BYTES + n
+        if self.emulate:
+            self.control.start_flow(dst, seq, nbytes)  # type: ignore[union-attr]
+        header = torch.tensor([kind, self.endpoint, step, seq, version, n, aux, aux2], dtype=torch.int64)
+        rank = self.rank_of(dst)
+        works = [dist.isend(header, rank, tag=TAG)]
+        if n:
+            works.append(dist.isend(payload, rank, tag=TAG))
+        self.bytes_sent += nbytes
+        h = SendHandle(works, self, seq)
+        h.keep = (header, payload)  # type: ignore[attr-defined]  # alive until sent
+        return h
+
+    def stop(self, dst: int) -> None:
+        """End the peer's receiver thread for us (a control message: not emulated, not counted)."""
+        header = torch.tensor([wire.STOP, self.endpoint, 0, 0, 0, 0, 0, 0], dtype=torch.int64)
+        dist.send(header, self.rank_of(dst), tag=TAG)
+
+    def receive_from(self, src: int, on_message: Callable[[Message], None], pin: bool = False) -> threading.Thread:
+        """Start a thread that hands every delivered message from `src` to `on_message`."""
+
+        def loop() -> None:
+            rank = self.rank_of(src)
+            try:
+                while True:
+                    h = torch.empty(N_HEADER, dtype=torch.int64)
+                    dist.recv(h, rank, tag=TAG)
+                    kind, sender, step, seq, version, n, aux, aux2 = h.tolist()
+                    if kind == wire.STOP:
+                        return
+                    payload = None
+                    if n:
+                        payload = torch.empty(n, dtype=torch.uint8, pin_memory=pin)
+                        dist.recv(payload, rank, tag=TAG)
+                    if self.emulate:
+                        self.control.wait_done(sender, seq, DELIVERY_TIMEOUT_S)  # type: ignore[union-attr]
+                    on_message(Message(kind, sender, step, seq, version, aux, aux2, payload, time.monotonic(), wire.HEADER_BYTES + n))
+            except BaseException as exc:  # noqa: BLE001 - reported by the role's main loop
+                self.errors.append(exc)
+                on_message(Message(-1, src, 0, 0, 0, 0, 0, None, time.monotonic(), 0))
+
+        t = threading.Thread(target=loop, name=f"recv-from-{src}", daemon=True)
+        t.start()
+        self.threads.append(t)
+        return t
+
+    def join(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,264 @@
+"""A worker process: a data-parallel worker, or one stage of a pipeline replica.
+
+Each step (the simulator's Worker mirrors it):
+  pull     send a PULL to every shard holding this process's parameters, then unpack each reply
+           into the model as it is delivered (host -> device through pinned memory on CUDA);
+  compute  forward + backward on the local batch (or the stage's microbatch schedule, sending
+           activations forward and their gradients back over the emulated links); GPU time is
+           taken after synchronising; a straggler factor > 1 is added as a sleep afterwards;
+  push     encode every shard's gradient for the wire (device -> pinned host memory on CUDA),
+           send them all, and wait until the last is delivered.
+"""
+
+from __future__ import annotations
+
+import queue
+import resource
+import time
+
+import torch
+
+from pssim import wire
+from pssim.draws import compute_factors, straggle_delay
+from pssim.sharding import plan_shards
+from pssim.workload import build_workload
+
+from .codec import decode_dense, encode_dense, encode_push
+from .models import TORCH_DTYPES, build_model, synthetic_data
+from .pipeline_mail import Mailbox
+from .roles import RoleContext
+
+REPLY_TIMEOUT_S = 300.0
+
+
+class WorkerRole:
+    def __init__(self, ctx: RoleContext, proc: int) -> None:
+        self.ctx, self.p = ctx, proc
+        scn = ctx.scn
+        self.P = scn.pipeline.stages
+        self.replica, self.stage = divmod(proc, self.P)
+        self.first = self.stage == 0
+        self.last = self.stage == self.P - 1
+        self.cuda = ctx.device == "cuda"
+        if self.cuda:
+            from pssim.costs import placement
+
+            d = placement(scn, None).device_of_proc[proc]
+            self.dev = torch.device("cuda", d % torch.cuda.device_count())
+            torch.cuda.set_device(self.dev)
+        else:
+            self.dev = torch.device("cpu")
+        self.rss0 = _rss_bytes()
+        a, b = ctx.bounds[self.stage]
+        self.model = build_model(scn.model, scn.seed, a, b).to(self.dev)
+        self.params = list(self.model.parameters())
+        wl = build_workload(scn.model)
+        gidx = [i for i, q in enumerate(wl.params) if a <= q.unit < b]
+        local = {g: i for i, g in enumerate(gidx)}
+        for g, prm in zip(gidx, self.params, strict=True):  # the layout pssim computed is what runs
+            assert tuple(prm.shape) == wl.params[g].shape, (wl.params[g], prm.shape)
+        plan = plan_shards(scn)
+        self.shards = ctx.topo.shards_of[proc]
+        self.parts = {s: [(local[q.param], q.offset, q.numel) for q in plan.shards[s] if a <= q.unit < b] for s in self.shards}
+        x, y = synthetic_data(scn.model, scn.seed, self.replica, scn.training.samples_per_worker)
+        self.x, self.y = x.to(self.dev), y.to(self.dev)
+        self.factors = compute_factors(scn)[self.replica, self.stage]
+        self.replies: queue.SimpleQueue = queue.SimpleQueue()
+        self.mail = Mailbox()
+        comm = scn.communication
+        self.codec = (comm.wire_dtype, comm.compression.kind, comm.compression.ratio)
+        self.n_servers_ep = ctx.layout.n_procs
+        if self.P > 1:
+            mb = scn.training.batch_size // scn.pipeline.microbatches
+            self.act_shape = [(mb, *self._out_shape(u)) for (_, u) in ctx.bounds]
+            from pssim.pipeline import schedule
+
+            self.plan = schedule(scn.pipeline.schedule, self.P, scn.pipeline.microbatches)[self.stage]
+        self._pinned: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _out_shape(self, unit_end: int) -> tuple[int, ...]:
+        m = self.ctx.scn.model
+        if m.kind == "transformer":
+            return (m.seq_len, m.d_model)
+        return (build_workload(m).units[unit_end - 1].out_elems_per_sample,)
+
+    # ----------------------------------------------------------------------- transfers
+    def _to_host(self, t: torch.Tensor, slot: int) -> torch.Tensor:
+        """Stage a CUDA byte tensor through a reused pinned host buffer (no-op on CPU)."""
+        if not t.is_cuda:
+            return t
+        key = (slot, t.numel())
+        buf = self._pinned.get(key)
+        if buf is None:
+            buf = self._pinned[key] = torch.empty(t.numel(), dtype=torch.uint8, pin_memory=True)
+        buf.copy_(t, non_blocking=True)
+        torch.cuda.current_stream(self.dev).synchronize()  # note: a CPU-GPU sync point, the bytes must be on the host
+        return buf
+
+    def _server_ep(self, s: int) -> int:
+        return self.n_servers_ep + s
+
+    def _unpack(self, s: int, payload: torch.Tensor) -> None:
+        vals = decode_dense(payload.to(self.dev, non_blocking=True) if self.cuda else payload, self.codec[0])
+        pos = 0
+        with torch.no_grad():
+            for li, off, n in self.parts[s]:
+                self.params[li].view(-1)[off : off + n].copy_(vals[pos : pos + n])
+                pos += n
+
+    def _pack(self, s: int) -> torch.Tensor:
+        grads = [self.params[li].grad.view(-1)[off : off + n] for li, off, n in self.parts[s]]  # type: ignore[union-attr]
+        return self._to_host(encode_push(grads, *self.codec), s)
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.dev)
+
+    # ---------------------------------------------------------------------------- steps
+    def run(self) -> None:
+        ctx, scn, rec, p = self.ctx, self.ctx.scn, self.ctx.records, self.p
+        T = rec.times
+        tr = ctx.transport
+        for s in self.shards:
+            tr.receive_from(self._server_ep(s), self.replies.put, pin=self.cuda)
+        if self.P > 1:
+            if not self.first:
+                tr.receive_from(p - 1, self.mail.put, pin=self.cuda)
+            if not self.last:
+                tr.receive_from(p + 1, self.mail.put, pin=self.cuda)
+        fixed = scn.compute.step_time_s
+        B, N = scn.training.batch_size, scn.training.samples_per_worker
+        versions: dict[int, int] = {}
+        for step in range(scn.training.steps):
+            # ---- pull
+            sent0 = tr.bytes_sent
+            T["pull_start_s"][p, step] = time.monotonic()
+            reqs = [tr.send(self._server_ep(s), wire.PULL, step=step) for s in self.shards]
+            wait = 0.0
+            for _ in self.shards:
+                try:
+                    msg = self.replies.get(timeout=REPLY_TIMEOUT_S)
+                except queue.Empty:
+                    raise TimeoutError(f"no pull reply within {REPLY_TIMEOUT_S:.0f} s at step {step}") from None
+                if msg.kind == -1:
+                    raise RuntimeError(f"receiving from endpoint {msg.src} failed: {tr.errors[-1]!r}")
+                s = msg.src - self.n_servers_ep
+                self._unpack(s, msg.payload)
+                versions[s] = msg.version
+                wait = max(wait, msg.aux * 1e-6)
+            self._sync()
+            for h in reqs:
+                h.wait()
+            T["pull_end_s"][p, step] = time.monotonic()
+            T["wait_s"][p, step] = wait
+            # ---- compute
+            T["compute_start_s"][p, step] = time.monotonic()
+            idx = torch.arange(step * B, (step + 1) * B, device=self.dev) % N
+            xb, yb = self.x[idx], self.y[idx]
+            if self.P == 1:
+                t0 = time.monotonic()
+                self.model.zero_grad(set_to_none=True)
+                loss = self.model.loss(self.model(xb), yb)
+                loss.backward()
+                self._sync()
+                took = time.monotonic() - t0
+                _sleep(self._extra(took, step, fixed))
+                rec.loss[p, step] = float(loss.detach())
+            else:
+                self._pipeline_step(step, xb, yb)
+            T["compute_end_s"][p, step] = time.monotonic()
+            # ---- push
+            T["push_start_s"][p, step] = time.monotonic()
+            payloads = {s: self._pack(s) for s in self.shards}
+            sends = [tr.send(self._server_ep(s), wire.PUSH, step=step, version=versions[s], payload=payloads[s]) for s in self.shards]
+            for h in sends:
+                h.wait()
+            T["push_end_s"][p, step] = time.monotonic()
+            if self.first:
+                rec.samples[p, step] = B
+            rec.bytes_sent[p, step] = tr.bytes_sent - sent0
+            ctx.control.progress(step + 1)
+        for s in self.shards:
+            tr.stop(self._server_ep(s))
+        if self.P > 1:
+            if not self.first:
+                tr.stop(p - 1)
+            if not self.last:
+                tr.stop(p + 1)
+        tr.join()
+
+    def _extra(self, took: float, step: int, fixed: float | None) -> float:
+        f = float(self.factors[step])
+        if fixed is not None:  # compute.step_time_s: the step takes that long, times the factor
+            return max(0.0, fixed * f - took)
+        return straggle_delay(took, f)
+
+    def _pipeline_step(self, step: int, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        ctx, p, rec, tr = self.ctx, self.p, self.ctx.records, self.ctx.transport
+        M = ctx.scn.pipeline.microbatches
+        wd = TORCH_DTYPES[self.codec[0]]
+        cdt = TORCH_DTYPES[ctx.scn.model.dtype]
+        xs, ys = xb.chunk(M), yb.chunk(M)
+        inputs: dict[int, torch.Tensor] = {}
+        outputs: dict[int, torch.Tensor] = {}
+        sends = []
+        loss_sum = 0.0
+        self.model.zero_grad(set_to_none=True)
+        for kind, m in self.plan:
+            if kind == "F":
+                if self.first:
+                    inp = xs[m]
+                else:
+                    msg = self.mail.get((wire.ACT, step, m))
+                    inp = decode_dense(msg.payload.to(self.dev, non_blocking=True), self.codec[0])
+                    inp = inp.view(self.act_shape[self.stage - 1]).to(cdt).requires_grad_(True)
+                t0 = time.monotonic()
+                out = self.model(inp)
+                if self.last:
+                    out = self.model.loss(out, ys[m]) / M
+                self._sync()
+                t1 = time.monotonic()
+                _sleep(straggle_delay(t1 - t0, float(self.factors[step])))
+                rec.busy.append((p, step, t0, time.monotonic()))
+                inputs[m], outputs[m] = inp, out
+                if not self.last:
+                    payload = self._to_host(encode_dense(out.detach().reshape(-1), self.codec[0]), 1000 + m)
+                    sends.append(tr.send(p + 1, wire.ACT, step=step, payload=payload, aux=m))
+            else:
+                t0 = time.monotonic()
+                if self.last:
+                    outputs[m].backward()
+                    loss_sum += float(outputs[m].detach())
+                else:
+                    msg = self.mail.get((wire.ACT_GRAD, step, m))
+                    g = decode_dense(msg.payload.to(self.dev, non_blocking=True), self.codec[0]).view(outputs[m].shape)
+                    t0 = time.monotonic()
+                    outputs[m].backward(g.to(outputs[m].dtype))
+                self._sync()
+                t1 = time.monotonic()
+                _sleep(straggle_delay(t1 - t0, float(self.factors[step])))
+                rec.busy.append((p, step, t0, time.monotonic()))
+                if not self.first:
+                    grad_in = inputs[m].grad
+                    payload = self._to_host(encode_dense(grad_in.reshape(-1).to(wd), self.codec[0]), 2000 + m)  # type: ignore[union-attr]
+                    sends.append(tr.send(p - 1, wire.ACT_GRAD, step=step, payload=payload, aux=m))
+                del inputs[m], outputs[m]
+        for h in sends:
+            h.wait()
+        if self.last:
+            rec.loss[p, step] = loss_sum
+
+    def peak_memory(self) -> int:
+        if self.cuda:
+            return int(torch.cuda.max_memory_allocated(self.dev))
+        return max(0, _rss_bytes() - self.rss0)
+
+
+def _rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _sleep(s: float) -> None:
+    if s > 0:
+        time.sleep(s)
+
