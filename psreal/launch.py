@@ -71,9 +71,7 @@ def _set_pdeathsig() -> None:
 
 # ------------------------------------------------------------------------------- roles
 def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clock_t0: Any) -> dict[str, Any]:
-    """Everything a non-coordinator rank does after init_process_group."""
-    set_threads()
-    pin_role(scn, rank, layout, host_cores())
+    """Everything a non-coordinator rank does after init_process_group (and `_pin`)."""
     obj: list[Any] = [None]
     dist.broadcast_object_list(obj, src=0)
     addr, emulate = obj[0]
@@ -103,6 +101,12 @@ def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clo
     return out
 
 
+def _pin(scn: Scenario, layout: Layout, rank: int) -> None:
+    # before init_process_group: gloo's I/O threads inherit the affinity of the thread creating them
+    set_threads()
+    pin_role(scn, rank, layout, host_cores())
+
+
 def _start_together() -> float:
     """Barrier, then every role starts at the coordinator's t0 (one host: one monotonic clock)."""
     dist.barrier()
@@ -130,6 +134,7 @@ def _child_main(rank: int, world: int, init_method: str, scn_json: str, device: 
     scn = Scenario.model_validate_json(scn_json)
     layout = layout_of(scn)
     try:
+        _pin(scn, layout, rank)
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
                                 timeout=datetime.timedelta(seconds=DEFAULT_STALL_S))
         result = _role_body(scn, layout, rank, device, None)
@@ -334,6 +339,7 @@ def run_torchrun(scn: Scenario, out: str, device: str, timeout_s: float = DEFAUL
                          f"(1 coordinator + {layout.n_servers} servers + {layout.n_procs} worker processes)"], 2)
     if rank != 0:
         try:
+            _pin(scn, layout, rank)
             dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=stall_s))
             result = _role_body(scn, layout, rank, device, None)
             dist.gather_object(result, None, dst=0)

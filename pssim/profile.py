@@ -78,7 +78,15 @@ def profile_key(scn: Scenario, device: str | None = None) -> dict[str, Any]:
         "model": scn.model.model_dump(mode="json", exclude_none=True),
         "batch_size": scn.training.batch_size,
         "pipeline": [scn.pipeline.stages, scn.pipeline.microbatches, scn.pipeline.partition],
+        "communication": scn.communication.model_dump(mode="json"),
+        "optimizer": scn.training.optimizer.model_dump(mode="json"),
     }
+
+
+def host_cache_path(name: str, device: str) -> Path:
+    """Per-host measurements that do not depend on the scenario (e.g. the transport's overhead)."""
+    digest = hashlib.sha256(json.dumps([PROFILE_VERSION, host_id(), device, name]).encode()).hexdigest()[:16]
+    return cache_dir() / f"host-{name}-{digest}.json"
 
 
 def cache_path(key: dict[str, Any]) -> Path:

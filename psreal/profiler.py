@@ -1,0 +1,369 @@
+"""`psreal profile`: measure what the real backend costs on this host, for the simulator.
+
+What it measures, each with the very code the roles run, on one core with one torch thread (as
+a role runs), taking the median of repeated timings after warm-up:
+
+- step_compute_s: zero_grad + forward + loss + backward of the whole model at `batch_size` on
+  the device (synchronised on CUDA); for pipelines, per stage and per microbatch, the forward
+  and the backward separately.
+- ops, each fitted as seconds = a + b * n over partition sizes n (see pssim.costs.OPS):
+  worker_pack (encode a gradient partition for the wire, staged to pinned host memory on CUDA),
+  worker_unpack (wire values into the model's parameters), server_accumulate (decode + add),
+  server_apply (decode + one optimiser step), server_update (one optimiser step), server_reply
+  (parameters to the wire dtype).
+- msg_overhead_s: the transport's fixed cost per message beyond the emulated link time, from a
+  ping-pong between two processes through the real Transport and link arbiter over an infinitely
+  fast link (half the round trip). It does not depend on the scenario and is cached per host.
+- cores: the cores this process may run on (the simulator shares them among roles as psreal's
+  placement pins them).
+
+The profile is written (atomically) to the per-host cache pssim reads with `compute.profile: auto`,
+or to `--out`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pssim.costs import stage_unit_bounds
+from pssim.profile import LinearCost, Profile, cache_path, host_cache_path, host_id, profile_key
+from pssim.results import write_atomic_text
+from pssim.scenario import Scenario
+from pssim.sharding import plan_shards
+from pssim.workload import build_workload
+
+from .codec import decode_dense, decode_push, encode_dense, encode_push
+from .models import TORCH_DTYPES, build_model, synthetic_data
+from .roles import host_cores, set_threads
+
+
+def _timeit(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, max_iters: int = 200, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_iters and (len(times) < 5 or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _fit(ns: list[int], ts: list[float]) -> LinearCost:
+    """Least squares a + b*n with a, b >= 0."""
+    x, y = np.asarray(ns, float), np.asarray(ts, float)
+    A = np.stack([np.ones_like(x), x], axis=1)
+    (a, b), *_ = np.linalg.lstsq(A, y, rcond=None)
+    if a < 0:
+        a, b = 0.0, float((x @ y) / (x @ x))
+    if b < 0:
+        a, b = float(y.mean()), 0.0
+    return LinearCost(a=float(a), b=float(b))
+
+
+def _sizes(scn: Scenario) -> list[int]:
+    parts = sorted({p.numel for p in plan_shards(scn).partitions})
+    top = max(parts)
+    geo = [int(x) for x in np.geomspace(min(1000, top), top, 5)]
+    return sorted(set(geo + parts[:3] + parts[-2:]))
+
+
+def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[float], list[float], dict[str, Any]]:
+    spec, B = scn.model, scn.training.batch_size
+    cuda = device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    x, y = synthetic_data(spec, scn.seed, 0, scn.training.samples_per_worker)
+    idx = torch.arange(B) % x.shape[0]
+    xb, yb = x[idx].to(device), y[idx].to(device)
+    model = build_model(spec, scn.seed).to(device)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model.loss(model(xb), yb).backward()
+
+    step_s = _timeit(step, sync, min_time=1.0, max_iters=100)
+    fwd, bwd = [], []
+    P, M = scn.pipeline.stages, scn.pipeline.microbatches
+    if P > 1:
+        mb = B // M
+        xm, ym = xb[:mb], yb[:mb]
+        cdt = TORCH_DTYPES[spec.dtype]
+        inp = xm
+        for k, (a, b) in enumerate(stage_unit_bounds(scn)):
+            stage = build_model(spec, scn.seed, a, b).to(device)
+            if k > 0:
+                inp = inp.detach().to(cdt).requires_grad_(True)
+            state: dict[str, Any] = {}
+            last = k == P - 1
+
+            def f(stage=stage, inp=inp, last=last, state=state) -> None:  # noqa: ANN001
+                out = stage(inp)
+                state["out"] = stage.loss(out, ym) / M if last else out
+
+            fwd.append(_timeit(f, sync, min_time=0.3))
+            out_shape = state["out"].shape
+            g = torch.randn(out_shape, device=device, dtype=state["out"].dtype) if not last else None
+
+            def fb(stage=stage, inp=inp, last=last, g=g) -> None:  # noqa: ANN001
+                out = stage(inp)
+                out = stage.loss(out, ym) / M if last else out
+                out.backward() if last else out.backward(g)
+
+            fb_s = _timeit(fb, sync, min_time=0.3)
+            bwd.append(max(fb_s - fwd[-1], 1e-7))
+            with torch.no_grad():
+                inp = stage(inp) if not last else inp
+    return step_s, fwd, bwd, {"step_compute_s": step_s}
+
+
+def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCost], dict[str, Any]]:
+    comm = scn.communication
+    wire_dtype, kind, ratio = comm.wire_dtype, comm.compression.kind, comm.compression.ratio
+    cdt = TORCH_DTYPES[scn.model.dtype]
+    cuda = device.type == "cuda"
+    opt = scn.training.optimizer
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    sizes = _sizes(scn)
+    raw: dict[str, list[float]] = {k: [] for k in ("worker_pack", "worker_unpack", "server_accumulate", "server_apply", "server_update", "server_reply")}
+    for n in sizes:
+        g = torch.randn(n, device=device, dtype=cdt)
+        param = torch.randn(n, device=device, dtype=cdt)
+        pinned = torch.empty(0)
+
+        def pack(g=g) -> torch.Tensor:  # noqa: ANN001
+            b = encode_push([g], wire_dtype, kind, ratio)
+            if cuda:
+                nonlocal pinned
+                if pinned.numel() != b.numel():
+                    pinned = torch.empty(b.numel(), dtype=torch.uint8, pin_memory=True)
+                pinned.copy_(b, non_blocking=True)
+                torch.cuda.current_stream(device).synchronize()
+                return pinned
+            return b
+
+        raw["worker_pack"].append(_timeit(pack, sync))
+        dense = encode_dense(torch.randn(n), wire_dtype)
+
+        def unpack(dense=dense, param=param) -> None:  # noqa: ANN001
+            vals = decode_dense(dense.to(device, non_blocking=True) if cuda else dense, wire_dtype)
+            with torch.no_grad():
+                param.copy_(vals)
+
+        raw["worker_unpack"].append(_timeit(unpack, sync))
+        payload = encode_push([torch.randn(n)], wire_dtype, kind, ratio)
+        acc = torch.zeros(n)
+        raw["server_accumulate"].append(_timeit(lambda payload=payload, acc=acc, n=n: acc.add_(decode_push(payload, [n], wire_dtype, kind, ratio)), lambda: None))
+        p = torch.nn.Parameter(torch.randn(n))
+        o = (torch.optim.Adam([p], lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay) if opt.name == "adam"
+             else torch.optim.SGD([p], lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay))
+        grad = torch.randn(n) * 1e-3
+
+        def update(p=p, o=o, grad=grad) -> None:  # noqa: ANN001
+            p.grad = grad
+            o.step()
+            p.grad = None
+
+        def apply(payload=payload, p=p, o=o, n=n) -> None:  # noqa: ANN001
+            p.grad = decode_push(payload, [n], wire_dtype, kind, ratio)
+            o.step()
+            p.grad = None
+
+        raw["server_update"].append(_timeit(update, lambda: None))
+        raw["server_apply"].append(_timeit(apply, lambda: None))
+        raw["server_reply"].append(_timeit(lambda p=p: encode_dense(p.data, wire_dtype), lambda: None))
+    ops = {k: _fit(sizes, v) for k, v in raw.items()}
+    return ops, {"sizes": sizes, **raw}
+
+
+# ------------------------------------------------------------------------- transport
+_STREAM_SIZES = (64, 16_384, 262_144, 1_048_576, 4_194_304)
+
+
+def _transport_child(rank: int, world: int, init_method: str, n_ping: int) -> None:
+    """Ranks 1 and 2 (endpoints 0 and 1) exercise the real Transport; results go to rank 0."""
+    import queue
+    import resource
+
+    import torch.distributed as dist
+
+    from pssim import wire
+
+    from .control import ControlClient
+    from .launch import _set_pdeathsig
+    from .transport import Transport
+
+    _set_pdeathsig()
+    set_threads()
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[(rank - 1) % host_cores()]})
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    obj: list[Any] = [None]
+    dist.broadcast_object_list(obj, src=0)
+    ep, peer = rank - 1, 2 - rank
+    ctl = ControlClient(obj[0], rank, ep)
+    out: dict[str, Any] = {}
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    for emulate in (False, True):
+        tr = Transport(ep, lambda e: e + 1, ctl, emulate=emulate)
+        q: queue.SimpleQueue = queue.SimpleQueue()
+        tr.receive_from(peer, q.put)
+        dist.barrier()
+        rtts = []
+        for i in range(n_ping):  # header-only ping-pong: latency of the code path
+            if ep == 0:
+                t0 = time.perf_counter()
+                tr.send(1, wire.PULL, step=i).wait()
+                q.get()
+                rtts.append(time.perf_counter() - t0)
+            else:
+                q.get()
+                tr.send(0, wire.REPLY, step=i).wait()
+        out[f"rtt_{'emulated' if emulate else 'plain'}"] = rtts[n_ping // 10 :]
+        if not emulate:  # one-way streams: CPU seconds per message at each end, by size
+            for n in _STREAM_SIZES:
+                reps = max(20, min(2000, int(2e8 // max(n, 1))))
+                payload = torch.zeros(n, dtype=torch.uint8)
+                dist.barrier()
+                c0, t0 = cpu(), time.perf_counter()
+                if ep == 0:
+                    hs = [tr.send(1, wire.PUSH, step=i, payload=payload) for i in range(reps)]
+                    for h in hs:
+                        h.wait()
+                    q.get()
+                else:
+                    for _ in range(reps):
+                        q.get()
+                    tr.send(0, wire.REPLY).wait()
+                out[f"stream_{n}"] = ((cpu() - c0) / reps, (time.perf_counter() - t0) / reps)
+        tr.stop(peer)
+        tr.join()
+    ctl.bye()
+    dist.gather_object(out, None, dst=0)
+    dist.destroy_process_group()
+    os._exit(0)
+
+
+def measure_transport(n_ping: int = 300) -> dict[str, Any]:
+    """Per-message and per-byte costs of the real transport between two pinned processes."""
+    import socket
+
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    from pssim.costs import LinkLayout
+
+    from .control import ControlServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    init = f"tcp://127.0.0.1:{port}"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_transport_child, args=(r, 3, init, n_ping), daemon=True) for r in (1, 2)]
+    for p in procs:
+        p.start()
+    links = LinkLayout([1e15] * 4, ["a.out", "a.in", "b.out", "b.in"], 2, None, 0.0, 0.0)
+    server = ControlServer(links)
+    server.start()
+    try:
+        dist.init_process_group("gloo", init_method=init, rank=0, world_size=3, timeout=datetime.timedelta(seconds=300))
+        dist.broadcast_object_list([server.addr], src=0)
+        dist.barrier()  # plain ping-pong
+        for _ in _STREAM_SIZES:
+            dist.barrier()
+        dist.barrier()  # emulated ping-pong
+        out: list[Any] = [None, None, None]
+        dist.gather_object({}, out, dst=0)
+        dist.destroy_process_group()
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+        server.stop()
+    snd, rcv = out[1], out[2]
+    sizes = list(_STREAM_SIZES)
+    send_fit = _fit(sizes, [snd[f"stream_{n}"][0] for n in sizes])
+    recv_fit = _fit(sizes, [rcv[f"stream_{n}"][0] for n in sizes])
+    plain = statistics.median(snd["rtt_plain"]) / 2
+    emulated = statistics.median(snd["rtt_emulated"]) / 2
+    # latency of a header-only message beyond the CPU its two ends spend on it
+    delay_plain = max(0.0, plain - send_fit.a - recv_fit.a)
+    return {
+        "send_cpu": send_fit,
+        "recv_cpu": recv_fit,
+        "delay_none_s": delay_plain,
+        "delay_app_s": max(0.0, emulated - send_fit.a - recv_fit.a),
+        "samples": {"one_way_plain_s": plain, "one_way_emulated_s": emulated,
+                    "streams": {n: {"send": snd[f"stream_{n}"], "recv": rcv[f"stream_{n}"]} for n in sizes}},
+    }
+
+
+def host_transport(force: bool = False) -> dict[str, Any]:
+    path = host_cache_path("transport", "any")
+    if path.exists() and not force:
+        d = json.loads(path.read_text())
+        d["send_cpu"], d["recv_cpu"] = LinearCost(**d["send_cpu"]), LinearCost(**d["recv_cpu"])
+        return d
+    d = measure_transport()
+    text = json.dumps({**d, "host": host_id(), "send_cpu": d["send_cpu"].model_dump(), "recv_cpu": d["recv_cpu"].model_dump()}, indent=2)
+    write_atomic_text(path, text)
+    return d
+
+
+# ------------------------------------------------------------------------------- entry
+def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: bool = True, force_transport: bool = False) -> tuple[Path, Profile]:
+    set_threads()
+    allowed = sorted(os.sched_getaffinity(0))
+    cores = len(allowed)
+    old_aff = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {allowed[0]})  # one core, like a role
+    try:
+        dev = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
+        step_s, fwd, bwd, s1 = measure_compute(scn, dev)
+        ops, s2 = measure_ops(scn, dev)
+    finally:
+        os.sched_setaffinity(0, old_aff)
+    tr = host_transport(force_transport)
+    ops["msg_send"], ops["msg_recv"] = tr["send_cpu"], tr["recv_cpu"]
+    delay = tr["delay_app_s"] if scn.cluster.network.emulation == "app" else tr["delay_none_s"]
+    prof = Profile(
+        key=profile_key(scn, device),
+        host=host_id(),
+        device_name=torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        cores=cores,
+        torch_version=torch.__version__,
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        step_compute_s=step_s,
+        stage_fwd_s=fwd,
+        stage_bwd_s=bwd,
+        ops=ops,
+        msg_overhead_s=delay,
+        samples={"compute": s1, "ops": s2, "transport": tr["samples"], "model_params": build_workload(scn.model).numel},
+    )
+    path = Path(out) if out else cache_path(prof.key)
+    write_atomic_text(path, prof.model_dump_json(indent=2))
+    return path, prof
