@@ -9,8 +9,10 @@ Nothing here creates folders or writes files. Units are in the field names, deci
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -528,8 +530,13 @@ def _fmt_input(v: Any) -> str:
         return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
-    s = repr(v)
+    s = _SHORT_REPR.repr(v)  # bounded: a YAML alias bomb must not be printed in full
     return s if len(s) <= 60 else s[:57] + "..."
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxdict, _SHORT_REPR.maxlist = 3, 6, 6
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
 
 
 def _unwrap(t: Any) -> Any:
@@ -544,8 +551,8 @@ def _unwrap(t: Any) -> Any:
             return t
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The section class at a validation-error location (for listing its fields)."""
+def _type_at(loc: tuple[Any, ...] | list[Any]) -> Any:
+    """The schema's type at a dotted location (None where the schema has no such place)."""
     t: Any = Scenario
     for seg in loc:
         t = _unwrap(t)
@@ -558,7 +565,12 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             t = get_args(t)[-1]
         else:
             return None
-    t = _unwrap(t)
+    return _unwrap(t)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section class at a validation-error location (for listing its fields)."""
+    t = _type_at(loc)
     return t if isinstance(t, type) and issubclass(t, BaseModel) else None
 
 
@@ -701,7 +713,7 @@ def _apply_override(data: dict[str, Any], path: list[Any], value: Any) -> None:
                 raise _OverrideProblem(here, f"index out of range (the list has {len(node)} entries)")
         elif isinstance(node, dict):
             if not last and node.get(seg) is None:
-                if isinstance(path[i + 1], int):
+                if get_origin(_type_at(path[: i + 1])) is list:
                     raise _OverrideProblem(
                         ".".join(map(str, path[: i + 2])), f"index out of range ({here} has no entries)"
                     )
@@ -726,7 +738,8 @@ def scenario_from_dict(data: Any, file: str = "<scenario>", overrides: list[str]
     if not isinstance(data, dict):
         kind = {"list": "a list", "str": "a string"}.get(type(data).__name__, type(data).__name__)
         raise ScenarioError(file, [Problem("", f"must be a YAML mapping of scenario fields (got {kind})")])
-    data = _deep_copy(data)
+    _check_acyclic(data, file)
+    data = copy.deepcopy(data)
     try:
         parsed = parse_overrides(overrides)
     except ScenarioError as exc:
@@ -760,12 +773,17 @@ def scenario_from_dict(data: Any, file: str = "<scenario>", overrides: list[str]
         raise ScenarioError(file, [Problem("", "nested too deeply")]) from None
 
 
-def _deep_copy(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _deep_copy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_deep_copy(v) for v in x]
-    return x
+def _check_acyclic(x: Any, file: str, inside: tuple[int, ...] = (), seen: set[int] | None = None) -> None:
+    """YAML aliases can make a list contain itself; refuse that instead of recursing forever.
+
+    `seen` holds the nodes already checked, so a node shared by many aliases is walked once."""
+    seen = set() if seen is None else seen
+    if isinstance(x, dict | list) and id(x) not in seen:
+        if id(x) in inside:
+            raise ScenarioError(file, [Problem("", "invalid YAML: an alias refers to a node that contains it")])
+        for v in x.values() if isinstance(x, dict) else x:
+            _check_acyclic(v, file, (*inside, id(x)), seen)
+        seen.add(id(x))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -799,12 +817,14 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     return mapping
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes what _UniqueKeyLoader would read as a number (a name like `1e5`)."""
+
+
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+for _cls in (_UniqueKeyLoader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -848,7 +868,7 @@ def resolved_yaml(scn: Scenario) -> str:
             model.pop(k, None)
     # JSON mode turns the worker-index keys into strings; YAML can keep them integers
     data["stragglers"]["slowdown"] = {int(k): v for k, v in data["stragglers"]["slowdown"].items()}
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True)
 
 
 def json_schema() -> dict[str, Any]:
