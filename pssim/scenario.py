@@ -298,7 +298,9 @@ class JitterSpec(_Strict):
 
 class StragglersSpec(_Strict):
     slowdown: dict[NonNegInt, Annotated[float, Field(ge=1.0)]] = Field(
-        default_factory=dict, description="Worker index -> compute slowdown factor (>= 1)."
+        default_factory=dict,
+        description="Worker index -> compute slowdown factor (>= 1).",
+        json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}},  # JSON keys are strings
     )
     jitter: JitterSpec = Field(default_factory=JitterSpec)
 
