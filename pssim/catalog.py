@@ -19,14 +19,14 @@ DATA = Path(__file__).parent / "data"
 
 
 class PeakTflops(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
     float32: float = Field(..., gt=0)
     bfloat16: float = Field(..., gt=0)
     float16: float = Field(..., gt=0)
 
 
 class DeviceEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
     kind: Literal["cpu", "gpu"]
     description: str = ""
     peak_tflops: PeakTflops
@@ -70,7 +70,10 @@ def parse_catalog(data: object, path: str) -> Catalog:
         try:
             entries[str(name)] = DeviceEntry.model_validate(raw)
         except ValidationError as exc:
-            problems += [Problem(f"{name}.{p.path}" if p.path else str(name), p.message) for p in _problems_from(exc)]
+            problems += [
+                Problem(f"{name}.{p.path}" if p.path else str(name), p.message)
+                for p in _problems_from(exc, DeviceEntry)
+            ]
     if problems:
         raise ScenarioError(path, problems)
     return Catalog(entries, path)

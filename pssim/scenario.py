@@ -553,9 +553,9 @@ def _unwrap(t: Any) -> Any:
             return t
 
 
-def _type_at(loc: tuple[Any, ...] | list[Any]) -> Any:
-    """The schema's type at a dotted location (None where the schema has no such place)."""
-    t: Any = Scenario
+def _type_at(loc: tuple[Any, ...] | list[Any], root: type[BaseModel] | None = None) -> Any:
+    """The schema's type at a dotted location below `root` (default: Scenario); None if no such place."""
+    t: Any = root or Scenario
     for seg in loc:
         t = _unwrap(t)
         if isinstance(t, type) and issubclass(t, BaseModel):
@@ -570,14 +570,14 @@ def _type_at(loc: tuple[Any, ...] | list[Any]) -> Any:
     return _unwrap(t)
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
     """The section class at a validation-error location (for listing its fields)."""
-    t = _type_at(loc)
+    t = _type_at(loc, root)
     return t if isinstance(t, type) and issubclass(t, BaseModel) else None
 
 
-def _unknown_field(loc: tuple[Any, ...]) -> str:
-    model = _model_at(loc[:-1])
+def _unknown_field(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> str:
+    model = _model_at(loc[:-1], root)
     if model is None:
         return "unknown field"
     known = list(model.model_fields)
@@ -590,12 +590,12 @@ def _unknown_field(loc: tuple[Any, ...]) -> str:
 _NAME_PATTERN = r"^[a-z0-9_-]+$"
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: dict[str, Any], root: type[BaseModel] | None = None) -> str:
     t = err["type"]
     ctx = err.get("ctx") or {}
     got = f" (got {_fmt_input(err['input'])})" if "input" in err else ""
     if t == "extra_forbidden":
-        return _unknown_field(err["loc"])
+        return _unknown_field(err["loc"], root)
     if t == "invalid_key":
         return f"field names must be strings (got {_fmt_input(err['loc'][-1])})"
     if t == "missing":
@@ -636,7 +636,8 @@ def _message(err: dict[str, Any]) -> str:
     return msg + ("" if "(got" in msg else got if t != "value_error" else "")
 
 
-def _problems_from(exc: ValidationError) -> list[Problem]:
+def _problems_from(exc: ValidationError, root: type[BaseModel] | None = None) -> list[Problem]:
+    """One Problem per error; `root` is the model that was validated (default: Scenario)."""
     out: list[Problem] = []
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"]]
@@ -651,7 +652,7 @@ def _problems_from(exc: ValidationError) -> list[Problem]:
             continue
         # dict-key errors add a noise segment to the location
         loc = [p for p in loc if p not in ("[key]",)]
-        out.append(Problem(".".join(loc), _message(err)))
+        out.append(Problem(".".join(loc), _message(err, root)))
     return _unique(out)
 
 

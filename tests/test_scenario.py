@@ -698,3 +698,25 @@ def test_set_is_the_same_as_editing_the_file(a: dict[str, Any], b: dict[str, Any
     _set(edited, path, value)
     key = ".".join(map(str, path))
     assert _outcome(a, [f"{key}={_as_yaml_value(value)}"]) == _outcome(edited)
+
+
+# ------------------------------------------------------------------------------ odds and ends
+def test_switching_model_kind_by_set_needs_the_old_fields_cleared() -> None:
+    problems = _problems(BASE, ["model.kind=transformer"])
+    assert {p.path for p in problems} == {"model.input_dim", "model.hidden", "model.output_dim"}
+    s = scenario_from_dict(
+        yaml.safe_load(BASE),
+        overrides=["model.kind=transformer", "model.input_dim=null", "model.hidden=null", "model.output_dim=null", "model.layers=2"],
+    )
+    assert s.model.kind == "transformer" and s.model.layers == 2 and s.model.hidden is None
+
+
+def test_catalog_problems_use_the_same_line_format(tmp_path: Path) -> None:
+    f = tmp_path / "cat.yaml"
+    f.write_text("X1:\n  kind: gpu\n  peak_tflop: 3\n  memory_gb: '80'\n")
+    with pytest.raises(ScenarioError) as info:
+        load_catalog(str(f))
+    lines = info.value.lines()
+    assert all(LINE.match(line) for line in lines)
+    assert f"error: {f}: X1.peak_tflop: unknown field (did you mean 'peak_tflops'?)" in lines
+    assert f"error: {f}: X1.memory_gb: must be a number (got '80')" in lines
