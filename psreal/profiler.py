@@ -355,6 +355,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         host=host_id(),
         device_name=torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         cores=cores,
+        gpus=torch.cuda.device_count() if device == "cuda" else None,
         torch_version=torch.__version__,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         step_compute_s=step_s,

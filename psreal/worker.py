@@ -43,8 +43,7 @@ class WorkerRole:
         if self.cuda:
             from pssim.costs import placement
 
-            d = placement(scn, None).device_of_proc[proc]
-            self.dev = torch.device("cuda", d % torch.cuda.device_count())
+            self.dev = torch.device("cuda", placement(scn, None, torch.cuda.device_count()).device_of_proc[proc])
             torch.cuda.set_device(self.dev)
         else:
             self.dev = torch.device("cpu")

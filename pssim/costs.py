@@ -47,7 +47,13 @@ def link_capacities_bytes_per_s(scn: Scenario) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Placement:
-    """Device and core of every process. Worker process p = replica * stages + stage."""
+    """Device and core of every process. Worker process p = replica * stages + stage.
+
+    Logical device of p: (replica // per_device) * stages + stage (`per_device` replicas share a
+    device; each pipeline stage has its own). On CUDA, logical devices map round robin onto the
+    physical GPUs when their number is known (a profile records it); on CPU with a known core
+    count, a device *is* a core (logical device mod cores), and servers take the next cores.
+    """
 
     n_devices: int
     device_of_proc: tuple[int, ...]
@@ -56,17 +62,22 @@ class Placement:
     cores: int | None
 
 
-def placement(scn: Scenario, cores: int | None) -> Placement:
+def placement(scn: Scenario, cores: int | None, gpus: int | None = None) -> Placement:
     W, P = scn.cluster.workers.count, scn.pipeline.stages
     per = scn.cluster.workers.per_device
-    n_dev = -(-W // per) * P
-    dev = tuple((w // per) * P + s for w in range(W) for s in range(P))
+    n_logical = -(-W // per) * P
+    logical = [(w // per) * P + s for w in range(W) for s in range(P)]
     S = scn.cluster.servers.count
+    cpu = scn.cluster.workers.device == "cpu"
+    if not cpu and gpus:
+        dev, n_dev = tuple(d % gpus for d in logical), min(n_logical, gpus)
+    else:
+        dev, n_dev = tuple(logical), n_logical
     if cores is None:
         return Placement(n_dev, dev, None, None, None)
-    if scn.cluster.workers.device == "cpu":
-        core_p = tuple(d % cores for d in dev)
-        core_s = tuple((n_dev + s) % cores for s in range(S))
+    if cpu:
+        core_p = tuple(d % cores for d in logical)
+        core_s = tuple((n_logical + s) % cores for s in range(S))
     else:  # GPU workers: each process its own host core, round robin
         core_p = tuple(p % cores for p in range(W * P))
         core_s = tuple((W * P + s) % cores for s in range(S))
@@ -82,6 +93,7 @@ class CostModel:
     ops: dict[str, LinearCost]
     msg_overhead_s: float
     cores: int | None
+    gpus: int | None = None
     profile_path: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -171,11 +183,11 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
 
     ops = _catalog_ops(scn)
     msg_overhead = 0.0
-    cores = None
+    cores = gpus = None
     if profile is not None:
         ops.update(profile.ops)
         msg_overhead = profile.msg_overhead_s
-        cores = profile.cores
+        cores, gpus = profile.cores, profile.gpus
     return CostModel(
         source=source,
         compute_s=compute_s,
@@ -184,6 +196,7 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         ops=ops,
         msg_overhead_s=msg_overhead,
         cores=cores,
+        gpus=gpus,
         profile_path=profile_path,
         notes=notes,
     )

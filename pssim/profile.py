@@ -42,7 +42,8 @@ class Profile(BaseModel):
     key: dict[str, Any]
     host: str
     device_name: str
-    cores: int = Field(..., gt=0)
+    cores: int = Field(..., gt=0, description="cores the roles may run on")
+    gpus: int | None = Field(None, description="CUDA devices on the host (None for cpu profiles)")
     torch_version: str = ""
     created: str = ""
     step_compute_s: float = Field(..., gt=0, description="fwd+bwd of the whole model at batch_size, one device, alone")
