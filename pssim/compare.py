@@ -1,0 +1,587 @@
+"""`pssim compare`: run the simulator and the real backend on the same scenarios and measure the error.
+
+For each scenario the command measures a device profile when none is cached (so the simulator
+predicts with measured compute costs), runs the real backend as a subprocess (never imported
+here: `import pssim.compare` must not pull torch), optionally repeats it to measure its
+run-to-run noise, runs the simulator, and then compares the two result folders.
+
+The comparison is a pure function of two result folders (`compare_folders`): every numeric
+summary metric flattened to a dotted name (`step_time_s.p50`) gets its simulated and measured
+value and the relative error (sim - real) / real, written to `comparison.json` with plots and a
+`report.md` for people. Over several scenarios `suite_stats` computes the fidelity figures of
+DESIGN.md section 8 (median / max |relative error|, Spearman rho of throughput, whether the
+simulator's best scenario is the real best) next to the real backend's noise floor, written as
+`suite.md`, `suite.json`, `suite.csv` and a parity plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .results import dumps_json, write_atomic_text
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+# Summary keys that describe the configuration or the run itself rather than predict something:
+# left out of the metric comparison (the simulator's wall time is how long simulating took).
+NOT_METRICS = frozenset(
+    {"workers", "servers", "pipeline_stages", "microbatches", "wall_time_s", "simulated_time_s", "events"}
+)
+# Distributions compared by plots, not number by number.
+NOT_METRIC_PREFIXES = ("staleness.histogram",)
+
+# The fidelity figures of DESIGN.md section 8: suite column prefix -> flattened metric name.
+SUITE_METRICS = {
+    "throughput": "throughput_samples_per_s",
+    "step_time_p50": "step_time_s.p50",
+    "step_time_p95": "step_time_s.p95",
+    "staleness_mean": "staleness.mean",
+}
+SUITE_COLUMNS = (
+    "scenario",
+    "status",
+    *(f"{p}_{s}" for p in SUITE_METRICS for s in ("sim", "real", "rel_error")),
+    "real_runs",
+    "real_throughput_spread",
+    "compute_source",
+    "report",
+    "error",
+)
+
+
+# ------------------------------------------------------------------------------ metric math
+def flatten_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numeric metrics of a summary as {dotted name: value}.
+
+    Nested dicts become dotted names (`utilization.device`); booleans, strings, nulls (NaN in the
+    run), configuration echoes (`workers`, ...) and histograms are left out.
+    """
+    out: dict[str, float] = {}
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if name in NOT_METRICS or name.startswith(NOT_METRIC_PREFIXES):
+            continue
+        if isinstance(value, dict):
+            out.update(flatten_metrics(value, f"{name}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[name] = float(value)
+    return out
+
+
+def relative_error(sim: float | None, real: float | None) -> float | None:
+    """(sim - real) / real; None when either is missing or not finite, or when real is 0."""
+    if sim is None or real is None or not (math.isfinite(sim) and math.isfinite(real)) or real == 0:
+        return None
+    return (sim - real) / real
+
+
+def run_spread(values: Sequence[float]) -> dict[str, Any] | None:
+    """Run-to-run spread of one metric over repeated real runs; None with fewer than two runs.
+
+    `rel_spread` = (max - min) / mean, None when the mean is 0.
+    """
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    if len(v) < 2:
+        return None
+    mean = float(np.mean(v))
+    return {
+        "runs": len(v),
+        "min": min(v),
+        "max": max(v),
+        "mean": mean,
+        "std": float(np.std(v, ddof=1)),
+        "rel_spread": (max(v) - min(v)) / mean if mean != 0 else None,
+    }
+
+
+def compare_summaries(
+    sim: dict[str, Any], real: dict[str, Any], real_runs: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """Metric-by-metric comparison of two summaries.
+
+    `real_runs` are the summaries of every real run (the first one included); with two or more,
+    each metric also gets the real backend's run-to-run spread. Metrics present in one summary
+    only are listed by name in `only_sim` / `only_real`.
+    """
+    fs, fr = flatten_metrics(sim), flatten_metrics(real)
+    runs = [flatten_metrics(r) for r in real_runs]
+    metrics: dict[str, dict[str, Any]] = {}
+    for name, s in fs.items():
+        if name not in fr:
+            continue
+        r = fr[name]
+        entry: dict[str, Any] = {"sim": s, "real": r, "abs_error": s - r, "rel_error": relative_error(s, r)}
+        spread = run_spread([x[name] for x in runs if name in x])
+        if spread is not None:
+            entry["real_spread"] = spread
+        metrics[name] = entry
+    return {
+        "metrics": metrics,
+        "only_sim": sorted(set(fs) - set(fr)),
+        "only_real": sorted(set(fr) - set(fs)),
+    }
+
+
+# --------------------------------------------------------------------------- result folders
+def read_summary(folder: str | Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((Path(folder) / "summary.json").read_text(encoding="utf-8"))
+
+
+def read_scenario_data(folder: str | Path) -> dict[str, Any]:
+    """The resolved scenario a backend ran (its scenario.yaml) as plain data."""
+    from .scenario import read_yaml
+
+    data = read_yaml(Path(folder) / "scenario.yaml")
+    return data if isinstance(data, dict) else {}
+
+
+def _rel(path: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(path, start)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+def compare_folders(
+    sim_dir: str | Path,
+    real_dir: str | Path,
+    out_dir: str | Path,
+    real_repeat_dirs: Sequence[str | Path] = (),
+    plots: bool = True,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Compare two result folders: write comparison.json, plots/ and report.md into out_dir.
+
+    Everything is read from the folders (summary.json, steps.csv, scenario.yaml), so any two
+    result folders can be compared: sim vs real, or two simulator variants. `real_repeat_dirs`
+    are further runs of the `real_dir` backend, used for the run-to-run spread. Returns the
+    comparison (what comparison.json holds).
+    """
+    from . import report
+
+    sim_dir, real_dir, out_dir = Path(sim_dir), Path(real_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sim, real = read_summary(sim_dir), read_summary(real_dir)
+    repeats = [read_summary(d) for d in real_repeat_dirs]
+    scn = read_scenario_data(sim_dir)
+    cmp = compare_summaries(sim, real, [real, *repeats] if repeats else ())
+    comparison: dict[str, Any] = {
+        "scenario": sim.get("scenario", scn.get("name", "")),
+        "description": scn.get("description", ""),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "definitions": {
+            "rel_error": "(sim - real) / real; null when real is 0 or missing",
+            "abs_error": "sim - real, in the metric's unit",
+            "real_spread": "over all real runs (first + repeats): min, max, mean, std, rel_spread = (max - min) / mean",
+        },
+        "sim": {
+            "folder": _rel(sim_dir, out_dir),
+            "backend": sim.get("backend"),
+            "compute_source": sim.get("compute_source"),
+            "profile": sim.get("profile"),
+        },
+        "real": {
+            "folder": _rel(real_dir, out_dir),
+            "backend": real.get("backend"),
+            "compute_source": real.get("compute_source"),
+            "device": real.get("device"),
+            "emulation": real.get("emulation"),
+            "runs": 1 + len(repeats),
+            "repeat_folders": [_rel(Path(d), out_dir) for d in real_repeat_dirs],
+        },
+        **cmp,
+        "notes": list(notes),
+    }
+    write_atomic_text(out_dir / "comparison.json", dumps_json(comparison))
+    plot_files: dict[str, str] = {}
+    if plots:
+        from . import plots as plotting
+
+        made = plotting.scenario_plots(sim_dir, real_dir, out_dir / "plots", sim, real, repeats)
+        plot_files = {k: _rel(p, out_dir) for k, p in made.items()}
+    write_atomic_text(out_dir / "report.md", report.scenario_report_md(comparison, scn, plot_files))
+    return comparison
+
+
+# -------------------------------------------------------------------------------- the suite
+def suite_row(comparison: dict[str, Any], report_path: str = "") -> dict[str, Any]:
+    """One suite row (SUITE_COLUMNS) from a scenario's comparison."""
+    m = comparison["metrics"]
+    row: dict[str, Any] = {"scenario": comparison["scenario"], "status": "ok"}
+    for prefix, name in SUITE_METRICS.items():
+        e = m.get(name, {})
+        row[f"{prefix}_sim"] = e.get("sim")
+        row[f"{prefix}_real"] = e.get("real")
+        row[f"{prefix}_rel_error"] = e.get("rel_error")
+    row["real_runs"] = comparison["real"]["runs"]
+    spread = m.get("throughput_samples_per_s", {}).get("real_spread")
+    row["real_throughput_spread"] = spread["rel_spread"] if spread else None
+    row["compute_source"] = comparison["sim"].get("compute_source")
+    row["report"] = report_path
+    row["error"] = ""
+    return row
+
+
+def failed_row(name: str, error: str, report_path: str = "") -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(SUITE_COLUMNS)
+    row.update(scenario=name, status="failed", report=report_path, error=error)
+    return row
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation: Pearson correlation of the ranks, ties given their average rank.
+
+    None with fewer than two points or when either side is constant (all tied).
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length ({len(x)} != {len(y)})")
+    if len(x) < 2:
+        return None
+    rx = pd.Series(list(x), dtype=float).rank(method="average").to_numpy()
+    ry = pd.Series(list(y), dtype=float).rank(method="average").to_numpy()
+    dx, dy = rx - rx.mean(), ry - ry.mean()
+    den = math.sqrt(float((dx * dx).sum()) * float((dy * dy).sum()))
+    if den == 0:
+        return None
+    return float((dx * dy).sum() / den)
+
+
+def _abs_error_stats(pairs: Iterable[tuple[str, float]]) -> dict[str, Any]:
+    pairs = list(pairs)
+    if not pairs:
+        return {"n": 0, "median_abs_rel_error": None, "max_abs_rel_error": None, "worst": None}
+    a = np.abs([e for _, e in pairs])
+    worst = pairs[int(np.argmax(a))][0]
+    return {"n": len(pairs), "median_abs_rel_error": float(np.median(a)), "max_abs_rel_error": float(a.max()), "worst": worst}
+
+
+def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Fidelity over a suite (DESIGN.md section 8) from suite rows; failed rows are left out.
+
+    - per metric: n, median and max |relative error|, the worst scenario. A scenario whose real
+      value is 0 has no relative error: for mean staleness (0 under BSP, or when nothing was
+      stale) a scenario where sim and real are both 0 agrees exactly and is counted in
+      `both_zero`, left out of median/max (0/0 is undefined, and counting it as 0 would flatter
+      the simulator); one where real is 0 but sim is not is listed in `real_zero` with its
+      simulated value (an unbounded relative error), also left out of median/max.
+    - spearman_rho_throughput: rank agreement of simulated and measured throughput.
+    - best_pick: the scenario with the highest simulated throughput (the first on ties), whether
+      its measured throughput is the highest measured, and its measured throughput as a fraction
+      of the best measured.
+    - noise_floor: the real backend's run-to-run spread of throughput, (max - min) / mean over
+      repeats, median and max over scenarios (None without --repeats >= 2).
+    """
+    ok = [r for r in rows if r.get("status") == "ok"]
+    out: dict[str, Any] = {"scenarios": len(rows), "ok": len(ok), "failed": [r["scenario"] for r in rows if r.get("status") != "ok"]}
+    for prefix in SUITE_METRICS:
+        pairs, both_zero, real_zero = [], [], []
+        for r in ok:
+            s, m, e = r.get(f"{prefix}_sim"), r.get(f"{prefix}_real"), r.get(f"{prefix}_rel_error")
+            if s is None or m is None:
+                continue
+            if m == 0:
+                if s == 0:
+                    both_zero.append(r["scenario"])
+                else:
+                    real_zero.append({"scenario": r["scenario"], "sim": s})
+            elif e is not None and math.isfinite(e):
+                pairs.append((r["scenario"], float(e)))
+        st = _abs_error_stats(pairs)
+        st["both_zero"] = both_zero
+        st["real_zero"] = real_zero
+        out[prefix] = st
+    thr = [r for r in ok if r.get("throughput_sim") is not None and r.get("throughput_real") is not None]
+    out["spearman_rho_throughput"] = spearman([r["throughput_sim"] for r in thr], [r["throughput_real"] for r in thr])
+    out["best_pick"] = best_pick(
+        [r["scenario"] for r in thr], [r["throughput_sim"] for r in thr], [r["throughput_real"] for r in thr]
+    )
+    spreads = [r["real_throughput_spread"] for r in ok if r.get("real_throughput_spread") is not None]
+    out["noise_floor"] = (
+        {"n": len(spreads), "median_rel_spread": float(np.median(spreads)), "max_rel_spread": float(np.max(spreads))}
+        if spreads
+        else None
+    )
+    return out
+
+
+def best_pick(names: Sequence[str], sim: Sequence[float], real: Sequence[float]) -> dict[str, Any] | None:
+    """Does the scenario the simulator ranks first (highest throughput) measure best too?"""
+    if not names:
+        return None
+    i_sim = int(np.argmax(sim))
+    best_real = max(real)
+    real_best = [n for n, r in zip(names, real, strict=True) if r == best_real]
+    return {
+        "sim_best": names[i_sim],
+        "real_best": real_best[0],
+        "same": real[i_sim] == best_real,
+        "real_of_sim_pick_over_real_best": real[i_sim] / best_real if best_real else None,
+    }
+
+
+def suite_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(SUITE_COLUMNS), lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: "" if r.get(k) is None else r.get(k) for k in SUITE_COLUMNS})
+    return buf.getvalue()
+
+
+def write_suite(report_dir: str | Path, rows: Sequence[dict[str, Any]], plots: bool = True) -> Path:
+    """suite.json, suite.csv, suite.md (+ parity.png) in report_dir; returns suite.md's path.
+
+    Each row's `report` is a path to its scenario report, relative to report_dir.
+    """
+    from . import report
+    from .profile import host_id
+
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    stats = suite_stats(rows)
+    parity = None
+    if plots:
+        from . import plots as plotting
+
+        pts = [r for r in rows if r.get("status") == "ok" and r.get("throughput_sim") and r.get("throughput_real")]
+        if pts:
+            parity = plotting.parity_plot(
+                [r["scenario"] for r in pts],
+                [r["throughput_real"] for r in pts],
+                [r["throughput_sim"] for r in pts],
+                report_dir / "parity.png",
+            )
+    doc = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": host_id(),
+        "definitions": {
+            "rel_error": "(sim - real) / real",
+            "staleness_mean": "scenarios with real mean staleness 0 have no relative error: both_zero lists those where "
+            "sim is 0 too (exact agreement), real_zero those where sim is not; both are left out of median/max",
+            "spearman_rho_throughput": "Spearman rank correlation of simulated vs measured throughput (ties: average rank)",
+            "noise_floor": "real throughput (max - min) / mean over repeated real runs; median and max over scenarios",
+        },
+        "fidelity": stats,
+        "scenarios": list(rows),
+    }
+    write_atomic_text(report_dir / "suite.json", dumps_json(doc))
+    write_atomic_text(report_dir / "suite.csv", suite_csv(rows))
+    md = report.suite_report_md(rows, stats, "parity.png" if parity else None)
+    write_atomic_text(report_dir / "suite.md", md)
+    return report_dir / "suite.md"
+
+
+# ----------------------------------------------------------------------- running backends
+@dataclass
+class BackendRun:
+    ok: bool
+    rc: int
+    lines: list[str] = field(default_factory=list)  # stderr lines (failure cause, warnings)
+    seconds: float = 0.0
+
+
+def _sets(overrides: Sequence[str]) -> list[str]:
+    return [x for o in overrides for x in ("--set", o)]
+
+
+def _psreal(args: list[str]) -> BackendRun:
+    """Run `python -m psreal.cli ...` as a subprocess (torch is never imported into pssim)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "psreal.cli", *args], capture_output=True, text=True, check=False)
+    if proc.returncode == 130:
+        raise KeyboardInterrupt
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    return BackendRun(proc.returncode == 0, proc.returncode, lines, time.perf_counter() - t0)
+
+
+def run_real(file: str, overrides: Sequence[str], out: str | Path) -> BackendRun:
+    """`psreal run FILE --out OUT --quiet --set ...`: writes OUT/<name>/real/."""
+    return _psreal(["run", str(file), "--out", str(out), "--quiet", *_sets(overrides)])
+
+
+def run_profile(file: str, overrides: Sequence[str]) -> BackendRun:
+    """`psreal profile FILE --quiet --set ...`: writes the profile into the per-host cache."""
+    return _psreal(["profile", str(file), "--quiet", *_sets(overrides)])
+
+
+def needs_profile(scn: Scenario, reprofile: bool = False) -> bool:
+    """Whether the simulator would use a measured profile that is not cached yet (or --reprofile)."""
+    from .profile import find_profile
+
+    if scn.compute.step_time_s is not None or scn.compute.profile != "auto":
+        return False
+    return reprofile or find_profile(scn)[0] is None
+
+
+class Progress:
+    """One line per scenario and backend on a terminal (rich); silent otherwise."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = sys.stdout.isatty() if enabled is None else enabled
+        self._console = None
+        if self.enabled:
+            from rich.console import Console
+
+            self._console = Console()
+
+    def line(self, text: str) -> None:
+        if self._console is not None:
+            self._console.print(text, highlight=False)
+
+    def status(self, text: str):  # noqa: ANN201 - a context manager
+        import contextlib
+
+        if self._console is None:
+            return contextlib.nullcontext()
+        return self._console.status(text)
+
+
+def _err(lines: Iterable[str]) -> None:
+    for ln in lines:
+        print(ln, file=sys.stderr)
+
+
+def _bad(file: str, msg: str) -> int:
+    print(f"error: {file}: {msg}", file=sys.stderr)
+    return 2
+
+
+def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
+    """`pssim compare FILE...` (see the module docstring). Exit 0, 1 if any backend failed, 2 bad input."""
+    from .cli import load_all
+
+    files: list[str] = list(args.files)
+    overrides = list(args.overrides)
+    if args.repeats < 1:
+        return _bad("--repeats", f"must be >= 1 (got {args.repeats})")
+    if args.device:
+        overrides.append(f"cluster.workers.device={args.device}")
+        scns = load_all(files, overrides)  # validated again with the device set (exit 2 if that is wrong)
+    seen: dict[str, str] = {}
+    for f, s in zip(files, scns, strict=True):
+        if s.name in seen:
+            return _bad(f, f"name: {s.name!r} is also the name of {seen[s.name]} (their results would overwrite each other)")
+        seen[s.name] = f
+
+    out = Path(args.out)
+    progress = Progress()
+    rows: list[dict[str, Any]] = []
+    reports: list[Path] = []
+    failed = False
+    for i, (file, scn) in enumerate(zip(files, scns, strict=True)):
+        tag = f"[{i + 1}/{len(scns)}] {scn.name}"
+        row, report_path, ok = _compare_one(file, scn, overrides, out, args, progress, tag)
+        failed |= not ok
+        rows.append(row)
+        reports.append(report_path)
+
+    if len(scns) > 1 or args.report_dir:
+        report_dir = Path(args.report_dir or args.out)
+        for r, p in zip(rows, reports, strict=True):
+            r["report"] = _rel(p, report_dir) if p.exists() else ""
+        suite = write_suite(report_dir, rows)
+        for p in reports:
+            if p.exists():
+                print(f"scenario report: {p}")
+        print(f"report: {suite}")
+    elif reports[0].exists():
+        print(f"report: {reports[0]}")
+    return 1 if failed else 0
+
+
+def _compare_one(
+    file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace, progress: Progress, tag: str
+) -> tuple[dict[str, Any], Path, bool]:
+    """Profile, real run(s), simulation and comparison of one scenario: (suite row, report.md, ok)."""
+    from . import report
+    from .run import run_sim
+
+    folder = out / scn.name
+    report_path = folder / "report.md"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("real-repeat-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    notes: list[str] = []
+    problems: list[str] = []
+
+    if needs_profile(scn, args.reprofile):
+        with progress.status(f"{tag}: profiling the device"):
+            res = run_profile(file, overrides)
+        if res.ok:
+            progress.line(f"{tag}: profile measured ({res.seconds:.1f} s)")
+        else:
+            problems.append(f"profiling failed (exit {res.rc})")
+            print(f"error: {file}: {scn.name}: profiling failed (exit {res.rc}); the simulator falls back to the catalog roofline", file=sys.stderr)
+            _err(res.lines)
+            notes.append("profiling failed: " + " | ".join(res.lines[-3:]))
+
+    with progress.status(f"{tag}: real backend"):
+        first = run_real(file, overrides, out)
+    if not first.ok:
+        print(f"error: {file}: {scn.name}: real backend failed (exit {first.rc})", file=sys.stderr)
+        _err(first.lines)
+        progress.line(f"{tag}: real  FAILED (exit {first.rc})")
+    else:
+        _err(ln for ln in first.lines if ln.startswith("warning"))
+        progress.line(f"{tag}: real  done ({first.seconds:.1f} s)")
+    repeat_dirs: list[Path] = []
+    if first.ok:
+        for k in range(1, args.repeats):
+            tmp = folder / f".repeat-{k}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            with progress.status(f"{tag}: real backend, repeat {k}/{args.repeats - 1}"):
+                res = run_real(file, overrides, tmp)
+            if res.ok:
+                dest = folder / f"real-repeat-{k}"
+                os.replace(tmp / scn.name / "real", dest)
+                repeat_dirs.append(dest)
+                progress.line(f"{tag}: real  repeat {k} done ({res.seconds:.1f} s)")
+            else:
+                problems.append(f"real repeat {k} failed (exit {res.rc})")
+                print(f"error: {file}: {scn.name}: real backend repeat {k} failed (exit {res.rc})", file=sys.stderr)
+                _err(res.lines)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    sim_ok = True
+    with progress.status(f"{tag}: simulator"):
+        try:
+            t0 = time.perf_counter()
+            run_sim(scn, out)
+            progress.line(f"{tag}: sim   done ({time.perf_counter() - t0:.1f} s)")
+        except Exception as exc:  # a simulator bug must not lose the other scenarios' results
+            sim_ok = False
+            print(f"error: {file}: {scn.name}: simulator failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    if not first.ok or not sim_ok:
+        (folder / "comparison.json").unlink(missing_ok=True)  # never leave a comparison of stale results
+        cause = first.lines if not first.ok else ["the simulator failed"]
+        write_atomic_text(report_path, report.failed_report_md(scn, file, cause, first.rc if not first.ok else None))
+        return failed_row(scn.name, " | ".join(cause[-3:])), report_path, False
+
+    with progress.status(f"{tag}: comparing"):
+        cmp = compare_folders(folder / "sim", folder / "real", folder, repeat_dirs, notes=notes)
+    row = suite_row(cmp)
+    if problems:
+        row["error"] = "; ".join(problems)
+    e = row["throughput_rel_error"]
+    progress.line(f"{tag}: throughput error {report.fmt_pct(e)}" + (f" (real spread {report.fmt_pct(row['real_throughput_spread'], signed=False)})" if row["real_throughput_spread"] is not None else ""))
+    return row, report_path, not problems

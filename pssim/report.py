@@ -1,0 +1,257 @@
+"""Markdown reports and tables for people: one scenario's comparison, a suite, a sweep, a plan.
+
+Pure formatting: every function takes already-computed numbers (from `pssim.compare`,
+`pssim.sweep`, `pssim.plan`) and returns text, so a report reads without opening any JSON.
+Numbers are shown in the units people think in (samples/s, ms, %), with the unit in the header.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+# (flattened metric, label, scale, unit): the headline rows of a scenario report.
+HEADLINE: tuple[tuple[str, str, float, str], ...] = (
+    ("throughput_samples_per_s", "throughput", 1.0, "samples/s"),
+    ("step_time_s.p50", "step time p50", 1e3, "ms"),
+    ("step_time_s.p95", "step time p95", 1e3, "ms"),
+    ("staleness.mean", "staleness mean", 1.0, "updates"),
+    ("compute_time_s.mean", "compute per step, mean", 1e3, "ms"),
+    ("comm_time_s.mean", "communication per step, mean", 1e3, "ms"),
+    ("wait_time_s.mean", "sync wait per step, mean", 1e3, "ms"),
+)
+
+
+def fmt_num(x: float | None, digits: int = 4) -> str:
+    """A number with `digits` significant digits, no scientific notation for everyday magnitudes."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if x == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(x)))
+    if -4 <= mag < 9:
+        decimals = max(digits - 1 - mag, 0)
+        return f"{x:,.{decimals}f}"
+    return f"{x:.{digits - 1}e}"
+
+
+def fmt_pct(x: float | None, signed: bool = True) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%"
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A GitHub-flavoured markdown table. `align`: one of l/r/c per column (default: l then r)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    sep = {"l": ":--", "r": "--:", "c": ":-:"}
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "| " + " | ".join(sep[a] for a in align) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def scenario_setup_lines(scn: dict[str, Any]) -> list[str]:
+    """A few bullet lines saying what the scenario runs (from the resolved scenario.yaml)."""
+    if not scn:
+        return []
+    model = scn.get("model", {})
+    kind = model.get("kind", "?")
+    if kind == "transformer":
+        shape = f"transformer, {model.get('layers')} layers, d_model {model.get('d_model')}, seq {model.get('seq_len')}"
+    elif kind == "mlp":
+        shape = "mlp " + "-".join(str(x) for x in [model.get("input_dim"), *(model.get("hidden") or []), model.get("output_dim")])
+    else:
+        shape = f"{kind} {model.get('input_dim')}-{model.get('output_dim')}"
+    tr, cl = scn.get("training", {}), scn.get("cluster", {})
+    w, s = cl.get("workers", {}), cl.get("servers", {})
+    sync = scn.get("sync", {})
+    mode = sync.get("mode", "?")
+    if mode == "ssp":
+        mode += f"({sync.get('staleness')})"
+    comm = scn.get("communication", {})
+    comp = comm.get("compression", {})
+    pipe = scn.get("pipeline", {})
+    lines = [
+        f"- model: {shape}, {model.get('dtype', 'float32')}; batch {tr.get('batch_size')} per worker; "
+        f"{tr.get('steps')} steps of which the first {tr.get('warmup_steps')} are warm-up",
+        f"- workers: {w.get('count')} on {w.get('device')} ({w.get('per_device')} per device"
+        + (f", catalog GPU {w['gpu']}" if w.get("gpu") else "")
+        + f"), NIC {_nic(w)}",
+        f"- servers: {s.get('count')} shards, NIC {_nic(s)}; sharding {scn.get('sharding', {}).get('policy')}",
+        f"- sync: {mode}; wire {comm.get('wire_dtype')}, compression {comp.get('kind')}"
+        + (f" (ratio {comp.get('ratio')})" if comp.get("kind") == "topk" else "")
+        + (", overlap" if comm.get("overlap") else ""),
+    ]
+    if pipe.get("stages", 1) > 1:
+        lines.append(f"- pipeline: {pipe.get('stages')} stages x {pipe.get('microbatches')} microbatches, {pipe.get('schedule')}")
+    if scn.get("stragglers", {}).get("slowdown") or scn.get("stragglers", {}).get("jitter", {}).get("distribution", "none") != "none":
+        st = scn["stragglers"]
+        lines.append(f"- stragglers: slowdown {st.get('slowdown') or {}}, jitter {st.get('jitter')}")
+    if scn.get("faults"):
+        lines.append(f"- faults: {scn['faults']}")
+    return lines
+
+
+def _nic(role: dict[str, Any]) -> str:
+    nic = role.get("nic", {})
+
+    def g(x: Any) -> str:
+        return f"{x:g}" if isinstance(x, int | float) else "?"
+
+    return f"{g(nic.get('bandwidth_gbps'))} Gbit/s, {g(nic.get('latency_us'))} us"
+
+
+def compute_source_text(source: str | None, profile: str | None) -> str:
+    """Where the simulator's compute times came from, in words."""
+    if not source:
+        return "unknown"
+    if source == "step_time_s":
+        return "`compute.step_time_s`: a fixed forward+backward time set in the scenario"
+    if source.startswith("profile:"):
+        return f"a device profile measured by `psreal profile` on this host (`{profile or source[8:]}`)"
+    if source.startswith("roofline:"):
+        return (f"the hardware catalog's roofline for `{source[9:]}` (no measured profile: peak rates times an "
+                "assumed efficiency, so expect larger compute errors)")
+    return f"`{source}`"
+
+
+def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: dict[str, str]) -> str:
+    """report.md of one scenario: setup, headline table, provenance, plots, all metrics."""
+    name = comparison["scenario"]
+    m = comparison["metrics"]
+    real, sim = comparison["real"], comparison["sim"]
+    runs = real.get("runs", 1)
+    out = [f"# {name}: simulator vs real backend\n"]
+    if comparison.get("description"):
+        out.append(f"{comparison['description']}\n")
+    out += [*scenario_setup_lines(scn), ""]
+
+    out.append("## Headline metrics\n")
+    out.append("Relative error = (sim - real) / real; positive means the simulator over-predicts."
+               + (f" The real backend ran {runs} times: 'real' is the first run, the spread is (max - min) / mean over all {runs}." if runs > 1 else "")
+               + "\n")
+    headers = ["metric", "sim", "real", "error"] + (["real spread"] if runs > 1 else [])
+    rows = []
+    for key, label, scale, unit in HEADLINE:
+        e = m.get(key)
+        if e is None:
+            continue
+        row = [f"{label} ({unit})", fmt_num(e["sim"] * scale), fmt_num(e["real"] * scale), fmt_pct(e["rel_error"])]
+        if key.startswith("staleness") and e["real"] == 0:
+            row[3] = "exact (both 0)" if e["sim"] == 0 else f"n/a (real 0, sim {fmt_num(e['sim'])})"
+        if runs > 1:
+            sp = e.get("real_spread")
+            row.append(fmt_pct(sp["rel_spread"], signed=False) if sp else "n/a")
+        rows.append(row)
+    out.append(md_table(headers, rows))
+
+    out.append("## Where the numbers came from\n")
+    out.append(f"- simulator compute times: {compute_source_text(sim.get('compute_source'), sim.get('profile'))}")
+    out.append(f"- real backend: device `{real.get('device') or 'n/a'}`, link emulation `{real.get('emulation') or 'n/a'}`, "
+               f"compute {real.get('compute_source') or 'measured'}; {runs} run{'s' if runs > 1 else ''}")
+    folders = [f"`{sim['folder']}/`", f"`{real['folder']}/`", *(f"`{d}/`" for d in real.get("repeat_folders", []))]
+    out.append(f"- result folders: {', '.join(folders)}; numbers: `comparison.json`")
+    for n in comparison.get("notes", []):
+        out.append(f"- note: {n}")
+    out.append("")
+
+    titles = {
+        "throughput": "Throughput",
+        "step_time_cdf": "Step-time distribution (measured steps)",
+        "staleness": "Staleness of applied gradients",
+        "timeline": "Timeline of a few steps after warm-up (simulator above, real below)",
+    }
+    if plots:
+        out.append("## Plots\n")
+        for key, path in plots.items():
+            out.append(f"### {titles.get(key, key)}\n\n![{key}]({path})\n")
+
+    out.append("## All metrics\n")
+    rows = [[f"`{k}`", fmt_num(e["sim"]), fmt_num(e["real"]), fmt_pct(e["rel_error"])] for k, e in m.items()]
+    out.append(md_table(["metric", "sim", "real", "error"], rows))
+    if comparison.get("only_sim") or comparison.get("only_real"):
+        out.append(f"Reported by one backend only: sim {', '.join(comparison.get('only_sim', [])) or '-'}; "
+                   f"real {', '.join(comparison.get('only_real', [])) or '-'}.\n")
+    return "\n".join(out)
+
+
+def failed_report_md(scn: Scenario, file: str, lines: Sequence[str], rc: int | None) -> str:
+    out = [f"# {scn.name}: comparison failed\n"]
+    if scn.description:
+        out.append(f"{scn.description}\n")
+    what = f"The real backend failed (exit {rc})" if rc is not None else "The simulator failed"
+    out.append(f"{what} on `{file}`, so there is nothing to compare. Its error output:\n")
+    out.append("```\n" + "\n".join(lines or ["(no output)"]) + "\n```\n")
+    return "\n".join(out)
+
+
+def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parity: str | None) -> str:
+    """suite.md: one row per scenario and the fidelity figures of DESIGN.md section 8."""
+    out = ["# Simulator fidelity over a suite of scenarios\n"]
+    out.append(f"{stats['ok']} of {stats['scenarios']} scenarios compared"
+               + (f"; failed: {', '.join(stats['failed'])}" if stats["failed"] else "") + ".\n")
+    out.append("## Fidelity\n")
+    labels = {"throughput": "throughput", "step_time_p50": "step time p50", "step_time_p95": "step time p95",
+              "staleness_mean": "mean staleness"}
+    frows = []
+    for key, label in labels.items():
+        s = stats[key]
+        extra = []
+        if s["both_zero"]:
+            extra.append(f"{len(s['both_zero'])} with real = sim = 0 left out")
+        if s["real_zero"]:
+            extra.append(f"{len(s['real_zero'])} with real = 0 but sim > 0 left out: "
+                         + ", ".join(f"{z['scenario']} (sim {fmt_num(z['sim'])})" for z in s["real_zero"]))
+        frows.append([label, s["n"], fmt_pct(s["median_abs_rel_error"], signed=False),
+                      fmt_pct(s["max_abs_rel_error"], signed=False), s["worst"] or "-", "; ".join(extra) or "-"])
+    out.append(md_table(["metric", "n", "median abs error", "max abs error", "worst", "left out"], frows, "lrrrll"))
+    rho = stats["spearman_rho_throughput"]
+    out.append(f"- Spearman rho of throughput across scenarios: {fmt_num(rho, 3) if rho is not None else 'n/a (fewer than 2 scenarios, or all tied)'}")
+    bp = stats["best_pick"]
+    if bp:
+        verdict = "yes" if bp["same"] else (f"no: the real best is {bp['real_best']}; the simulator's pick measures "
+                                            f"{fmt_pct(bp['real_of_sim_pick_over_real_best'], signed=False)} of it")
+        out.append(f"- the simulator's best scenario ({bp['sim_best']}) is the real best: {verdict}")
+    nf = stats["noise_floor"]
+    if nf:
+        out.append(f"- noise floor (real throughput run-to-run spread, (max - min) / mean): median "
+                   f"{fmt_pct(nf['median_rel_spread'], signed=False)}, max {fmt_pct(nf['max_rel_spread'], signed=False)} "
+                   f"over {nf['n']} scenarios; errors below it cannot be told from noise")
+    else:
+        out.append("- noise floor: not measured (run with `--repeats 3` to measure the real backend's run-to-run spread)")
+    out.append("- relative error = (sim - real) / real. Mean staleness is 0 under BSP and whenever no gradient was "
+               "stale; a relative error is then undefined, so such scenarios are left out of the staleness "
+               "median/max and listed above.\n")
+    if parity:
+        out.append(f"## Predicted vs measured throughput\n\n![parity]({parity})\n")
+    out.append("## Scenarios\n")
+    trows = []
+    for r in rows:
+        name = f"[{r['scenario']}]({r['report']})" if r.get("report") else r["scenario"]
+        if r.get("status") != "ok":
+            trows.append([name, "failed", "", "", "", "", "", "", r.get("error", "")])
+            continue
+        trows.append([
+            name, fmt_num(r["throughput_sim"]), fmt_num(r["throughput_real"]), fmt_pct(r["throughput_rel_error"]),
+            fmt_pct(r["step_time_p50_rel_error"]), fmt_pct(r["step_time_p95_rel_error"]),
+            _staleness_cell(r), fmt_pct(r["real_throughput_spread"], signed=False) if r.get("real_throughput_spread") is not None else "-",
+            r.get("error") or "",
+        ])
+    out.append(md_table(["scenario", "sim samples/s", "real samples/s", "throughput error", "p50 error", "p95 error",
+                         "staleness error", "real spread", "notes"], trows, "lrrrrrrrl"))
+    return "\n".join(out)
+
+
+def _staleness_cell(r: dict[str, Any]) -> str:
+    s, m = r.get("staleness_mean_sim"), r.get("staleness_mean_real")
+    if m == 0:
+        return "exact (both 0)" if s == 0 else f"n/a (real 0, sim {fmt_num(s, 3)})"
+    return fmt_pct(r.get("staleness_mean_rel_error"))
