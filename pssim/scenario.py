@@ -55,6 +55,9 @@ class _Strict(BaseModel):
     )
 
 
+# more partitions than this make planning slow and say nothing new: real PS systems cut at ~MBs
+MAX_PARTITIONS = 100_000
+
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 
@@ -263,7 +266,10 @@ class ShardingSpec(_Strict):
     policy: Literal["range", "round_robin", "greedy_bytes"] = Field(
         "range", description="How partitions are placed on the shards."
     )
-    partition_bytes: PositiveInt = Field(4_000_000, description="Parameters are cut into partitions of at most this size.")
+    partition_bytes: PositiveInt = Field(
+        4_000_000,
+        description=f"Parameters are cut into partitions of at most this size (at most {MAX_PARTITIONS} partitions in all).",
+    )
 
 
 class CompressionSpec(_Strict):
@@ -317,7 +323,6 @@ class FaultSpec(_Strict):
     worker: NonNegInt = Field(..., description="Worker index.")
     kind: Literal["crash"] = Field("crash", description="crash: the worker stops; it restarts if restart_after_s is set.")
     restart_after_s: float | None = Field(None, ge=0, description="Seconds until the worker is back; null: never.")
-
 
 
 # ------------------------------------------------------------------------- cross-section checks
@@ -412,10 +417,38 @@ def _check_step_time(s: _Sections) -> list[tuple[str, str]]:
     return []
 
 
+def _partition_count(model: ModelSpec, partition_bytes: int) -> tuple[int, int]:
+    """(partitions the parameters are cut into, the smallest partition_bytes that stays within MAX_PARTITIONS)."""
+    from .workload import DTYPE_BYTES, build_workload
+
+    eb = DTYPE_BYTES[model.dtype]
+    per = max(1, partition_bytes // eb)  # elements per partition, as sharding.cut_partitions cuts
+    numels = [p.numel for p in build_workload(model).params]
+    n = sum(-(-k // per) for k in numels)
+    least = eb * -(-sum(numels) // max(1, MAX_PARTITIONS - len(numels)))
+    return n, least
+
+
+@_cross_check("model", "sharding")
+def _check_partition_count(s: _Sections) -> list[tuple[str, str]]:
+    pb = s.sharding.partition_bytes
+    n, least = _partition_count(s.model, pb)
+    if n > MAX_PARTITIONS:
+        return [
+            (
+                "sharding.partition_bytes",
+                f"cuts the model into {n} partitions, more than {MAX_PARTITIONS}; use >= {least} (got {pb})",
+            )
+        ]
+    return []
+
+
 @_cross_check("model", "sharding", "cluster")
 def _check_empty_shards(s: _Sections) -> list[tuple[str, str]]:
     from .sharding import plan_shards
 
+    if _partition_count(s.model, s.sharding.partition_bytes)[0] > MAX_PARTITIONS:
+        return []  # reported by _check_partition_count; not worth building
     plan = plan_shards(s)
     S, pb = s.cluster.servers.count, s.sharding.partition_bytes
     empty = [k for k, parts in enumerate(plan.shards) if not parts]

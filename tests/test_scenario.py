@@ -205,6 +205,11 @@ BAD_FILE = [
     ("communication: {overlap: true}\npipeline: {stages: 2}", "communication.overlap", "not supported with pipeline.stages > 1 (got stages=2)"),
     ("compute: {step_time_s: 0.01}\npipeline: {stages: 2}", "compute.step_time_s", "pipeline.stages=2"),
     ("cluster: {servers: {count: 40}}", "cluster.servers.count", "a shard is left empty (got 40)"),
+    # 3 partitions of 8, 2 and 1 elements; by byte range their midpoints fall in thirds 1, 2, 2
+    ("model: {kind: linear, input_dim: 10, output_dim: 1}\nsharding: {policy: range, partition_bytes: 32}\ncluster: {servers: {count: 3}}",
+     "cluster.servers.count", "shard 0 would hold no parameters under sharding.policy=range with 3 partitions (got 3 servers)"),
+    ("model: {kind: transformer, layers: 2, d_model: 64, heads: 2, seq_len: 8, vocab: 30000}\nsharding: {partition_bytes: 4}",
+     "sharding.partition_bytes", "cuts the model into 3940608 partitions, more than 100000; use >= 160 (got 4)"),
     ("sharding: {partition_bytes: 100000000}\ncluster: {servers: {count: 7}}", "cluster.servers.count", "must be <= 6, the number of parameter partitions"),
 ]
 
