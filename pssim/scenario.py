@@ -57,6 +57,8 @@ class _Strict(BaseModel):
 
 # more partitions than this make planning slow and say nothing new: real PS systems cut at ~MBs
 MAX_PARTITIONS = 100_000
+# a typo like `layers: 1200000` must be refused, not make validation build a million layers
+MAX_LAYERS = 10_000
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -77,10 +79,10 @@ class ModelSpec(_Strict):
     kind: Literal["mlp", "transformer", "linear"] = Field("mlp", description="Model family.")
     input_dim: PositiveInt | None = Field(None, description="Input features (mlp, linear). Default 784.")
     hidden: list[PositiveInt] | None = Field(
-        None, description="Hidden layer widths (mlp). Default [1024, 1024]."
+        None, max_length=MAX_LAYERS, description="Hidden layer widths (mlp). Default [1024, 1024]."
     )
     output_dim: PositiveInt | None = Field(None, description="Classes (mlp, linear). Default 10.")
-    layers: PositiveInt | None = Field(None, description="Transformer blocks. Default 12.")
+    layers: PositiveInt | None = Field(None, le=MAX_LAYERS, description="Transformer blocks. Default 12.")
     d_model: PositiveInt | None = Field(None, description="Transformer width. Default 768.")
     heads: PositiveInt | None = Field(None, description="Attention heads; divides d_model. Default 12.")
     seq_len: PositiveInt | None = Field(None, description="Tokens per sample. Default 256.")
@@ -657,10 +659,15 @@ def _message(err: dict[str, Any], root: type[BaseModel] | None = None) -> str:
         return f"must be a mapping{got}"
     if t in ("list_type", "tuple_type"):
         return f"must be a list{got}"
-    if t in ("string_too_short", "too_short"):
-        return f"must not be empty{got}" if ctx.get("min_length") == 1 else f"must have at least {ctx.get('min_length')} items{got}"
-    if t in ("string_too_long", "too_long"):
-        return f"must be at most {ctx.get('max_length')} long{got}"
+    if t == "string_too_short":
+        return f"must have at least {ctx.get('min_length')} characters{got}"
+    if t == "string_too_long":
+        return f"must have at most {ctx.get('max_length')} characters{got}"
+    if t == "too_short":
+        return f"must have at least {ctx.get('min_length')} items{got}"
+    if t == "too_long":
+        n = ctx.get("actual_length")
+        return f"must have at most {ctx.get('max_length')} items" + (f" (got {n})" if n is not None else got)
     if t == "recursion_loop":
         return "refers to itself (a YAML alias loop)"
     msg = err["msg"]

@@ -126,7 +126,9 @@ BAD_FILE = [
     ("sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, kind: hang}]", "faults.0.kind", "must be one of 'crash' (got 'hang')"),
     ("name: My Run", "name", "must be lowercase letters, digits, '_' or '-' (got 'My Run')"),
     ("name: ''", "name", "(got '')"),
-    ("name: " + "a" * 101, "name", "must be at most 100"),
+    ("name: " + "a" * 101, "name", "must have at most 100 characters"),
+    ("model: {kind: transformer, layers: 20000}", "model.layers", "must be <= 10000 (got 20000)"),
+    ("model: {kind: mlp, hidden: [" + ", ".join(["1"] * 10001) + "]}", "model.hidden", "must have at most 10000 items (got 10001)"),
     # out of range
     ("seed: -1", "seed", "must be >= 0 (got -1)"),
     ("model: {kind: mlp, input_dim: 0}", "model.input_dim", "must be > 0 (got 0)"),
