@@ -3,7 +3,7 @@
 The entities live in `model.py` (Worker, ServerShard) and `resources.py` (Network, Processors).
 This module derives the topology (who talks to which shard, message sizes) from the shared
 sharding plan, builds the entities, runs SimPy to the end of the last step and collects what the
-records alone cannot say (simulated time, event count, modelled peak memory).
+records alone cannot say (simulated time, SimPy event and message counts, modelled peak memory).
 """
 
 from __future__ import annotations
@@ -33,23 +33,27 @@ def topology(scn: Scenario, bounds: list[tuple[int, int]]) -> Topology:
     W, P, S = scn.cluster.workers.count, scn.pipeline.stages, scn.cluster.servers.count
     comm = scn.communication
     n_procs = W * P
-    shards_of, part_numels, push_b, pull_b = [], [], [], []
-    for p in range(n_procs):
-        a, b = bounds[p % P]
+    # every replica's stage k holds the same slice: derive it once per stage and share the lists
+    per_stage = []
+    for a, b in bounds:
         parts = [[q.numel for q in plan.shards[s] if a <= q.unit < b] for s in range(S)]
-        mine = [s for s in range(S) if parts[s]]
-        shards_of.append(mine)
-        part_numels.append(parts)
-        push_b.append([wire.message_bytes(wire.push_payload_bytes(parts[s], comm.wire_dtype, comm.compression.kind, comm.compression.ratio)) for s in range(S)])
-        pull_b.append([wire.message_bytes(wire.dense_payload_bytes(sum(parts[s]), comm.wire_dtype)) for s in range(S)])
+        per_stage.append(
+            (
+                [s for s in range(S) if parts[s]],
+                parts,
+                [wire.message_bytes(wire.push_payload_bytes(parts[s], comm.wire_dtype, comm.compression.kind, comm.compression.ratio)) for s in range(S)],
+                [wire.message_bytes(wire.dense_payload_bytes(sum(parts[s]), comm.wire_dtype)) for s in range(S)],
+            )
+        )
+    shards_of = [per_stage[p % P][0] for p in range(n_procs)]
     pushers = [[p for p in range(n_procs) if s in shards_of[p]] for s in range(S)]
     return Topology(
         n_procs=n_procs,
         shards_of=shards_of,
         pushers_of=pushers,
-        part_numels=part_numels,
-        push_bytes=push_b,
-        pull_bytes=pull_b,
+        part_numels=[per_stage[p % P][1] for p in range(n_procs)],
+        push_bytes=[per_stage[p % P][2] for p in range(n_procs)],
+        pull_bytes=[per_stage[p % P][3] for p in range(n_procs)],
         shard_numel=[sum(q.numel for q in plan.shards[s]) for s in range(S)],
         shard_parts=[[q.numel for q in plan.shards[s]] for s in range(S)],
     )
@@ -95,21 +99,21 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
     net = Network(env, scn, topo.n_procs, costs)
     procs = Processors(env, scn, place)
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs)
-    done = simpy.AllOf(env, [w_proc for w_proc in _worker_processes(model)])
+    # the run ends when every worker has finished its last step and every shard has applied
+    # every gradient (so the last step's gradients have their staleness recorded too)
+    done = simpy.AllOf(env, [w.proc for w in model.workers] + [s.drained for s in model.servers])
     env.run(until=done)
     events = next(env._eid)  # SimPy's running event id: how many events were scheduled
+    rec = model.finish()
     extra = {
         "backend": "sim",
         "simulated_time_s": float(env.now),
         "events": int(events),
+        "messages": net.messages,
         "compute_source": costs.source,
         "peak_memory_bytes": modelled_peak_memory(scn, bounds, topo),
         "wall_time_s": time.perf_counter() - wall0,
     }
     if costs.profile_path:
         extra["profile"] = costs.profile_path
-    return model.rec, extra
-
-
-def _worker_processes(model: SimModel) -> list[simpy.Process]:
-    return [w.proc for w in model.workers]
+    return rec, extra

@@ -1,34 +1,45 @@
 """The SimPy model of a parameter-server run: ServerShard and Worker processes over Network and Processors.
 
 A worker process runs `training.steps` steps of: pull (a request to each of its shards; replies are
-unpacked on its core as they arrive), compute (forward+backward on its device, or the pipeline
-stage's schedule of microbatch actions, then any straggler delay), push (pack every shard's
-gradient, then send them all at once; the step ends when the last is delivered).
+unpacked on its core as they arrive, all replies that have arrived by then as one job), compute
+(forward+backward on its device, or the pipeline stage's schedule of microbatch actions, then any
+straggler delay), push (pack every shard's gradient, then send them all at once; the step ends
+when the last is delivered).
 
 A server shard handles its inbox in arrival order, one message at a time, as psreal's server does:
 a push is decoded and accumulated (bsp) or applied (ssp/asp) on the server's core; under bsp the
 last gradient of a clock triggers the optimiser update; a pull is answered when `sync.pull_ready`
-allows, else held. Replies for one version are packed once and sent to every waiting worker.
-Consecutive pushes whose effects release nothing are costed as one job, which gives the same
-times as costing them one by one.
+allows, else held (parked) until a gradient makes it ready. Replies for one version are packed
+once and sent to every waiting worker. Consecutive pushes whose effects release nothing are
+costed as one job, which gives the same times as costing them one by one. The run ends when every
+worker has finished its last step and every shard has applied every gradient.
+
+Ties: events due at the same instant run in the order SimPy scheduled them; messages that finish
+together are delivered in the order they were sent. Records are logged as rows when the thing
+happens and folded into the columnar `Records` once the run ends.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import simpy
 
 from .. import sync, wire
 from ..draws import compute_factors, straggle_delay
-from ..records import Records
+from ..records import STEP_TIME_FIELDS, Records
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     from ..costs import CostModel, Placement
     from ..scenario import Scenario
     from .resources import Network, Processors
+
+PULL, PUSH = wire.PULL, wire.PUSH
 
 
 @dataclass
@@ -72,97 +83,117 @@ class ServerShard:
         pushers = model.topo.pushers_of[shard]
         self.state = ShardState(clocks={p: 0 for p in pushers}, clock_hist={0: len(pushers)})
         self.n_pushers = len(pushers)
-        self.inbox: deque = deque()
+        self.inbox: deque[tuple[tuple, float]] = deque()  # (message, arrival time)
         self.parked: list[tuple[int, int, float]] = []  # (proc, step, time it was found not ready)
         self.wake: simpy.Event | None = None
         self.reply_version = -1
-        ops = model.costs
-        numels = model.topo.shard_parts[shard]
-        self.update_cost = ops.op("server_update", numels)
-        self.reply_cost = ops.op("server_reply", numels)
-        self.push_cost = {
-            p: ops.op("server_accumulate" if model.scn.sync.mode == "bsp" else "server_apply", model.topo.part_numels[p][shard])
-            for p in pushers
+        self.mode = model.scn.sync.mode
+        self.bound = model.scn.sync.bound
+        self.expected = self.n_pushers * model.scn.training.steps  # gradients it will apply
+        self.applied = 0
+        self.drained = model.env.event()  # every gradient applied
+        costs, topo = model.costs, model.topo
+        numels = topo.shard_parts[shard]
+        self.update_cost = costs.op("server_update", numels)
+        self.reply_cost = costs.op("server_reply", numels)
+        op = "server_accumulate" if self.mode == "bsp" else "server_apply"
+        per_stage = model.per_stage_cost(op, shard)
+        self.push_cost = {p: per_stage[p % model.stages] for p in pushers}
+        # reply routes: (resources, delay, bytes, worker) per proc
+        net = model.net
+        self.reply_route = {
+            p: (net.resources(self.endpoint, p), net.delay(self.endpoint, p), topo.pull_bytes[p][shard]) for p in pushers
         }
         model.env.process(self.run())
 
+    # ---------------------------------------------------------------------------- delivery
     def deliver(self, msg: tuple) -> None:
-        self.inbox.append(msg)
+        self.inbox.append((msg, self.m.env._now))
         if self.wake is not None:
             w, self.wake = self.wake, None
             w.succeed()
 
-    def _ready(self, step: int) -> bool:
-        m = self.m
-        return sync.pull_ready(m.scn.sync.mode, m.scn.sync.bound, step, self.state.version, self.state.min_clock)
+    def deliver_push(self, msg: tuple) -> None:
+        self.deliver(msg)
+        self.m.workers[msg[1]].on_pushed()
 
-    def run(self):  # noqa: ANN201 - SimPy process
+    def _ready(self, step: int) -> bool:
+        return sync.pull_ready(self.mode, self.bound, step, self.state.version, self.state.min_clock)
+
+    # ----------------------------------------------------------------------------- process
+    def run(self) -> Generator[simpy.Event, Any, None]:
         env, m, st = self.m.env, self.m, self.state
-        mode = m.scn.sync.mode
+        bsp = self.mode == "bsp"
+        inbox, spans, grads = self.inbox, m.rec.spans, m.grad_log
+        s, core, procs = self.s, self.core, m.procs
         while True:
-            if not self.inbox:
+            if not inbox:
                 self.wake = env.event()
                 yield self.wake
                 continue
-            kind = self.inbox[0][0]
-            if kind == wire.PULL:
-                _, proc, step, _t_arr = self.inbox.popleft()
+            msg, t_arr = inbox[0]
+            if msg[0] == PULL:
+                inbox.popleft()
+                _, proc, step = msg
                 if self._ready(step):
-                    yield from self._reply([(proc, step, env.now)])
+                    t_ready = env.now
+                    if self.reply_version != st.version:
+                        yield procs.run(core, self.reply_cost)
+                        self.reply_version = st.version
+                    self._send_replies([(proc, step, t_ready)], t_ready)
                 else:  # held by the sync rule from now until it is ready: that is its wait
                     self.parked.append((proc, step, env.now))
                 continue
             # a run of pushes, cut after any push that completes a bsp clock or releases a held pull
             batch, cost, release = [], 0.0, False
-            while self.inbox and self.inbox[0][0] == wire.PUSH and not release:
-                msg = self.inbox.popleft()
-                _, proc, step, read, nbytes, t_arr = msg
+            # pull_ready is monotone in the step, so a held pull is released iff the earliest is
+            parked_min = min(q[1] for q in self.parked) if self.parked else None
+            while inbox and inbox[0][0][0] == PUSH and not release:
+                msg, t_arr = inbox.popleft()
+                _, proc, step, read, nbytes = msg
                 cost += self.push_cost[proc]
                 batch.append((proc, step, read, nbytes, t_arr, st.version))
                 st.record_push(proc)
-                if mode == "bsp":
+                if bsp:
                     n = st.bsp_count.get(step, 0) + 1
                     st.bsp_count[step] = n
                     release = n == self.n_pushers
                 else:
                     st.version += 1
-                    release = any(self._ready(s) for _, s, _ in self.parked)
+                    release = parked_min is not None and self._ready(parked_min)
             t0 = env.now
-            yield m.procs.run(self.core, cost)
-            m.rec.spans.append((self.s, 0 if mode == "bsp" else 1, t0, env.now, 0))
-            r = m.rec
+            yield procs.run(core, cost)
+            t1 = env.now
+            spans.append((s, 0 if bsp else 1, t0, t1, 0))
             for proc, step, read, nbytes, t_arr, applied in batch:
-                r.grad_read[proc, step, self.s] = read
-                r.grad_applied[proc, step, self.s] = applied
-                r.grad_arrive_s[proc, step, self.s] = t_arr
-                r.grad_done_s[proc, step, self.s] = env.now
-                r.grad_bytes[proc, step, self.s] = nbytes
-            if mode == "bsp" and release:
-                step = batch[-1][1]
-                del st.bsp_count[step]
-                t0 = env.now
-                yield m.procs.run(self.core, self.update_cost)
+                grads.append((proc, step, s, read, applied, t_arr, t1, nbytes))
+            self.applied += len(batch)
+            if bsp and release:
+                del st.bsp_count[batch[-1][1]]
+                yield procs.run(core, self.update_cost)
                 st.version += 1
-                m.rec.spans.append((self.s, 1, t0, env.now, 0))
+                spans.append((s, 1, t1, env.now, 0))
             if self.parked:
                 ready = [q for q in self.parked if self._ready(q[1])]
                 if ready:
                     self.parked = [q for q in self.parked if not self._ready(q[1])]
-                    yield from self._reply(ready)
+                    t_ready = env.now
+                    if self.reply_version != st.version:
+                        yield procs.run(core, self.reply_cost)
+                        self.reply_version = st.version
+                    self._send_replies(ready, t_ready)
+            if self.applied == self.expected:
+                self.drained.succeed()
 
-    def _reply(self, pulls: list[tuple[int, int, float]]):  # noqa: ANN202
-        m, env = self.m, self.m.env
-        t_ready = env.now
-        if self.reply_version != self.state.version:
-            yield m.procs.run(self.core, self.reply_cost)
-            self.reply_version = self.state.version
-        version = self.state.version
+    def _send_replies(self, pulls: list[tuple[int, int, float]], t_ready: float) -> None:
+        """Send the current version to each pull; its wait is how long the sync rule held it."""
+        m = self.m
+        now, version, s = m.env._now, self.state.version, self.s
+        spans, send, workers = m.rec.spans, m.net.send, m.workers
         for proc, _step, t_held in pulls:
-            wait = t_ready - t_held
-            nbytes = m.topo.pull_bytes[proc][self.s]
-            m.rec.spans.append((self.s, 2, t_ready, env.now, nbytes))
-            worker = m.workers[proc]
-            m.net.send(self.endpoint, proc, nbytes, lambda w=worker, s=self.s, v=version, wt=wait: w.on_reply(s, v, wt))
+            res, delay, nbytes = self.reply_route[proc]
+            spans.append((s, 2, t_ready, now, nbytes))
+            send(res, delay, nbytes, workers[proc].on_reply, (s, version, t_ready - t_held))
 
 
 class Worker:
@@ -171,29 +202,41 @@ class Worker:
     def __init__(self, model: SimModel, proc: int) -> None:
         self.m = model
         self.p = proc
-        self.replica, self.stage = divmod(proc, model.scn.pipeline.stages)
+        self.replica, self.stage = divmod(proc, model.stages)
         self.shards = model.topo.shards_of[proc]
         self.host = model.procs.host_res[proc]
         self.device = model.procs.compute_res[proc]
-        c = model.costs
-        self.unpack_cost = {s: c.op("worker_unpack", model.topo.part_numels[proc][s]) for s in self.shards}
-        self.pack_cost = sum(c.op("worker_pack", model.topo.part_numels[proc][s]) for s in self.shards)
-        self.replies: deque = deque()
+        unpack = model.per_stage_cost("worker_unpack")[self.stage]
+        self.unpack_cost = {s: unpack[s] for s in self.shards}
+        self.pack_cost = sum(model.per_stage_cost("worker_pack")[self.stage][s] for s in self.shards)
+        net, topo = model.net, model.topo
+        # per shard: (server, request route, push route, push bytes)
+        self.links = [
+            (
+                model.servers[s],
+                net.resources(proc, model.servers[s].endpoint),
+                net.delay(proc, model.servers[s].endpoint),
+                topo.push_bytes[proc][s],
+            )
+            for s in self.shards
+        ]
+        self.replies: list[tuple[int, int, float]] = []
         self.wake: simpy.Event | None = None
         self.pushes_left = 0
         self.push_done: simpy.Event | None = None
         self.versions: dict[int, int] = {}
+        self.step_bytes = 0  # pipeline activations sent in the current step
         self.mailbox: dict[tuple[int, int, int], simpy.Event] = {}  # pipeline: (kind, step, mb) -> arrival
         self.proc = model.env.process(self.run())
 
     # --------------------------------------------------------------------------- callbacks
-    def on_reply(self, shard: int, version: int, wait: float) -> None:
-        self.replies.append((shard, version, wait))
+    def on_reply(self, reply: tuple[int, int, float]) -> None:
+        self.replies.append(reply)
         if self.wake is not None:
             w, self.wake = self.wake, None
             w.succeed()
 
-    def _on_pushed(self) -> None:
+    def on_pushed(self) -> None:
         self.pushes_left -= 1
         if self.pushes_left == 0:
             self.push_done.succeed()  # type: ignore[union-attr]
@@ -204,63 +247,58 @@ class Worker:
             ev = self.mailbox[key] = self.m.env.event()
         return ev
 
+    def on_mail(self, key: tuple[int, int, int]) -> None:
+        self.mail(key).succeed()
+
     # ------------------------------------------------------------------------------- steps
-    def run(self):  # noqa: ANN201 - SimPy process
+    def run(self) -> Generator[simpy.Event, Any, None]:
         m, env, p = self.m, self.m.env, self.p
-        t, rec = m.rec.times, m.rec
+        send, procs, host = m.net.send, m.procs, self.host
         n_sh = len(self.shards)
+        samples = m.scn.training.batch_size if self.stage == 0 else 0
+        header = wire.HEADER_BYTES
+        steps_log = m.step_log
         for step in range(m.scn.training.steps):
             # ---- pull
-            t["pull_start_s"][p, step] = env.now
-            for s in self.shards:
-                srv = m.servers[s]
-                m.net.send(p, srv.endpoint, wire.HEADER_BYTES, lambda srv=srv, step=step: srv.deliver((wire.PULL, p, step, env.now)))
+            pull_start = env.now
+            self.step_bytes = 0
+            request = (PULL, p, step)
+            for srv, res, delay, _ in self.links:
+                send(res, delay, header, srv.deliver, request)
             got, wait = 0, 0.0
             while got < n_sh:
                 if not self.replies:
                     self.wake = env.event()
                     yield self.wake
-                batch = list(self.replies)
-                self.replies.clear()
+                batch, self.replies = self.replies, []
                 cost = 0.0
                 for s, version, wt in batch:
                     self.versions[s] = version
                     wait = max(wait, wt)
                     cost += self.unpack_cost[s]
-                yield m.procs.run(self.host, cost)
+                yield procs.run(host, cost)
                 got += len(batch)
-            t["pull_end_s"][p, step] = env.now
-            t["wait_s"][p, step] = wait
+            pull_end = env.now
             # ---- compute
-            t["compute_start_s"][p, step] = env.now
-            if m.scn.pipeline.stages == 1:
+            if m.stages == 1:
                 yield from self._compute(step, m.costs.compute_s, fixed=m.fixed_compute)
             else:
                 yield from self._pipeline(step)
-            t["compute_end_s"][p, step] = env.now
+            compute_end = env.now
             # ---- push
-            t["push_start_s"][p, step] = env.now
-            yield m.procs.run(self.host, self.pack_cost)
+            yield procs.run(host, self.pack_cost)
             self.pushes_left = n_sh
             self.push_done = env.event()
-            sent = n_sh * wire.HEADER_BYTES
-            for s in self.shards:
-                srv = m.servers[s]
-                nbytes = m.topo.push_bytes[p][s]
+            sent = n_sh * header
+            for srv, res, delay, nbytes in self.links:
                 sent += nbytes
-                msg = (wire.PUSH, p, step, self.versions[s], nbytes)
-                m.net.send(p, srv.endpoint, nbytes, lambda srv=srv, msg=msg: self._arrive(srv, msg))
+                send(res, delay, nbytes, srv.deliver_push, (PUSH, p, step, self.versions[srv.s], nbytes))
             yield self.push_done
-            t["push_end_s"][p, step] = env.now
-            if self.stage == 0:
-                rec.samples[p, step] = m.scn.training.batch_size
-            rec.bytes_sent[p, step] += sent
+            steps_log.append(
+                (p, step, pull_start, pull_end, pull_end, compute_end, compute_end, env.now, wait, samples, sent + self.step_bytes)
+            )
 
-    def _arrive(self, srv: ServerShard, msg: tuple) -> None:
-        srv.deliver((*msg, self.m.env.now))
-        self._on_pushed()
-
-    def _compute(self, step: int, work_s: float, fixed: bool):  # noqa: ANN202
+    def _compute(self, step: int, work_s: float, fixed: bool) -> Generator[simpy.Event, Any, None]:
         env, m = self.m.env, self.m
         t0 = env.now
         # a fixed step time (compute.step_time_s) is a what-if: it holds no device
@@ -268,11 +306,12 @@ class Worker:
         f = m.factors[self.replica, self.stage, step]
         if f > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, f))
-        m.rec.busy.append((self.p, step, t0, env.now)) if m.scn.pipeline.stages > 1 else None
+        if m.stages > 1:
+            m.rec.busy.append((self.p, step, t0, env.now))
 
-    def _pipeline(self, step: int):  # noqa: ANN202
+    def _pipeline(self, step: int) -> Generator[simpy.Event, Any, None]:
         m, k = self.m, self.stage
-        P = m.scn.pipeline.stages
+        P, net = m.stages, m.net
         mb_bytes = m.act_bytes[k]  # activation this stage sends forward
         for kind, mb in m.schedule[k]:
             if kind == "F":
@@ -281,8 +320,8 @@ class Worker:
                 yield from self._compute(step, m.costs.stage_fwd_s[k], fixed=False)
                 if k < P - 1:
                     nxt = m.workers[self.p + 1]
-                    self.m.rec.bytes_sent[self.p, step] += mb_bytes
-                    m.net.send(self.p, self.p + 1, mb_bytes, lambda n=nxt, key=(wire.ACT, step, mb): n.mail(key).succeed())
+                    self.step_bytes += mb_bytes
+                    net.send(net.resources(self.p, nxt.p), net.delay_w2w, mb_bytes, nxt.on_mail, (wire.ACT, step, mb))
             else:
                 if k < P - 1:
                     yield self.mail((wire.ACT_GRAD, step, mb))
@@ -290,8 +329,8 @@ class Worker:
                 if k > 0:
                     prv = m.workers[self.p - 1]
                     gb = m.act_bytes[k - 1]
-                    self.m.rec.bytes_sent[self.p, step] += gb
-                    m.net.send(self.p, self.p - 1, gb, lambda n=prv, key=(wire.ACT_GRAD, step, mb): n.mail(key).succeed())
+                    self.step_bytes += gb
+                    net.send(net.resources(self.p, prv.p), net.delay_w2w, gb, prv.on_mail, (wire.ACT_GRAD, step, mb))
         for key in [key for key in self.mailbox if key[1] == step]:
             del self.mailbox[key]
 
@@ -303,9 +342,52 @@ class SimModel:
     ) -> None:
         self.env, self.scn, self.costs, self.place, self.topo = env, scn, costs, place, topo
         self.schedule, self.act_bytes, self.net, self.procs = schedule, act_bytes, net, procs
+        self.stages = scn.pipeline.stages
         self.fixed_compute = scn.compute.step_time_s is not None
         self.factors = compute_factors(scn)
         self.rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
+        # rows logged as things happen, folded into self.rec by `finish`
+        self.step_log: list[tuple] = []
+        self.grad_log: list[tuple] = []
+        self._stage_costs: dict[tuple[str, int | None], list] = {}
         self.workers: list[Worker] = []
         self.servers = [ServerShard(self, s) for s in range(scn.cluster.servers.count)]
         self.workers = [Worker(self, p) for p in range(topo.n_procs)]
+
+    def per_stage_cost(self, op: str, shard: int | None = None) -> list:
+        """Cost of `op` over each stage's slice: [stage][shard] (or [stage] for one shard).
+
+        Every worker process of one stage holds the same slice, so this is computed once per stage.
+        """
+        key = (op, shard)
+        got = self._stage_costs.get(key)
+        if got is None:
+            S = self.scn.cluster.servers.count
+            shards = range(S) if shard is None else [shard]
+            got = []
+            for k in range(self.stages):
+                per = [self.costs.op(op, self.topo.part_numels[k][s]) if self.topo.part_numels[k][s] else 0.0 for s in shards]
+                got.append(per if shard is None else per[0])
+            self._stage_costs[key] = got
+        return got
+
+    def finish(self) -> Records:
+        """Fold the logged rows into the columnar records."""
+        rec = self.rec
+        if self.step_log:
+            a = np.array(self.step_log, dtype=float)
+            p, c = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64)
+            for i, f in enumerate(STEP_TIME_FIELDS):
+                rec.times[f][p, c] = a[:, 2 + i]
+            rec.samples[p, c] = a[:, 9].astype(np.int64)
+            rec.bytes_sent[p, c] += a[:, 10].astype(np.int64)
+        if self.grad_log:
+            g = np.array(self.grad_log, dtype=float)
+            p, c, s = (g[:, i].astype(np.int64) for i in range(3))
+            rec.grad_read[p, c, s] = g[:, 3].astype(np.int64)
+            rec.grad_applied[p, c, s] = g[:, 4].astype(np.int64)
+            rec.grad_arrive_s[p, c, s] = g[:, 5]
+            rec.grad_done_s[p, c, s] = g[:, 6]
+            rec.grad_bytes[p, c, s] = g[:, 7].astype(np.int64)
+        self.step_log, self.grad_log = [], []
+        return rec

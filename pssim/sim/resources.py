@@ -1,102 +1,57 @@
 """SimPy resources of the model: fluid-shared NICs and fabric (`Network`) and devices and cores (`Processors`).
 
-Both wrap a `FluidSystem` through a `FluidDriver`, which keeps the SimPy clock and the fluid state
-in step: a flow start marks the rates stale and schedules one recompute at the current instant
-(after every other event already due then, so simultaneous starts cost one recompute), and a
-single pending timeout fires at the next completion. Callbacks run at the instant a flow ends.
+`Network` wraps a `FluidSystem` over every NIC direction (and the fabric) and keeps the SimPy
+clock and the fluid state in step: a message start queues a flow and, once per instant, one
+recompute runs at the *end* of that instant (a SimPy event of lower priority than every ordinary
+event due then, so all messages started at one instant share one recompute), and a timer fires at
+the next completion. A message from a to b crosses a's egress, b's ingress and the fabric if any,
+and is delivered `latency + per-message overhead` after its last byte drains (DESIGN.md section 4:
+each message pays its latency once); deliveries due at the same instant share one SimPy timeout
+and run in the order the messages were sent.
 
-A message from a to b crosses a's egress, b's ingress and the fabric if any, and is delivered
-`latency + per-message overhead` after its last byte drains (DESIGN.md section 4: each message
-pays its latency once). Deliveries due at the same instant share one SimPy timeout.
+`Processors` models each device and core as an egalitarian processor-sharing server (n jobs on one
+each get 1/n of it): exactly the max-min allocation of single-resource flows, computed per
+resource. A resource only one process ever uses (a worker's own device, a server's own core) can
+never hold two jobs at once, since a process runs its jobs one after another, so its job is a
+plain timeout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import simpy
+from simpy.core import NORMAL
 
-from ..fluid import FluidSystem
+from ..fluid import _DONE_TOL_S, FluidSystem
 
 if TYPE_CHECKING:
     from ..costs import CostModel, Placement
     from ..scenario import Scenario
 
-Callback = Callable[[], None]
+Deliver = Callable[[Any], None]
+
+# SimPy runs events due at one time in (priority, scheduling order); ordinary events have
+# priority NORMAL (1). An event with a larger number runs after every ordinary event of its
+# instant, including ones scheduled while that instant is being processed.
+END_OF_INSTANT = NORMAL + 1
 
 
-class FluidDriver:
-    def __init__(self, env: simpy.Environment, system: FluidSystem) -> None:
-        self.env = env
-        self.sys = system
-        self._gen = 0
-        self._pending = False
-        self._done: dict[int, Callback] = {}
-        self._next = 0
-
-    def start(self, resources: tuple[int, ...], amount: float, done: Callback) -> None:
-        key = self._next
-        self._next += 1
-        self._done[key] = done
-        self.sys.add(self.env.now, resources, amount, key)
-        if not self._pending:
-            self._pending = True
-            self.env.timeout(0).callbacks.append(self._recompute)
-
-    def _recompute(self, _ev: simpy.Event) -> None:
-        self._pending = False
-        self.sys.advance(self.env.now)
-        self.sys.recompute()
-        self._arm()
-
-    def _arm(self) -> None:
-        self._gen += 1
-        t = self.sys.next_completion()
-        if t == np.inf:
-            return
-        gen = self._gen
-        ev = self.env.timeout(max(0.0, t - self.env.now))
-        ev.callbacks.append(lambda _e: self._complete(gen))
-
-    def _complete(self, gen: int) -> None:
-        if gen != self._gen:
-            return  # superseded by a later recompute
-        for key in self.sys.pop_completed(self.env.now):
-            self._done.pop(key)()
-        if not self._pending:
-            self.sys.recompute()
-            self._arm()
-
-
-class _Batcher:
-    """Run callbacks `delay` after now; callbacks due at the same instant share one timeout."""
-
-    def __init__(self, env: simpy.Environment) -> None:
-        self.env = env
-        self._at = -1.0
-        self._due: dict[float, list[Callback]] = {}
-
-    def after(self, delay: float, fn: Callback) -> None:
-        if delay <= 0.0:
-            fn()
-            return
-        if self.env.now != self._at:
-            self._at = self.env.now
-            self._due = {}
-        lst = self._due.get(delay)
-        if lst is None:
-            lst = self._due[delay] = []
-            ev = self.env.timeout(delay)
-            ev.callbacks.append(lambda _e, fns=lst: [f() for f in fns])
-        lst.append(fn)
+def at_end_of_instant(env: simpy.Environment, fn: Callable[[simpy.Event], None]) -> None:
+    """Run `fn` once every ordinary event due now has run."""
+    ev = simpy.Event(env)
+    ev._ok = True  # a triggered event carrying no value, like a Timeout(0), but scheduled late
+    ev._value = None
+    ev.callbacks.append(fn)  # type: ignore[union-attr]
+    env.schedule(ev, END_OF_INSTANT)
 
 
 class Network:
     """Full-duplex NICs for every worker process and server, and the optional fabric.
 
-    Endpoints are ints: worker processes 0..P-1, servers P..P+S-1.
+    Endpoints are ints: worker processes 0..P-1, servers P..P+S-1. Resource 2e is endpoint e's
+    egress, 2e+1 its ingress, the last one the fabric.
     """
 
     def __init__(self, env: simpy.Environment, scn: Scenario, n_procs: int, costs: CostModel) -> None:
@@ -110,24 +65,141 @@ class Network:
         for s in range(S):
             caps += [bw_s, bw_s]
             names += [f"server{s}.egress", f"server{s}.ingress"]
-        self.fabric = None
+        self.fabric: int | None = None
         if scn.cluster.network.fabric_gbps:
             self.fabric = len(caps)
             caps.append(scn.cluster.network.fabric_gbps * 125e6)
             names.append("fabric")
+        self.env = env
         self.n_procs = n_procs
-        self.driver = FluidDriver(env, FluidSystem(caps, names))
-        self.batch = _Batcher(env)
+        self.sys = FluidSystem(caps, names)
         lw = scn.cluster.workers.nic.latency_us * 1e-6
         ls = scn.cluster.servers.nic.latency_us * 1e-6
         ov = costs.msg_overhead_s
         # a message pays the larger endpoint latency once (costs.message_latency_s), plus overhead
-        self._delay = {(False, False): lw + ov, (False, True): max(lw, ls) + ov, (True, False): max(lw, ls) + ov, (True, True): ls + ov}
+        self.delay_w2w = lw + ov
+        self.delay_w2s = max(lw, ls) + ov
+        self.delay_s2s = ls + ov
+        self._recompute_due = False
+        self._next_t = float("inf")  # next completion at the current rates
+        self._timers: set[float] = set()  # times of completion timers not yet fired
+        self._due_at = -1.0  # deliveries grouped by delay, for completions at time _due_at
+        self._due: dict[float, list[tuple[Deliver, Any]]] = {}
+        self.messages = 0
 
-    def send(self, src: int, dst: int, nbytes: int, on_delivered: Callback) -> None:
-        res = (2 * src, 2 * dst + 1) if self.fabric is None else (2 * src, 2 * dst + 1, self.fabric)
-        delay = self._delay[(src >= self.n_procs, dst >= self.n_procs)]
-        self.driver.start(res, float(nbytes), lambda: self.batch.after(delay, on_delivered))
+    def resources(self, src: int, dst: int) -> tuple[int, ...]:
+        if self.fabric is None:
+            return (2 * src, 2 * dst + 1)
+        return (2 * src, 2 * dst + 1, self.fabric)
+
+    def delay(self, src: int, dst: int) -> float:
+        a, b = src >= self.n_procs, dst >= self.n_procs
+        return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
+
+    def send(self, res: tuple[int, ...], delay: float, nbytes: float, deliver: Deliver, arg: Any) -> None:
+        """Start a message over `res` (see `resources`); `deliver(arg)` runs when it arrives."""
+        self.messages += 1
+        self.sys.add(self.env.now, res, nbytes, (delay, deliver, arg))
+        if not self._recompute_due:
+            self._recompute_due = True
+            at_end_of_instant(self.env, self._recompute)
+
+    # ------------------------------------------------------------------------- fluid driver
+    def _recompute(self, _ev: simpy.Event) -> None:
+        self._recompute_due = False
+        self.sys.advance(self.env.now)
+        self.sys.recompute()
+        self._arm()
+
+    def _arm(self) -> None:
+        t = self.sys.next_completion()
+        self._next_t = t
+        if t == float("inf") or t in self._timers:
+            return
+        self._timers.add(t)
+        self.env.timeout(max(0.0, t - self.env.now), t).callbacks.append(self._on_timer)  # type: ignore[union-attr]
+
+    def _on_timer(self, ev: simpy.Event) -> None:
+        t = ev._value
+        self._timers.discard(t)
+        if t != self._next_t:
+            return  # a later recompute moved the next completion; its own timer handles it
+        env = self.env
+        now = env.now
+        if now != self._due_at:
+            self._due_at = now
+            self._due = {}
+        due = self._due
+        for delay, deliver, arg in self.sys.pop_completed(now):  # type: ignore[misc]
+            if delay <= 0.0:
+                deliver(arg)
+                continue
+            lst = due.get(delay)
+            if lst is None:
+                lst = due[delay] = []
+                env.timeout(delay, lst).callbacks.append(_run_deliveries)  # type: ignore[union-attr]
+            lst.append((deliver, arg))
+        if not self._recompute_due:
+            self.sys.recompute()
+            self._arm()
+
+
+def _run_deliveries(ev: simpy.Event) -> None:
+    for deliver, arg in ev._value:
+        deliver(arg)
+
+
+class SharedProcessor:
+    """One device or core shared by several processes: egalitarian processor sharing.
+
+    With k jobs present each progresses at 1/k; a job of w standalone seconds that runs alone
+    takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
+    order.
+    """
+
+    def __init__(self, env: simpy.Environment, name: str) -> None:
+        self.env = env
+        self.name = name
+        self.jobs: list[list[Any]] = []  # [standalone seconds left, event], in arrival order
+        self._t = 0.0  # when `jobs` were last drained
+        self._next_t = float("inf")
+
+    def run(self, work_s: float) -> simpy.Event:
+        ev = simpy.Event(self.env)
+        self._drain()
+        self.jobs.append([work_s, ev])
+        self._arm()
+        return ev
+
+    def _drain(self) -> None:
+        now = self.env.now
+        if self.jobs and now > self._t:
+            d = (now - self._t) / len(self.jobs)
+            for j in self.jobs:
+                j[0] -= d
+        self._t = now
+
+    def _arm(self) -> None:
+        k = len(self.jobs)
+        if not k:
+            self._next_t = float("inf")
+            return
+        left = max(min(j[0] for j in self.jobs), 0.0) * k
+        t = self.env.now + left
+        self._next_t = t
+        self.env.timeout(left, t).callbacks.append(self._on_timer)  # type: ignore[union-attr]
+
+    def _on_timer(self, ev: simpy.Event) -> None:
+        if ev._value != self._next_t:
+            return  # superseded by a later arrival
+        self._drain()
+        k = len(self.jobs)
+        done = [j for j in self.jobs if j[0] * k <= _DONE_TOL_S]
+        if done:
+            self.jobs = [j for j in self.jobs if j[0] * k > _DONE_TOL_S]
+            for j in done:
+                j[1].succeed()
+        self._arm()
 
 
 class Processors:
@@ -136,37 +208,48 @@ class Processors:
     def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement) -> None:
         self.env = env
         cpu = scn.cluster.workers.device == "cpu"
-        caps, names = [], []
+        names: list[str] = []
         self.compute_res: list[int | None] = []
         self.host_res: list[int | None] = []
         self.server_res: list[int | None] = []
         if place.cores is not None:
-            core0 = 0
-            caps += [1.0] * place.cores
             names += [f"core{c}" for c in range(place.cores)]
             dev0 = None
             if not cpu:
-                dev0 = len(caps)
-                caps += [1.0] * place.n_devices
+                dev0 = len(names)
                 names += [f"gpu{d}" for d in range(place.n_devices)]
             for p, d in enumerate(place.device_of_proc):
-                core = core0 + place.core_of_proc[p]  # type: ignore[index]
+                core = place.core_of_proc[p]  # type: ignore[index]
                 self.host_res.append(core)
                 self.compute_res.append(core if cpu else dev0 + d)  # type: ignore[operator]
-            self.server_res = [core0 + c for c in place.core_of_server]  # type: ignore[union-attr]
+            self.server_res = list(place.core_of_server)  # type: ignore[arg-type]
         else:
-            caps += [1.0] * place.n_devices
             names += [("cpu" if cpu else "gpu") + str(d) for d in range(place.n_devices)]
             for d in place.device_of_proc:
                 self.compute_res.append(d)
                 self.host_res.append(d if cpu else None)
             self.server_res = [None] * scn.cluster.servers.count
-        self.driver = FluidDriver(env, FluidSystem(caps, names))
+        self.names = names
+        # which processes use each resource: one user -> its jobs never overlap -> plain timeouts
+        users: list[set[tuple[str, int]]] = [set() for _ in names]
+        for p, (c, h) in enumerate(zip(self.compute_res, self.host_res, strict=True)):
+            for r in (c, h):
+                if r is not None:
+                    users[r].add(("worker", p))
+        for s, r in enumerate(self.server_res):
+            if r is not None:
+                users[r].add(("server", s))
+        self.shared: list[SharedProcessor | None] = [
+            SharedProcessor(env, names[r]) if len(users[r]) > 1 else None for r in range(len(names))
+        ]
 
     def run(self, res: int | None, work_s: float) -> simpy.Event:
         """An event that fires when `work_s` seconds of standalone work have been done on `res`."""
-        if res is None or work_s <= 0.0:
-            return self.env.timeout(max(work_s, 0.0))
-        ev = self.env.event()
-        self.driver.start((res,), work_s, ev.succeed)
-        return ev
+        if work_s <= 0.0:
+            return self.env.timeout(0.0)
+        if res is None:
+            return self.env.timeout(work_s)
+        sp = self.shared[res]
+        if sp is None:
+            return self.env.timeout(work_s)
+        return sp.run(work_s)
