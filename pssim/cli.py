@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", required=True, help="hardware catalog YAML (same format as the built-in one)")
     p.add_argument("--target-samples-per-s", type=float, default=None)
     p.add_argument("--budget-per-hour", type=float, default=None)
+    p.add_argument("--workers", default=None, metavar="N,N,...", help="worker counts to try (default 1,2,4,8,16,32,64)")
+    p.add_argument("--servers", default=None, metavar="N,N,...", help="PS shard counts to try (default 1,2,4,8)")
+    p.add_argument("--jobs", type=int, default=None, help="simulations in parallel (default: one per CPU)")
     p.add_argument("--out", default="results")
     _add_set(p)
     return ap

@@ -232,5 +232,5 @@ def parity_plot(names: Sequence[str], measured: Sequence[float], predicted: Sequ
     ax.set_ylabel("predicted throughput, simulator (samples/s)")
     ax.set_title("Simulator vs real throughput" + (" (log-log)" if log else ""))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")
     return _save(fig, path)
