@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800.0, help="fail the run after this many seconds (default 1800)")
     p.add_argument("--stall-timeout", type=float, default=120.0,
                    help="fail the run when no worker makes progress for this many seconds (default 120)")
+    p.add_argument("--save-params", action="store_true",
+                   help="also write the final parameters to OUT/<scenario>/real/params.pt ({name: tensor})")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="a.b=v")
     p = sub.add_parser("profile", help="measure compute and host costs for the simulator")
@@ -91,9 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog, update = _progress_bar(args.quiet or (torchrun and os.environ.get("RANK") != "0"))
     try:
         if torchrun:
-            res = run_torchrun(scn, args.out, device, args.timeout, args.stall_timeout, update)
+            res = run_torchrun(scn, args.out, device, args.timeout, args.stall_timeout, update, args.save_params)
         else:
-            res = run_local(scn, args.out, device, args.timeout, args.stall_timeout, update)
+            res = run_local(scn, args.out, device, args.timeout, args.stall_timeout, update, args.save_params)
     except RunFailed as exc:
         if prog:
             prog.stop()

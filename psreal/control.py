@@ -11,6 +11,9 @@ Every role keeps one TCP connection to the coordinator (rank 0). Over it:
 - PROGRESS(rank, step): drives the progress bar and the stall watchdog.
 - BYE(rank): a role ends normally. A connection that closes without BYE means the role died: the
   coordinator stops the run and names the role.
+- ERROR(rank, consequence, text): a role failed with this cause. `consequence` marks failures
+  that only follow another's (a peer's connection closed or reset), so that the coordinator can
+  name the root cause first.
 
 Messages are fixed-size little-endian structs after a one-byte type.
 """
@@ -37,7 +40,7 @@ _FMT = {
     _DONE: struct.Struct("<iq"),  # src endpoint, seq
     _PROG: struct.Struct("<ii"),  # rank, step
     _BYE: struct.Struct("<i"),  # rank
-    _ERR: struct.Struct("<iH"),  # rank, length of the utf-8 text that follows
+    _ERR: struct.Struct("<iBH"),  # rank, consequence flag, length of the utf-8 text that follows
 }
 
 
@@ -67,7 +70,8 @@ class ControlServer:
         self.deliveries: list[tuple[float, int, int, int]] = []  # (due, src, seq, dst)
         self.progress: dict[int, int] = {}
         self.last_progress = time.monotonic()
-        self.failures: list[str] = []  # "rank N: cause" for roles that died or reported an error
+        self.errors: list[tuple[int, bool, str]] = []  # (rank, consequence, "role i (rank N): cause") reported
+        self.lost: list[int] = []  # ranks whose connection closed without BYE (the process died)
         self.finished: set[int] = set()
         self.realtime = False
         self._stop = threading.Event()
@@ -77,6 +81,10 @@ class ControlServer:
 
     def start(self) -> None:
         self.thread.start()
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors or self.lost)
 
     def stop(self) -> None:
         self._stop.set()
@@ -158,12 +166,12 @@ class ControlServer:
                 break
             fields = fmt.unpack_from(buf, i + 1)
             if kind == _ERR:
-                n = fields[1]
+                n = fields[2]
                 if len(buf) - i - 1 - fmt.size < n:
                     break
                 text = buf[i + 1 + fmt.size : i + 1 + fmt.size + n].decode("utf-8", "replace")
                 with self._lock:
-                    self.failures.append(text)
+                    self.errors.append((fields[0], bool(fields[1]), text))
                 i += 1 + fmt.size + n
                 continue
             i += 1 + fmt.size
@@ -188,7 +196,7 @@ class ControlServer:
         r = st["rank"]
         if r is not None and r not in self.finished:
             with self._lock:
-                self.failures.append(f"rank {r}: connection to the coordinator lost (the process died)")
+                self.lost.append(r)
 
 
 class ControlClient:
@@ -229,12 +237,14 @@ class ControlClient:
     def progress(self, step: int) -> None:
         self._send(_PROG + _FMT[_PROG].pack(self.rank, step))
 
-    def error(self, text: str) -> None:
+    def error(self, text: str, consequence: bool = False) -> bool:
+        """Report this role's failure; True if the report was sent."""
         data = text.encode("utf-8")[:60000]
         try:
-            self._send(_ERR + _FMT[_ERR].pack(self.rank, len(data)) + data)
+            self._send(_ERR + _FMT[_ERR].pack(self.rank, int(consequence), len(data)) + data)
         except OSError:
-            pass
+            return False
+        return True
 
     def bye(self) -> None:
         try:

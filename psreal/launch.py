@@ -11,6 +11,13 @@ control connection; no message for `stall_timeout_s`, or a run longer than `time
 failure too. On any failure the coordinator terminates every process it started (SIGTERM, then
 SIGKILL), prints the cause naming role and rank, and exits with code 1 (130 on Ctrl-C). Children
 die with their parent (PR_SET_PDEATHSIG), so no process outlives the run.
+
+Final parameters: `psreal run --save-params` (or `save_params=True` here) has every server send
+its shard's parameters to the coordinator at the end, which writes them beside the result files
+as `OUT/<scenario>/real/params.pt`: `torch.load` gives {parameter name: float32 tensor}, with the
+names and shapes of `psreal.models.build_model(scn.model, seed).named_parameters()`, so
+`model.load_state_dict(torch.load(path), strict=False)` restores the trained model (buffers aside).
+`gather_params` assembles them from the shards (pssim.sharding's plan says which slice is where).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from pssim.scenario import Scenario
 
 from .control import ControlClient, ControlServer
 from .roles import Layout, RoleContext, build_topology, host_cores, layout_of, pin_role, set_threads
-from .transport import Transport
+from .transport import Transport, is_peer_loss
 
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_STALL_S = 120.0
@@ -74,7 +81,7 @@ def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clo
     """Everything a non-coordinator rank does after init_process_group (and `_pin`)."""
     obj: list[Any] = [None]
     dist.broadcast_object_list(obj, src=0)
-    addr, emulate = obj[0]
+    addr, emulate, save_params = obj[0]
     dist.all_gather_object([None] * layout.world, socket.gethostname())
     kind, i = layout.role_of(rank)
     control = ControlClient(addr, rank, layout.endpoint_of_rank(rank))
@@ -94,8 +101,12 @@ def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clo
         role.run()
         ctx.records.shift_time(t0)
         out = {"rank": rank, "records": ctx.records, "kind": kind, "peak_memory": role.peak_memory()}
+        if save_params and kind == "server":
+            out["params"] = role.final_params()
     except BaseException as exc:
-        control.error(f"{layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}")
+        text = f"{layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}"
+        if control.error(text, consequence=is_peer_loss(exc)):
+            exc.psreal_reported = True  # type: ignore[attr-defined]  # the coordinator prints it
         raise
     control.bye()
     return out
@@ -141,7 +152,8 @@ def _child_main(rank: int, world: int, init_method: str, scn_json: str, device: 
         dist.gather_object(result, None, dst=0)
         dist.destroy_process_group()
     except BaseException as exc:  # noqa: BLE001
-        print(f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}", file=sys.stderr, flush=True)
+        if not getattr(exc, "psreal_reported", False):  # else the coordinator names it, once
+            print(f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}", file=sys.stderr, flush=True)
         os._exit(EXIT_FAILED)
     os._exit(0)
 
@@ -159,6 +171,7 @@ class _Coordinator:
     done: threading.Event = field(default_factory=threading.Event)
     control: ControlServer | None = None
     started: float = 0.0
+    save_params: bool = False
 
     def body(self, init: dict[str, Any]) -> None:
         try:
@@ -169,7 +182,7 @@ class _Coordinator:
             self.control = ControlServer(links, bind="127.0.0.1" if local else "0.0.0.0",
                                          advertise="127.0.0.1" if local else os.environ.get("MASTER_ADDR", "127.0.0.1"))
             self.control.start()
-            dist.broadcast_object_list([(self.control.addr, self.emulate)], src=0)
+            dist.broadcast_object_list([(self.control.addr, self.emulate, self.save_params)], src=0)
             hosts: list[Any] = [None] * self.layout.world
             dist.all_gather_object(hosts, socket.gethostname())
             dist.barrier()
@@ -209,7 +222,48 @@ class _Coordinator:
         summary["emulation"] = scn.cluster.network.emulation
         summary["arbiter_realtime"] = bool(self.control and self.control.realtime)
         folder = write_results(self.out, scn, "real", rec, summary)
+        if self.save_params:
+            save_params_file(folder / PARAMS_FILE, gather_params(scn, self.gathered[1:]))
         return folder, summary
+
+
+PARAMS_FILE = "params.pt"
+
+
+def gather_params(scn: Scenario, results: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The whole model's parameters, {name: float32 tensor}, from the servers' `final_params`."""
+    from pssim.sharding import plan_shards
+    from pssim.workload import build_workload
+
+    from .roles import build_topology
+
+    specs = build_workload(scn.model).params
+    flat = [torch.full((q.numel,), float("nan")) for q in specs]
+    plan = plan_shards(scn)
+    _, bounds = build_topology(scn)
+    for r in results:
+        for stage, values in r.get("params", {}).items():
+            a, b = bounds[stage]
+            pos = 0
+            for q in plan.shards[r["rank"] - 1]:  # server s is rank 1 + s
+                if a <= q.unit < b:
+                    flat[q.param][q.offset : q.offset + q.numel] = values[pos : pos + q.numel]
+                    pos += q.numel
+            assert pos == values.numel(), (pos, values.numel())
+    missing = [q.name for q, f in zip(specs, flat, strict=True) if torch.isnan(f).any()]
+    if missing:
+        raise RuntimeError(f"no server returned parameters for {', '.join(missing[:5])}")
+    return {q.name: f.view(q.shape) for q, f in zip(specs, flat, strict=True)}
+
+
+def save_params_file(path: Path, params: dict[str, torch.Tensor]) -> None:
+    """torch.save into a temporary file beside `path`, then rename: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(params, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _device_name(device: str) -> str:
@@ -233,16 +287,8 @@ def _watch(coord: _Coordinator, procs: list[Any], timeout_s: float, stall_s: flo
     while not coord.done.wait(0.05):
         now = time.monotonic()
         ctl = coord.control
-        if ctl is not None and ctl.failures:
-            time.sleep(0.2)  # let the dying role's own report arrive before naming the cause
-            raise RunFailed([f"error: {f}" for f in _first_causes(ctl.failures)])
-        for rank, pr in procs:
-            if pr.exitcode not in (None, 0):
-                time.sleep(0.3)
-                if ctl is not None and ctl.failures:
-                    raise RunFailed([f"error: {f}" for f in _first_causes(ctl.failures)])
-                how = f"killed by signal {-pr.exitcode}" if pr.exitcode < 0 else f"exited with code {pr.exitcode}"
-                raise RunFailed([f"error: {coord.layout.describe(rank, coord.scn.pipeline.stages)}: {how}"])
+        if (ctl is not None and ctl.failed) or any(pr.exitcode not in (None, 0) for _, pr in procs):
+            raise RunFailed(_diagnose(coord, procs))
         if now - t_start > timeout_s:
             raise RunFailed([f"error: the run exceeded its timeout of {timeout_s:.0f} s (psreal run --timeout)"])
         if ctl is not None and coord.started and now > coord.started:
@@ -250,20 +296,60 @@ def _watch(coord: _Coordinator, procs: list[Any], timeout_s: float, stall_s: flo
             if progress is not None:
                 progress(done, total)
             if now - max(ctl.last_progress, coord.started) > stall_s:
-                slow = [coord.layout.describe(r, coord.scn.pipeline.stages) for r in range(1 + coord.layout.n_servers, coord.layout.world)
-                        if ctl.progress.get(r, 0) < coord.scn.training.steps]
-                raise RunFailed([f"error: no progress for {stall_s:.0f} s; unfinished: {', '.join(slow[:8])}"])
+                raise RunFailed([_stall_line(coord, ctl, stall_s)])
     if coord.error is not None:
         ctl = coord.control
-        if ctl is not None and ctl.failures:
-            raise RunFailed([f"error: {f}" for f in _first_causes(ctl.failures)])
+        if (ctl is not None and ctl.failed) or any(pr.exitcode not in (None, 0) for _, pr in procs):
+            raise RunFailed(_diagnose(coord, procs))
         raise RunFailed([f"error: coordinator (rank 0): {_cause(coord.error)}"])
 
 
-def _first_causes(failures: list[str]) -> list[str]:
-    """Reported causes first; 'connection lost' lines only for roles that reported nothing."""
-    reported = [f for f in failures if "connection to the coordinator lost" not in f]
-    return reported or failures[:1]
+def _stall_line(coord: _Coordinator, ctl: ControlServer, stall_s: float) -> str:
+    lay, scn = coord.layout, coord.scn
+    ranks = range(1 + lay.n_servers, lay.world)
+    steps = {r: ctl.progress.get(r, 0) for r in ranks}
+    low = min(steps.values())
+    slowest = [f"{lay.describe(r, scn.pipeline.stages)} at step {low}" for r in ranks if steps[r] == low]
+    unfinished = [lay.describe(r, scn.pipeline.stages) for r in ranks if steps[r] < scn.training.steps]
+    return (f"error: no progress for {stall_s:.0f} s (psreal run --stall-timeout); slowest: {', '.join(slowest[:4])} "
+            f"of {scn.training.steps}; unfinished: {', '.join(unfinished[:8])}")
+
+
+_GRACE_S = 0.5  # how long a failure's own report and exit may trail its peers' complaints
+
+
+def _diagnose(coord: _Coordinator, procs: list[Any]) -> list[str]:
+    """Lines naming the root cause(s) of a failure: role, rank and cause, consequences last.
+
+    A role that reports a cause of its own, or dies without a report (killed, os._exit), is a root
+    cause; a role that failed only because a peer went away is a consequence, summarised in one
+    line. Waits `_GRACE_S` first, so the culprit's exit or report is in.
+    """
+    time.sleep(_GRACE_S)
+    lay, stages = coord.layout, coord.scn.pipeline.stages
+    ctl = coord.control
+    errors = list(ctl.errors) if ctl is not None else []
+    lost = list(ctl.lost) if ctl is not None else []
+    reported = {r for r, _, _ in errors}
+    roots = [f"error: {text}" for _, consequence, text in errors if not consequence]
+    for rank, pr in procs:
+        code = pr.exitcode
+        if code not in (None, 0) and rank not in reported:
+            how = f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+            roots.append(f"error: {lay.describe(rank, stages)}: {how} without reporting a cause")
+            reported.add(rank)
+    for rank in lost:  # torchrun: no process handles, only the lost connection
+        if rank not in reported:
+            roots.append(f"error: {lay.describe(rank, stages)}: lost its connection to the coordinator (the process died)")
+            reported.add(rank)
+    follow = [(r, text) for r, consequence, text in errors if consequence]
+    if not roots and follow:
+        roots.append(f"error: {follow[0][1]}")
+        follow = follow[1:]
+    if follow:
+        roots.append(f"note: then {len(follow)} other role(s) stopped after losing a peer: "
+                     + ", ".join(lay.describe(r, stages) for r, _ in follow[:8]))
+    return roots or ["error: the run failed without a reported cause"]
 
 
 def _kill_all(procs: list[Any]) -> None:
@@ -280,7 +366,8 @@ def _kill_all(procs: list[Any]) -> None:
 
 
 def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_TIMEOUT_S,
-              stall_s: float = DEFAULT_STALL_S, progress: Any = None) -> tuple[Path, dict[str, Any]]:
+              stall_s: float = DEFAULT_STALL_S, progress: Any = None,
+              save_params: bool = False) -> tuple[Path, dict[str, Any]]:
     """Run the scenario with local processes; returns (result folder, summary). Raises RunFailed."""
     layout = layout_of(scn)
     emulate = scn.cluster.network.emulation == "app"
@@ -294,7 +381,7 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
     ctx = mp.get_context("spawn")
     scn_json = scn.model_dump_json()
     procs = []
-    coord = _Coordinator(scn, layout, device, out, emulate)
+    coord = _Coordinator(scn, layout, device, out, emulate, save_params=save_params)
     old_int = signal.getsignal(signal.SIGINT)
     interrupted = threading.Event()
 
@@ -330,7 +417,8 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
 
 
 def run_torchrun(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 stall_s: float = DEFAULT_STALL_S, progress: Any = None) -> tuple[Path, dict[str, Any]] | None:
+                 stall_s: float = DEFAULT_STALL_S, progress: Any = None,
+                 save_params: bool = False) -> tuple[Path, dict[str, Any]] | None:
     """Called in every torchrun process: rank 0 coordinates and returns the results, others return None."""
     layout = layout_of(scn)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -345,11 +433,13 @@ def run_torchrun(scn: Scenario, out: str, device: str, timeout_s: float = DEFAUL
             dist.gather_object(result, None, dst=0)
             dist.destroy_process_group()
         except BaseException as exc:  # noqa: BLE001
+            if getattr(exc, "psreal_reported", False):  # rank 0 names it
+                raise RunFailed([]) from exc
             raise RunFailed([f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}"]) from exc
         return None
     emulate = scn.cluster.network.emulation == "app"
     wall0 = time.perf_counter()
-    coord = _Coordinator(scn, layout, device, out, emulate)
+    coord = _Coordinator(scn, layout, device, out, emulate, save_params=save_params)
     th = threading.Thread(target=coord.body, args=({},), daemon=True)
     th.start()
     _watch(coord, [], timeout_s, stall_s, progress)

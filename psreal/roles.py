@@ -4,11 +4,21 @@ Ranks: 0 is the coordinator (link arbiter, progress, results); 1..S are the serv
 S+1..S+P are the worker processes (P = workers x pipeline stages, process p = replica * stages +
 stage). Endpoints, the names the link model and messages use, are those of the simulator:
 worker process p is endpoint p, server s is endpoint P + s.
+
+Testing hook: the environment variable `PSREAL_FAULT` injects failures so that the failure
+handling can be tested end to end. It holds comma-separated faults `ROLE:INDEX:step:N:ACTION`:
+ROLE is `worker` (INDEX = worker process p, i.e. replica * stages + stage) or `server` (INDEX = shard);
+a worker fires at the start of its step N, a server when the first gradient of step N arrives;
+ACTION is `raise` (a RuntimeError), `kill` (SIGKILL to itself), `exit` (os._exit(3) without a
+word) or `hang` (sleep forever, for the stall watchdog). A fired fault says so on stderr. Spawned
+roles and torchrun ranks inherit the variable; it is meant for tests, never for real runs.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -114,3 +124,38 @@ def set_threads() -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
+
+
+FAULT_ENV = "PSREAL_FAULT"
+FAULT_ACTIONS = ("raise", "kill", "exit", "hang")
+
+
+def parse_faults(text: str) -> list[tuple[str, int, int, str]]:
+    """`worker:1:step:3:kill,server:0:step:2:raise` -> [(role, index, step, action), ...]."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        f = item.split(":")
+        if len(f) != 5 or f[0] not in ("worker", "server") or f[2] != "step" or f[4] not in FAULT_ACTIONS:
+            raise ValueError(f"{FAULT_ENV}: expected ROLE:INDEX:step:N:ACTION with ROLE worker|server and "
+                             f"ACTION {'|'.join(FAULT_ACTIONS)} (got {item!r})")
+        out.append((f[0], int(f[1]), int(f[3]), f[4]))
+    return out
+
+
+def inject_fault(role: str, index: int, step: int, who: str) -> None:
+    """The `PSREAL_FAULT` testing hook: fire the fault configured for (role, index, step), if any."""
+    text = os.environ.get(FAULT_ENV)
+    if not text:
+        return
+    for r, i, n, action in parse_faults(text):
+        if (r, i, n) != (role, index, step):
+            continue
+        print(f"psreal: {FAULT_ENV}: {who}: {action} at step {step}", file=sys.stderr, flush=True)
+        if action == "raise":
+            raise RuntimeError(f"fault injected by {FAULT_ENV} at step {step}")
+        if action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if action == "exit":
+            os._exit(3)
+        while True:  # hang
+            time.sleep(3600)

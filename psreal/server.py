@@ -14,6 +14,9 @@ Parameters are float32 master copies. A shard holding parameters of several pipe
 one segment (parameters + torch optimiser) per stage, since each stage pushes only its own.
 The optimiser is torch.optim (SGD with momentum / Adam) on the flat segment, so an update is
 exactly what a single-process torch loop would do with the same gradient.
+
+Testing hook: `PSREAL_FAULT=server:S:step:N:raise|kill|exit|hang` makes shard S fail when the
+first gradient of step N arrives (see psreal/roles.py, `inject_fault`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pssim.sharding import plan_shards
 
 from .codec import decode_push, encode_dense
 from .models import initial_flat_params
-from .roles import RoleContext
+from .roles import RoleContext, inject_fault
 from .worker import _rss_bytes
 
 STALL_S = 120.0
@@ -75,6 +78,7 @@ class ServerRole:
         self.reply_version = -1
         self.sends: list = []
         self.pulls_answered = 0
+        self.fault_checked: set[int] = set()
         comm = scn.communication
         self.codec = (comm.wire_dtype, comm.compression.kind, comm.compression.ratio)
 
@@ -98,7 +102,7 @@ class ServerRole:
                     f"no message for {STALL_S:.0f} s (pushes {pushes}/{total}, pulls answered {self.pulls_answered}/{total})"
                 ) from None
             if msg.kind == -1:
-                raise RuntimeError(f"receiving from endpoint {msg.src} failed: {ctx.transport.errors[-1]!r}")
+                raise ctx.transport.receive_failed(msg.src)
             if msg.kind == wire.PULL:
                 now = time.monotonic()
                 if self.ready(msg.step):
@@ -109,6 +113,9 @@ class ServerRole:
             assert msg.kind == wire.PUSH, msg.kind
             pushes += 1
             p, step = msg.src, msg.step
+            if step not in self.fault_checked:  # testing hook (PSREAL_FAULT); no-op otherwise
+                self.fault_checked.add(step)
+                inject_fault("server", self.s, step, ctx.layout.describe(ctx.rank))
             seg = self.segments[p % self.P]
             t0 = time.monotonic()
             grad = decode_push(msg.payload, seg.numels, *self.codec)  # type: ignore[arg-type]
@@ -150,6 +157,10 @@ class ServerRole:
 
     def peak_memory(self) -> int:
         return max(0, _rss_bytes() - self.rss0)
+
+    def final_params(self) -> dict[int, torch.Tensor]:
+        """The shard's parameters after the run: per pipeline stage, its partitions concatenated."""
+        return {k: sg.param.detach().clone() for k, sg in self.segments.items()}
 
     def _reply(self, pulls: list[tuple[int, int, float]]) -> None:
         t_ready = time.monotonic()

@@ -16,6 +16,7 @@ counted) ends a receiver thread.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,30 @@ N_HEADER = wire.HEADER_BYTES // 8
 DELIVERY_TIMEOUT_S = 300.0
 
 
+class PeerLost(ConnectionError):
+    """A peer's connection closed or broke: usually the consequence of that peer's own failure."""
+
+
+# gloo's words for a peer that went away; the last is psreal/pipeline_mail.py's, raised when a
+# pipeline neighbour's receiver failed
+_GLOO_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket closed",
+              "receiving from pipeline neighbour")
+
+
+def is_peer_loss(exc: BaseException) -> bool:
+    """Whether `exc` only says that another process went away (not a cause of its own)."""
+    return isinstance(exc, ConnectionError) or (
+        isinstance(exc, RuntimeError) and any(k in str(exc) for k in _GLOO_PEER)
+    )
+
+
+def short_error(exc: BaseException) -> str:
+    """gloo's messages, without the source path and the boilerplate advice."""
+    text = str(exc)
+    m = re.search(r"\] ([^\]\[]*?)\. This is typically", text)
+    return m.group(1) if m else text.splitlines()[0] if text else type(exc).__name__
+
+
 @dataclass
 class Message:
     kind: int
@@ -48,12 +73,17 @@ class Message:
 
 
 class SendHandle:
-    def __init__(self, works: list, transport: Transport, seq: int) -> None:
-        self.works, self.t, self.seq = works, transport, seq
+    def __init__(self, works: list, transport: Transport, seq: int, dst: int) -> None:
+        self.works, self.t, self.seq, self.dst = works, transport, seq, dst
 
     def wait(self) -> None:
-        for w in self.works:
-            w.wait()
+        try:
+            for w in self.works:
+                w.wait()
+        except RuntimeError as exc:
+            if is_peer_loss(exc):
+                raise PeerLost(f"sending to endpoint {self.dst} failed: {short_error(exc)}") from exc
+            raise
         if self.t.control is not None and self.t.emulate:
             self.t.control.wait_done(self.t.endpoint, self.seq, DELIVERY_TIMEOUT_S)
 
@@ -82,7 +112,7 @@ class Transport:
         if n:
             works.append(dist.isend(payload, rank, tag=TAG))
         self.bytes_sent += nbytes
-        h = SendHandle(works, self, seq)
+        h = SendHandle(works, self, seq, dst)
         h.keep = (header, payload)  # type: ignore[attr-defined]  # alive until sent
         return h
 
@@ -118,6 +148,13 @@ class Transport:
         t.start()
         self.threads.append(t)
         return t
+
+    def receive_failed(self, src: int) -> Exception:
+        """The exception a role raises when its receiver thread for `src` failed."""
+        err = self.errors[-1] if self.errors else RuntimeError("unknown error")
+        if is_peer_loss(err):
+            return PeerLost(f"receiving from endpoint {src} failed: {short_error(err)}")
+        return RuntimeError(f"receiving from endpoint {src} failed: {err!r}")
 
     def join(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -8,6 +8,9 @@ Each step (the simulator's Worker mirrors it):
            taken after synchronising; a straggler factor > 1 is added as a sleep afterwards;
   push     encode every shard's gradient for the wire (device -> pinned host memory on CUDA),
            send them all, and wait until the last is delivered.
+
+Testing hook: `PSREAL_FAULT=worker:P:step:N:raise|kill|exit|hang` makes worker process P fail at
+the start of step N (see psreal/roles.py, `inject_fault`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pssim.workload import build_workload
 from .codec import decode_dense, encode_dense, encode_push
 from .models import TORCH_DTYPES, build_model, synthetic_data
 from .pipeline_mail import Mailbox
-from .roles import RoleContext
+from .roles import RoleContext, inject_fault
 
 REPLY_TIMEOUT_S = 300.0
 
@@ -128,7 +131,9 @@ class WorkerRole:
         fixed = scn.compute.step_time_s
         B, N = scn.training.batch_size, scn.training.samples_per_worker
         versions: dict[int, int] = {}
+        who = ctx.layout.describe(ctx.rank, self.P)
         for step in range(scn.training.steps):
+            inject_fault("worker", p, step, who)  # testing hook (PSREAL_FAULT); no-op otherwise
             # ---- pull
             sent0 = tr.bytes_sent
             T["pull_start_s"][p, step] = time.monotonic()
@@ -140,7 +145,7 @@ class WorkerRole:
                 except queue.Empty:
                     raise TimeoutError(f"no pull reply within {REPLY_TIMEOUT_S:.0f} s at step {step}") from None
                 if msg.kind == -1:
-                    raise RuntimeError(f"receiving from endpoint {msg.src} failed: {tr.errors[-1]!r}")
+                    raise tr.receive_failed(msg.src)
                 s = msg.src - self.n_servers_ep
                 self._unpack(s, msg.payload)
                 versions[s] = msg.version
