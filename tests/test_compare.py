@@ -1,0 +1,247 @@
+"""`pssim compare`: how a comparison is computed and what it writes.
+
+- every numeric summary metric is flattened to a dotted name and compared as
+  rel_error = (sim - real) / real (DESIGN.md section 8), null when real is 0;
+- with repeated real runs each metric carries the real backend's run-to-run spread;
+- `compare_folders` turns any two result folders into comparison.json, plots and report.md
+  (two simulator runs with different settings stand in for sim and real, so no real backend);
+- bad options exit 2 before anything runs;
+- one slow test runs `pssim compare` end to end with the real backend on two tiny scenarios.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pssim.cli import main
+from pssim.compare import (
+    compare_folders,
+    compare_summaries,
+    flatten_metrics,
+    relative_error,
+    run_spread,
+)
+from pssim.report import HEADLINE
+from pssim.run import run_sim
+from pssim.scenario import scenario_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+PLOTS = ("throughput.png", "step_time_cdf.png", "staleness.png", "timeline.png")
+
+TINY = {
+    "name": "tiny",
+    "description": "two workers, one shard, fixed compute",
+    "model": {"kind": "mlp", "input_dim": 32, "hidden": [32], "output_dim": 4},
+    "training": {"batch_size": 8, "steps": 8, "warmup_steps": 2},
+    "cluster": {"workers": {"count": 2}, "servers": {"count": 1}},
+    "compute": {"step_time_s": 0.002},
+    "sharding": {"partition_bytes": 2048},
+}
+
+
+def summary(**over: Any) -> dict[str, Any]:
+    s: dict[str, Any] = {
+        "backend": "sim",
+        "scenario": "x",
+        "sync_mode": "bsp",
+        "workers": 4,
+        "servers": 2,
+        "pipeline_stages": 1,
+        "microbatches": 1,
+        "throughput_samples_per_s": 1000.0,
+        "step_time_s": {"mean": 0.1, "p50": 0.1, "p95": 0.2, "p99": 0.3},
+        "staleness": {"mean": 0.0, "max": 0, "histogram": {"0": 10}},
+        "compute_time_s": {"mean": 0.05},
+        "comm_time_s": {"mean": 0.04},
+        "wait_time_s": {"mean": 0.01},
+        "bytes_sent_total": 123,
+        "utilization": {"device": 0.5, "server": 0.25},
+        "bubble_fraction": 0.0,
+        "peak_memory_bytes": {"worker": 10, "server": 20},
+        "wall_time_s": 3.0,
+        "compute_source": "step_time_s",
+    }
+    s.update(over)
+    return s
+
+
+# ------------------------------------------------------------------------------- flattening
+def test_flatten_gives_dotted_numeric_metrics_only() -> None:
+    f = flatten_metrics(summary(final_loss=2.3, arbiter_realtime=True, device="cpu", bad=None))
+    assert f["throughput_samples_per_s"] == 1000.0
+    assert f["step_time_s.p50"] == 0.1 and f["step_time_s.p99"] == 0.3
+    assert f["staleness.mean"] == 0.0 and f["staleness.max"] == 0.0
+    assert f["utilization.device"] == 0.5 and f["peak_memory_bytes.server"] == 20.0
+    assert f["final_loss"] == 2.3
+    # histograms, configuration echoes, run bookkeeping, booleans, strings and nulls are not metrics
+    for name in ("staleness.histogram.0", "workers", "servers", "pipeline_stages", "microbatches",
+                 "wall_time_s", "arbiter_realtime", "device", "compute_source", "bad", "backend"):
+        assert name not in f
+    assert all(isinstance(v, float) for v in f.values())
+
+
+def test_relative_error_is_sim_minus_real_over_real() -> None:
+    assert relative_error(110.0, 100.0) == pytest.approx(0.1)
+    assert relative_error(90.0, 100.0) == pytest.approx(-0.1)
+    assert relative_error(0.0, 0.0) is None  # 0/0: undefined, not 0
+    assert relative_error(1.0, 0.0) is None
+    assert relative_error(None, 1.0) is None and relative_error(1.0, None) is None
+    assert relative_error(math.nan, 1.0) is None
+
+
+def test_compare_summaries_compares_common_metrics() -> None:
+    sim = summary(simulated_time_s=1.0, events=10)
+    real = summary(backend="real", throughput_samples_per_s=800.0, step_time_s={"mean": 0.12, "p50": 0.125, "p95": 0.25, "p99": 0.4},
+                   final_loss=2.0, peak_memory_bytes={"worker": 5})
+    c = compare_summaries(sim, real)
+    m = c["metrics"]
+    assert m["throughput_samples_per_s"] == {"sim": 1000.0, "real": 800.0, "abs_error": 200.0, "rel_error": pytest.approx(0.25)}
+    assert m["step_time_s.p50"]["rel_error"] == pytest.approx(-0.2)
+    assert m["staleness.mean"]["rel_error"] is None  # real 0
+    assert m["peak_memory_bytes.worker"]["rel_error"] == pytest.approx(1.0)
+    assert "peak_memory_bytes.server" not in m
+    assert c["only_sim"] == ["peak_memory_bytes.server"]
+    assert c["only_real"] == ["final_loss"]
+    assert all("real_spread" not in e for e in m.values())  # one real run: no spread
+
+
+def test_repeated_real_runs_give_the_spread() -> None:
+    runs = [summary(throughput_samples_per_s=t) for t in (90.0, 100.0, 110.0)]
+    c = compare_summaries(summary(), runs[0], runs)
+    sp = c["metrics"]["throughput_samples_per_s"]["real_spread"]
+    assert sp["runs"] == 3 and sp["min"] == 90.0 and sp["max"] == 110.0 and sp["mean"] == pytest.approx(100.0)
+    assert sp["rel_spread"] == pytest.approx(0.2)
+    assert c["metrics"]["throughput_samples_per_s"]["real"] == 90.0  # 'real' is the first run
+    assert run_spread([1.0]) is None
+    assert run_spread([0.0, 0.0])["rel_spread"] is None
+
+
+# -------------------------------------------------------------------------- result folders
+def _two_runs(tmp_path: Path) -> tuple[Path, Path]:
+    a = scenario_from_dict(TINY)
+    b = scenario_from_dict({**TINY, "sync": {"mode": "ssp", "staleness": 1}, "stragglers": {"slowdown": {1: 2.0}}})
+    sim_dir, _ = run_sim(a, tmp_path / "a")
+    real_dir, _ = run_sim(b, tmp_path / "b")
+    return sim_dir, real_dir
+
+
+def test_compare_folders_writes_comparison_plots_and_report(tmp_path: Path) -> None:
+    sim_dir, real_dir = _two_runs(tmp_path)
+    out = tmp_path / "cmp"
+    c = compare_folders(sim_dir, real_dir, out, real_repeat_dirs=[real_dir])
+
+    on_disk = json.loads((out / "comparison.json").read_text())
+    assert on_disk["metrics"] == json.loads(json.dumps(c["metrics"]))
+    assert on_disk["scenario"] == "tiny" and on_disk["real"]["runs"] == 2
+    sim = json.loads((sim_dir / "summary.json").read_text())
+    real = json.loads((real_dir / "summary.json").read_text())
+    thr = on_disk["metrics"]["throughput_samples_per_s"]
+    assert thr["sim"] == sim["throughput_samples_per_s"] and thr["real"] == real["throughput_samples_per_s"]
+    assert thr["rel_error"] == pytest.approx((thr["sim"] - thr["real"]) / thr["real"])
+    assert thr["real_spread"]["rel_spread"] == 0.0  # the same folder twice
+    for e in on_disk["metrics"].values():
+        assert e["rel_error"] is None or math.isfinite(e["rel_error"])
+
+    for p in PLOTS:
+        f = out / "plots" / p
+        assert f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert md.startswith("# tiny")
+    assert "two workers, one shard, fixed compute" in md
+    for _, label, _, unit in HEADLINE:
+        assert f"{label} ({unit})" in md
+    for p in PLOTS:
+        assert f"(plots/{p})" in md
+    assert "compute.step_time_s" in md  # where the compute numbers came from
+
+
+def test_compare_folders_without_plots_writes_no_pngs(tmp_path: Path) -> None:
+    sim_dir, real_dir = _two_runs(tmp_path)
+    compare_folders(sim_dir, real_dir, tmp_path / "cmp", plots=False)
+    assert (tmp_path / "cmp" / "comparison.json").is_file() and (tmp_path / "cmp" / "report.md").is_file()
+    assert not (tmp_path / "cmp" / "plots").exists()
+
+
+# --------------------------------------------------------------------------------- bad input
+def test_bad_repeats_exits_2_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["compare", str(ROOT / "scenarios" / "quickstart.yaml"), "--repeats", "0", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "error: --repeats: must be >= 1 (got 0)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_two_scenarios_with_one_name_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    q = str(ROOT / "scenarios" / "quickstart.yaml")
+    rc = main(["compare", q, q, "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "is also the name of" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_scenario_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["compare", str(ROOT / "scenarios" / "quickstart.yaml"), "--set", "training.steps=0", "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "training.steps" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------ end to end
+SECOND = """\
+name: tiny-ssp
+description: two workers under SSP(1), one slower, one shard
+model: {kind: mlp, input_dim: 64, hidden: [64], output_dim: 4}
+training: {batch_size: 16, steps: 8, warmup_steps: 2}
+cluster:
+  workers: {count: 2, device: cpu, nic: {bandwidth_gbps: 1.0, latency_us: 100}}
+  servers: {count: 1, nic: {bandwidth_gbps: 1.0, latency_us: 100}}
+sync: {mode: ssp, staleness: 1}
+stragglers: {slowdown: {1: 1.5}}
+sharding: {partition_bytes: 8192}
+"""
+
+
+@pytest.mark.slow
+def test_compare_end_to_end_with_the_real_backend(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    second = tmp_path / "tiny-ssp.yaml"
+    second.write_text(SECOND)
+    out, rep = tmp_path / "results", tmp_path / "report"
+    env = {**os.environ, "PSSIM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pssim.cli", "compare", str(ROOT / "scenarios" / "quickstart.yaml"), str(second),
+         "--set", "training.steps=8", "--set", "training.warmup_steps=2", "--repeats", "2",
+         "--out", str(out), "--report-dir", str(rep)],
+        capture_output=True, text=True, env=env, timeout=900, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"report: {rep / 'suite.md'}" in proc.stdout
+    assert list((tmp_path / "cache" / "profiles").glob("*.json"))  # profiled into the given cache
+    for name in ("quickstart", "tiny-ssp"):
+        d = out / name
+        for f in ("comparison.json", "report.md", *(f"plots/{p}" for p in PLOTS),
+                  "sim/summary.json", "sim/steps.csv", "real/summary.json", "real/steps.csv", "real-repeat-1/summary.json"):
+            assert (d / f).is_file(), f"{name}/{f} missing"
+        c = json.loads((d / "comparison.json").read_text())
+        assert c["real"]["runs"] == 2
+        assert c["sim"]["compute_source"]  # provenance recorded
+        for metric in ("throughput_samples_per_s", "step_time_s.p50", "step_time_s.p95", "staleness.mean"):
+            assert metric in c["metrics"]
+        for metric, e in c["metrics"].items():
+            assert e["rel_error"] is None or math.isfinite(e["rel_error"]), metric
+            if e["real"] != 0:
+                assert e["rel_error"] is not None, metric
+        assert "real_spread" in c["metrics"]["throughput_samples_per_s"]
+    for f in ("suite.md", "suite.json", "suite.csv", "parity.png"):
+        assert (rep / f).is_file()
+    suite = json.loads((rep / "suite.json").read_text())
+    assert suite["fidelity"]["throughput"]["n"] == 2
+    assert suite["fidelity"]["noise_floor"]["n"] == 2
+    assert [r["scenario"] for r in suite["scenarios"]] == ["quickstart", "tiny-ssp"]
