@@ -193,6 +193,65 @@ def test_bad_scenario_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.Ca
     assert not (tmp_path / "o").exists()
 
 
+# ------------------------------------------------------------------- orchestration, no torch
+def _fake_real(fail: set[str]):  # noqa: ANN202
+    """A stand-in for `psreal run`: the simulator's result files under real/, or a failure."""
+    import shutil
+
+    from pssim.compare import BackendRun
+    from pssim.scenario import load_scenario
+
+    calls: list[str] = []
+
+    def run_real(file: str, overrides: list[str], out: Path) -> BackendRun:
+        scn = load_scenario(file, overrides)
+        calls.append(scn.name)
+        if scn.name in fail:
+            return BackendRun(False, 1, ["error: worker 1 (rank 2): RuntimeError: boom"])
+        tmp = Path(out) / ".fake"
+        folder, _ = run_sim(scn.model_copy(update={"seed": scn.seed + len(calls)}), tmp)
+        dest = Path(out) / scn.name / "real"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(dest)
+        shutil.rmtree(tmp)
+        return BackendRun(True, 0, [])
+
+    return run_real, calls
+
+
+def test_a_failed_real_run_is_reported_and_the_others_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    import pssim.compare as compare
+
+    run_real, calls = _fake_real(fail={"broken"})
+    monkeypatch.setattr(compare, "run_real", run_real)
+    files = []
+    for name in ("good", "broken"):
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(yaml.safe_dump({**TINY, "name": name}))
+        files.append(str(f))
+    out = tmp_path / "out"
+    rc = main(["compare", *files, "--repeats", "3", "--out", str(out)])
+    assert rc == 1
+    assert calls == ["good", "good", "good", "broken"]  # the first run and two repeats; a failure is not repeated
+    captured = capsys.readouterr()
+    assert "error: worker 1 (rank 2): RuntimeError: boom" in captured.err
+    assert f"report: {out / 'suite.md'}" in captured.out
+
+    good = json.loads((out / "good" / "comparison.json").read_text())
+    assert good["real"]["runs"] == 3 and good["real"]["repeat_folders"] == ["real-repeat-1", "real-repeat-2"]
+    assert "real_spread" in good["metrics"]["throughput_samples_per_s"]
+    assert not (out / "broken" / "comparison.json").exists()
+    assert "boom" in (out / "broken" / "report.md").read_text()
+    suite = json.loads((out / "suite.json").read_text())
+    assert [(r["scenario"], r["status"]) for r in suite["scenarios"]] == [("good", "ok"), ("broken", "failed")]
+    assert suite["fidelity"]["failed"] == ["broken"]
+
+
 # ------------------------------------------------------------------------------ end to end
 SECOND = """\
 name: tiny-ssp
@@ -216,7 +275,7 @@ def test_compare_end_to_end_with_the_real_backend(tmp_path: Path) -> None:
     out, rep = tmp_path / "results", tmp_path / "report"
     env = {**os.environ, "PSSIM_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(
-        [sys.executable, "-m", "pssim.cli", "compare", str(ROOT / "scenarios" / "quickstart.yaml"), str(second),
+        [sys.executable, "-c", "import sys; from pssim.cli import main; sys.exit(main())", "compare", str(ROOT / "scenarios" / "quickstart.yaml"), str(second),
          "--set", "training.steps=8", "--set", "training.warmup_steps=2", "--repeats", "2",
          "--out", str(out), "--report-dir", str(rep)],
         capture_output=True, text=True, env=env, timeout=900, check=False,
