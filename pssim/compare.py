@@ -541,7 +541,9 @@ def _compare_one(
         _err(first.lines)
         progress.line(f"{tag}: real  FAILED (exit {first.rc})")
     else:
-        _err(ln for ln in first.lines if ln.startswith("warning"))
+        warnings = [ln for ln in first.lines if ln.startswith("warning")]
+        _err(warnings)
+        notes += [f"real backend: {ln}" for ln in warnings]  # e.g. cuda asked for, ran on cpu
         progress.line(f"{tag}: real  done ({first.seconds:.1f} s)")
     repeat_dirs: list[Path] = []
     if first.ok:

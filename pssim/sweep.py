@@ -364,7 +364,7 @@ def _print_table(rows: Sequence[dict[str, Any]], fields: Sequence[str], backends
 
         t = Table(show_header=True)
         for i, h in enumerate(headers):
-            t.add_column(h, justify="left" if i <= len(fields) else "right")
+            t.add_column(h, justify="left" if i <= len(fields) else "right", overflow="fold")
         for c in cells:
             t.add_row(*c)
         Console().print(t)
