@@ -23,6 +23,14 @@ def encode_dense(flat: torch.Tensor, wire_dtype: str) -> torch.Tensor:
     return as_bytes(flat.to(TORCH_DTYPES[wire_dtype]))
 
 
+def view_as(buf: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`buf` (uint8) viewed as `dtype`; copied first when its offset is not aligned for `dtype`
+    (top-k and int8 payloads mix 1-, 2- and 4-byte fields, so a field may start anywhere)."""
+    if buf.storage_offset() % torch.empty((), dtype=dtype).element_size():
+        buf = buf.clone()
+    return buf.view(dtype)
+
+
 def decode_dense(payload: torch.Tensor, wire_dtype: str) -> torch.Tensor:
     """A view (no copy) of the payload as wire_dtype values."""
     return payload.view(TORCH_DTYPES[wire_dtype])
@@ -62,13 +70,13 @@ def decode_push(payload: torch.Tensor, numels: list[int], wire_dtype: str, kind:
     for n in numels:
         if kind == "topk":
             k = topk_k(n, ratio)
-            idx = payload[pos : pos + 4 * k].view(torch.int32).long()
+            idx = view_as(payload[pos : pos + 4 * k], torch.int32).long()
             pos += 4 * k
-            vals = payload[pos : pos + wb * k].view(wd).float()
+            vals = view_as(payload[pos : pos + wb * k], wd).float()
             pos += wb * k
             out[off : off + n].index_copy_(0, idx, vals)
         else:  # int8
-            scale = float(payload[pos : pos + 4].view(torch.float32)[0])
+            scale = float(view_as(payload[pos : pos + 4], torch.float32)[0])
             pos += 4
             out[off : off + n] = payload[pos : pos + n].view(torch.int8).float() * scale
             pos += n

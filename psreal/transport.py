@@ -54,7 +54,7 @@ def is_peer_loss(exc: BaseException) -> bool:
 def short_error(exc: BaseException) -> str:
     """gloo's messages, without the source path and the boilerplate advice."""
     text = str(exc)
-    m = re.search(r"\] ([^\]\[]*?)\. This is typically", text)
+    m = re.search(r"\] (.*?)\. This is typically", text)
     return m.group(1) if m else text.splitlines()[0] if text else type(exc).__name__
 
 
