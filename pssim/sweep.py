@@ -263,13 +263,13 @@ def sweep_md(scn: Scenario, file: str, grid: Sequence[tuple[str, Sequence[str]]]
     out.append(md_table(headers, cells, _align(len(grid), len(headers))))
     sources = sorted({str(r.get(f"{b}_compute_source")) for r in rows for b in backends if b == "sim" and r.get(f"{b}_compute_source")})
     if sources:
-        out.append(f"\nSimulator compute times from: {', '.join(f'`{s}`' for s in sources)}.\n")
+        out.append(f"Simulator compute times from: {', '.join(f'`{s}`' for s in sources)}.\n")
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
-        out.append("\n## Failures\n")
+        out.append("## Failures\n")
         out += [f"- {r['variant']}: {r['error']}" for r in failed]
         out.append("")
-    out.append("\nEach variant's result files: `<variant>/<backend>/`; all numbers: `sweep.csv`.\n")
+    out.append("Each variant's result files: `<variant>/<backend>/`; all numbers: `sweep.csv`.\n")
     return "\n".join(out)
 
 
