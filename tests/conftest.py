@@ -36,7 +36,7 @@ TINY: dict[str, Any] = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_scenario() -> Callable[..., Any]:
     """tiny_scenario("sync.mode=ssp", ...) -> a validated Scenario (the TINY dict plus overrides)."""
     from pssim.scenario import scenario_from_dict
@@ -66,7 +66,7 @@ def processes_with_env(marker: str) -> list[tuple[int, str]]:
     return found
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def leftover_processes() -> Callable[[str], list[tuple[int, str]]]:
     """leftover_processes(marker): live processes carrying `marker` in their environment."""
     return processes_with_env
