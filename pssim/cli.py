@@ -178,3 +178,7 @@ def print_summary(summary: dict[str, Any], folder: Any) -> None:
     c = Console()
     c.print(t)
     c.print(f"results: {folder}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
