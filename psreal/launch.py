@@ -81,13 +81,18 @@ def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clo
     """Everything a non-coordinator rank does after init_process_group (and `_pin`)."""
     obj: list[Any] = [None]
     dist.broadcast_object_list(obj, src=0)
-    addr, emulate, save_params = obj[0]
+    addr, emulate, save_params, transport_latency = obj[0]
     dist.all_gather_object([None] * layout.world, socket.gethostname())
     kind, i = layout.role_of(rank)
     control = ControlClient(addr, rank, layout.endpoint_of_rank(rank))
     try:
         topo, bounds = build_topology(scn)
-        transport = Transport(layout.endpoint_of_rank(rank), layout.rank_of_endpoint, control, emulate)
+        ep = layout.endpoint_of_rank(rank)
+        latency_of = None
+        if transport_latency:  # kernel emulation on a kernel without netem
+            links = link_layout(scn, layout.n_procs)
+            latency_of = lambda src: links.delay_of(src, ep)  # noqa: E731
+        transport = Transport(ep, layout.rank_of_endpoint, control, emulate, latency_of)
         ctx = RoleContext(scn, layout, rank, device, topo, bounds, control, transport)
         if kind == "server":
             from .server import ServerRole
@@ -138,10 +143,16 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _child_main(rank: int, world: int, init_method: str, scn_json: str, device: str) -> None:
-    """Entry of a spawned role process."""
+def _child_main(rank: int, world: int, init_method: str, scn_json: str, device: str,
+                netns: tuple[str, str] | None = None) -> None:
+    """Entry of a spawned role process; `netns` = (namespace path, interface) under kernel emulation."""
     _set_pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C for everyone
+    if netns is not None:  # before any socket or thread that must live in the namespace
+        from .netem_kernel import enter_netns
+
+        enter_netns(netns[0])
+        os.environ["GLOO_SOCKET_IFNAME"] = netns[1]
     scn = Scenario.model_validate_json(scn_json)
     layout = layout_of(scn)
     try:
@@ -172,17 +183,26 @@ class _Coordinator:
     control: ControlServer | None = None
     started: float = 0.0
     save_params: bool = False
+    host: str = "127.0.0.1"  # local runs: where the roles reach the coordinator
+    gloo_ifname: str | None = None  # kernel emulation: the bridge
+    transport_latency: bool = False  # kernel emulation without netem: roles add the latency
 
     def body(self, init: dict[str, Any]) -> None:
         try:
-            dist.init_process_group("gloo", rank=0, world_size=self.layout.world,
-                                    timeout=datetime.timedelta(seconds=DEFAULT_STALL_S), **init)
+            if self.gloo_ifname:
+                os.environ["GLOO_SOCKET_IFNAME"] = self.gloo_ifname  # read when the group is made
+            try:
+                dist.init_process_group("gloo", rank=0, world_size=self.layout.world,
+                                        timeout=datetime.timedelta(seconds=DEFAULT_STALL_S), **init)
+            finally:
+                if self.gloo_ifname:
+                    os.environ.pop("GLOO_SOCKET_IFNAME", None)
             links = link_layout(self.scn, self.layout.n_procs) if self.emulate else None
             local = "init_method" in init
-            self.control = ControlServer(links, bind="127.0.0.1" if local else "0.0.0.0",
-                                         advertise="127.0.0.1" if local else os.environ.get("MASTER_ADDR", "127.0.0.1"))
+            self.control = ControlServer(links, bind=self.host if local else "0.0.0.0",
+                                         advertise=self.host if local else os.environ.get("MASTER_ADDR", "127.0.0.1"))
             self.control.start()
-            dist.broadcast_object_list([(self.control.addr, self.emulate, self.save_params)], src=0)
+            dist.broadcast_object_list([(self.control.addr, self.emulate, self.save_params, self.transport_latency)], src=0)
             hosts: list[Any] = [None] * self.layout.world
             dist.all_gather_object(hosts, socket.gethostname())
             dist.barrier()
@@ -221,6 +241,8 @@ class _Coordinator:
         summary = summarize(scn, rec, extra)
         summary["emulation"] = scn.cluster.network.emulation
         summary["arbiter_realtime"] = bool(self.control and self.control.realtime)
+        if scn.cluster.network.emulation == "kernel":
+            summary["kernel_latency"] = "transport" if self.transport_latency else "netem"
         folder = write_results(self.out, scn, "real", rec, summary)
         if self.save_params:
             save_params_file(folder / PARAMS_FILE, gather_params(scn, self.gathered[1:]))
@@ -371,17 +393,24 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
     """Run the scenario with local processes; returns (result folder, summary). Raises RunFailed."""
     layout = layout_of(scn)
     emulate = scn.cluster.network.emulation == "app"
+    kernel = None
     if scn.cluster.network.emulation == "kernel":
-        from .netem_kernel import check_kernel_emulation
+        from .netem_kernel import IFNAME, KernelNet, check_kernel_emulation
 
-        check_kernel_emulation(scn)
+        check_kernel_emulation(scn)  # exit code 2 with one line where it cannot run
+        kernel = KernelNet.for_scenario(scn, layout).__enter__()  # closed in the finally below
+    host = kernel.bridge_ip if kernel else "127.0.0.1"
     wall0 = time.perf_counter()
     port = _free_port()
-    init_method = f"tcp://127.0.0.1:{port}"
+    init_method = f"tcp://{host}:{port}"
     ctx = mp.get_context("spawn")
     scn_json = scn.model_dump_json()
     procs = []
-    coord = _Coordinator(scn, layout, device, out, emulate, save_params=save_params)
+    coord = _Coordinator(scn, layout, device, out, emulate, save_params=save_params, host=host,
+                         gloo_ifname=kernel.bridge if kernel else None,
+                         transport_latency=kernel is not None and not kernel.netem)
+    if kernel is not None and kernel.warning:
+        print(kernel.warning, file=sys.stderr, flush=True)
     old_int = signal.getsignal(signal.SIGINT)
     interrupted = threading.Event()
 
@@ -393,7 +422,9 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
         signal.signal(signal.SIGINT, on_int)
     try:
         for rank in range(1, layout.world):
-            pr = ctx.Process(target=_child_main, args=(rank, layout.world, init_method, scn_json, device), daemon=True)
+            netns = (kernel.ns_path(rank), IFNAME) if kernel else None
+            pr = ctx.Process(target=_child_main, args=(rank, layout.world, init_method, scn_json, device, netns),
+                             daemon=True)
             pr.start()
             procs.append((rank, pr))
         th = threading.Thread(target=coord.body, args=({"init_method": init_method},), daemon=True)
@@ -412,6 +443,8 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
         _kill_all(procs)
         if coord.control is not None:
             coord.control.stop()
+        if kernel is not None:
+            kernel.close()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, old_int)
 
@@ -437,6 +470,9 @@ def run_torchrun(scn: Scenario, out: str, device: str, timeout_s: float = DEFAUL
                 raise RunFailed([]) from exc
             raise RunFailed([f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}"]) from exc
         return None
+    if scn.cluster.network.emulation == "kernel":
+        raise RunFailed(["error: cluster.network.emulation: kernel runs with the local launcher only (psreal run "
+                         "without torchrun); use app or none under torchrun"], 2)
     emulate = scn.cluster.network.emulation == "app"
     wall0 = time.perf_counter()
     coord = _Coordinator(scn, layout, device, out, emulate, save_params=save_params)

@@ -6,7 +6,8 @@ CPU tensors (CUDA tensors are staged through pinned host memory by the roles). W
 `emulation: app` the sender first registers the message with the coordinator's link arbiter
 (psreal/control.py); the send completes, and the receiver hands the message on, only when the
 arbiter says the emulated link has delivered it. With `none` (and `kernel`, where the kernel
-shapes the real sockets) a message is delivered when its bytes have arrived.
+shapes the real sockets) a message is delivered when its bytes have arrived (plus the link latency
+under `kernel` on a kernel without netem, see psreal/netem_kernel.py).
 
 Each role runs one receiver thread per peer that may send to it; a thread blocks in `dist.recv`
 on that peer and passes complete, delivered messages to a callback. STOP (not emulated, not
@@ -89,11 +90,14 @@ class SendHandle:
 
 
 class Transport:
-    def __init__(self, endpoint: int, rank_of: Callable[[int], int], control: ControlClient | None, emulate: bool) -> None:
+    def __init__(self, endpoint: int, rank_of: Callable[[int], int], control: ControlClient | None, emulate: bool,
+                 latency_of: Callable[[int], float] | None = None) -> None:
         self.endpoint = endpoint
         self.rank_of = rank_of
         self.control = control
         self.emulate = emulate and control is not None
+        # kernel emulation without netem: the link latency from a sender, added once its bytes arrived
+        self.latency_of = None if self.emulate else latency_of
         self._seq = itertools.count(1)
         self.bytes_sent = 0
         self.threads: list[threading.Thread] = []
@@ -139,6 +143,8 @@ class Transport:
                         dist.recv(payload, rank, tag=TAG)
                     if self.emulate:
                         self.control.wait_done(sender, seq, DELIVERY_TIMEOUT_S)  # type: ignore[union-attr]
+                    elif self.latency_of is not None:
+                        time.sleep(self.latency_of(sender))
                     on_message(Message(kind, sender, step, seq, version, aux, aux2, payload, time.monotonic(), wire.HEADER_BYTES + n))
             except BaseException as exc:  # noqa: BLE001 - reported by the role's main loop
                 self.errors.append(exc)
