@@ -10,8 +10,8 @@ such events every flow drains linearly and the next completion time is exact. Fl
 within `_DONE_TOL_S` of each other complete together, reported in the order they were added.
 
 The class is time-agnostic: callers pass `now`. pssim drives it from SimPy time; psreal's link
-arbiter drives it from the wall clock, so both backends share one link model. `add` only queues
-the flow (a few list appends), so a caller can start thousands of flows at one instant cheaply;
+arbiter drives it from the wall clock, so both backends share one link model. `add` and `add_many`
+only queue flows (list appends), so a caller can start thousands of flows at one instant cheaply;
 the queue is folded into dense numpy arrays at the next `recompute` / `next_completion` /
 `pop_completed`. The filling is vectorised: a recompute costs O(flows) per bottleneck level, and
 callers coalesce all starts at one instant into one recompute.
@@ -24,6 +24,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 MAX_RES = 3  # a flow crosses at most: sender egress, receiver ingress, fabric
+_REM, _AMT, _RATE, _CAP = 0, 1, 2, 3  # columns of FluidSystem._f
 _DONE_TOL_S = 1e-9  # flows this close to done at the same instant complete together
 _SAT_TOL = 1e-12  # a resource with less than this fraction of its capacity left is saturated
 
@@ -44,14 +45,22 @@ class FluidSystem:
         self.n = 0  # flows materialised in the arrays, stored densely in [0, n) in start order
         size = 64
         self._res = np.full((size, MAX_RES), -1, dtype=np.int64)
-        self._rem = np.zeros(size)  # amount left
-        self._amt = np.zeros(size)  # amount at start (for `carried`)
-        self._rate = np.zeros(size)
-        self._flowcap = np.full(size, np.inf)
-        self._kid = np.zeros(size, dtype=np.int64)  # key id -> self._keys
-        self._keys: dict[int, Hashable] = {}
-        self._next_kid = 0
-        self._queued: list[tuple[Sequence[int], float, Hashable, float]] = []  # added, not yet in the arrays
+        self._width = 1  # widest resource row seen
+        self._ragged = False  # some row is shorter than _width (padded with -1)
+        # per flow: amount left (as of time _t_rem), amount at start, rate, rate cap
+        self._f = np.zeros((size, 4))
+        self._f[:, _CAP] = np.inf
+        self._t_rem = 0.0
+        self._tdone = np.full(size, np.inf)  # completion time at the current rates
+        self._key = np.empty(size, dtype=object)  # each flow's key
+        # flows added but not yet folded into the arrays, in order: closed blocks
+        # (resources array, amounts, keys, [(index in block, cap)]), then loose rows from `add`
+        self._blocks: list[tuple[np.ndarray, list[float], list[Hashable], list[tuple[int, float]]]] = []
+        self._q_res: list[Sequence[int]] = []
+        self._q_amt: list[float] = []
+        self._q_key: list[Hashable] = []
+        self._q_cap: list[tuple[int, float]] = []
+        self._n_queued = 0
         self._n_capped = 0  # flows with a finite rate cap (the filling skips caps when there are none)
         self._now = 0.0
         self._dirty = False
@@ -63,7 +72,7 @@ class FluidSystem:
         return self._now
 
     def __len__(self) -> int:
-        return self.n + len(self._queued)
+        return self.n + self._n_queued
 
     def add(self, now: float, resources: Sequence[int], amount: float, key: Hashable, cap: float = np.inf) -> None:
         """Start a flow of `amount` over `resources` at time `now` (rates are stale until recompute)."""
@@ -75,65 +84,114 @@ class FluidSystem:
             raise ValueError(f'"cap" must be > 0 (got {cap})')
         if now != self._now:
             self.advance(now)
-        self._queued.append((resources, amount, key, cap))
+        if cap != np.inf:
+            self._q_cap.append((len(self._q_amt), cap))
+        self._q_res.append(resources)
+        self._q_amt.append(amount)
+        self._q_key.append(key)
+        self._n_queued += 1
         self._dirty = True
 
-    def _flush(self) -> None:
-        """Move queued flows into the arrays (they start at rate 0 until the next recompute)."""
-        q = self._queued
-        if not q:
-            return
-        self._queued = []
-        k, n = len(q), self.n
-        while n + k > self._rem.size:
-            self._grow()
-        rows = [f[0] for f in q]
+    def add_many(self, now: float, resources: np.ndarray, amounts: list[float], keys: list[Hashable]) -> None:
+        """Start len(keys) uncapped flows at `now` in one call; `resources` is an int array, one row
+        per flow (checked, like the amounts, when the flows are folded in)."""
+        if not resources.shape[0] == len(amounts) == len(keys):
+            raise ValueError("add_many needs one resource row, amount and key per flow")
+        if now != self._now:
+            self.advance(now)
+        if self._q_amt:
+            self._close_rows()
+        self._blocks.append((resources, amounts, keys, []))
+        self._n_queued += len(keys)
+        self._dirty = True
+
+    def _close_rows(self) -> None:
+        rows = self._q_res
         try:
             arr = np.array(rows, dtype=np.int64)
         except ValueError:  # flows crossing different numbers of resources
-            arr = np.full((k, MAX_RES), -1, dtype=np.int64)
+            arr = np.full((len(rows), MAX_RES), -1, dtype=np.int64)
             for i, r in enumerate(rows):
                 arr[i, : len(r)] = r
-        if arr.ndim != 2:
-            raise ValueError("a flow's resources must be a sequence of resource indices")
+        self._blocks.append((arr, self._q_amt, self._q_key, self._q_cap))
+        self._q_res, self._q_amt, self._q_key, self._q_cap = [], [], [], []
+
+    def _flush(self) -> None:
+        """Fold queued flows into the arrays (they start at rate 0 until the next recompute)."""
+        if not self._n_queued:
+            return
+        if self._q_amt:
+            self._close_rows()
+        blocks, self._blocks = self._blocks, []
+        k, n = self._n_queued, self.n
+        self._n_queued = 0
+        while n + k > self._f.shape[0]:
+            self._grow()
+        arrs = [b[0] for b in blocks]
+        if any(a.ndim != 2 or not 1 <= a.shape[1] <= MAX_RES for a in arrs):
+            raise ValueError(f"a flow crosses 1..{MAX_RES} resources, given as a sequence of indices")
+        width = max(a.shape[1] for a in arrs)
+        if any(a.shape[1] != width for a in arrs):
+            arrs = [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1) for a in arrs]
+        arr = np.concatenate(arrs) if len(arrs) > 1 else arrs[0]
         if arr.min() < -1 or arr.max() >= self.cap.size or (arr[:, 0] < 0).any():
             raise ValueError(f"resource index out of range 0..{self.cap.size - 1}")
-        width = arr.shape[1]
+        amts: list[float] = []
+        keys: list[Hashable] = []
+        capped: list[tuple[int, float]] = []
+        for _, am, ke, ca in blocks:
+            capped += [(len(amts) + i, c) for i, c in ca]
+            amts += am
+            keys += ke
+        amounts = np.array(amts, dtype=float)
+        if not (amounts >= 0).all() or not np.isfinite(amounts).all():
+            raise ValueError('"amount" must be finite and >= 0')
+        if width > self._width:
+            self._ragged = self._ragged or n > 0
+            self._width = width
+        elif width < self._width:
+            self._ragged = True
+        if not self._ragged and (arr < 0).any():
+            self._ragged = True
         self._res[n : n + k, :width] = arr
         self._res[n : n + k, width:] = -1
-        amounts = np.fromiter((f[1] for f in q), dtype=float, count=k)
-        self._rem[n : n + k] = amounts
-        self._amt[n : n + k] = amounts
-        self._rate[n : n + k] = 0.0
-        caps = np.fromiter((f[3] for f in q), dtype=float, count=k)
-        self._flowcap[n : n + k] = caps
-        self._n_capped += int(np.isfinite(caps).sum())
-        kid0 = self._next_kid
-        self._kid[n : n + k] = np.arange(kid0, kid0 + k)
-        self._keys.update(zip(range(kid0, kid0 + k), (f[2] for f in q), strict=True))
-        self._next_kid = kid0 + k
+        f = self._f[n : n + k]
+        f[:, _REM] = amounts  # new flows have rate 0 until the next recompute, so draining them is moot
+        f[:, _AMT] = amounts
+        f[:, _RATE] = 0.0
+        f[:, _CAP] = np.inf
+        for i, c in capped:
+            f[i, _CAP] = c
+        self._n_capped += len(capped)
+        self._tdone[n : n + k] = np.where(amounts > 0, np.inf, self._now)
+        self._key[n : n + k] = np.fromiter(keys, dtype=object, count=k)
         self.n = n + k
 
     def _grow(self) -> None:
-        extra = self._rem.size
+        extra = self._f.shape[0]
         self._res = np.concatenate([self._res, np.full((extra, MAX_RES), -1, dtype=np.int64)])
-        self._rem = np.concatenate([self._rem, np.zeros(extra)])
-        self._amt = np.concatenate([self._amt, np.zeros(extra)])
-        self._rate = np.concatenate([self._rate, np.zeros(extra)])
-        self._flowcap = np.concatenate([self._flowcap, np.full(extra, np.inf)])
-        self._kid = np.concatenate([self._kid, np.zeros(extra, dtype=np.int64)])
+        more = np.zeros((extra, 4))
+        more[:, _CAP] = np.inf
+        self._f = np.concatenate([self._f, more])
+        self._tdone = np.concatenate([self._tdone, np.full(extra, np.inf)])
+        self._key = np.concatenate([self._key, np.empty(extra, dtype=object)])
 
     def advance(self, now: float) -> None:
-        """Drain every flow at its current rate up to `now` (queued flows have rate 0)."""
+        """Move the clock to `now`; every flow drains at its current rate meanwhile (lazily: the
+        amounts left are brought up to date when rates change or `carried` is read)."""
         dt = now - self._now
         if dt < 0:
             if dt < -1e-9:
                 raise ValueError(f"time went backwards ({now} < {self._now})")
             return
-        if dt > 0 and self.n:
-            n = self.n
-            self._rem[:n] -= self._rate[:n] * dt
         self._now = now
+
+    def _drain(self) -> None:
+        dt = self._now - self._t_rem
+        if dt > 0 and self.n:
+            f = self._f[: self.n]
+            f[:, _REM] -= f[:, _RATE] * dt
+        self._t_rem = self._now
 
     @property
     def carried(self) -> np.ndarray:
@@ -141,7 +199,8 @@ class FluidSystem:
         out = self._carried_done.copy()
         n = self.n
         if n:
-            moved = self._amt[:n] - self._rem[:n]
+            f = self._f[:n]
+            moved = f[:, _AMT] - (f[:, _REM] - f[:, _RATE] * (self._now - self._t_rem))
             res = self._res[:n]
             for k in range(MAX_RES):
                 m = res[:, k] >= 0
@@ -150,69 +209,69 @@ class FluidSystem:
 
     # ----------------------------------------------------------------------------- rates
     def recompute(self) -> None:
-        """Max-min fair rates by progressive filling."""
+        """Max-min fair rates by progressive filling, and each flow's completion time under them."""
         self._flush()
         self._dirty = False
         n = self.n
         if n == 0:
             return
+        self._drain()
         R = self.cap.size
-        res = self._res[:n]
-        # flattened (flow, resource) incidences of the active flows
-        flow_of, col = np.nonzero(res >= 0)
-        res_of = res[flow_of, col]
+        w = self._width
+        res = self._res[:n, :w]
+        # flattened (flow, resource) incidences
+        if self._ragged:
+            flow_of, col = np.nonzero(res >= 0)
+            res_of = res[flow_of, col]
+        else:
+            res_of = res.ravel()
+            flow_of = np.arange(n).repeat(w) if w > 1 else np.arange(n)
         cnt = np.bincount(res_of, minlength=R).astype(float)  # unfrozen flows per resource
         cap_left = self.cap.copy()
         tol = _SAT_TOL * self.cap
-        fcap = self._flowcap[:n]
+        f = self._f[:n]
         capped = self._n_capped > 0
+        fcap = f[:, _CAP]
         rate = np.zeros(n)
-        unfrozen = np.ones(n, dtype=bool)
-        inc_live = np.ones(flow_of.size, dtype=bool)
+        live = np.ones(n, dtype=bool)  # flows not frozen yet
+        inc = np.ones(res_of.size, dtype=bool)  # incidences of live flows
         level = 0.0
         while True:
             used = cnt > 0
-            d = np.inf
-            if used.any():
-                d = float(np.min(cap_left[used] / cnt[used]))
+            d = float((cap_left[used] / cnt[used]).min())
             if capped:
-                d = min(d, float(np.min(fcap[unfrozen])) - level)
+                d = min(d, float(fcap[live].min()) - level)
             level += d
             cap_left -= d * cnt
             sat = used & (cap_left <= tol)
-            freeze = np.zeros(n, dtype=bool)
-            if sat.any():
-                freeze[flow_of[inc_live & sat[res_of]]] = True
+            frozen = flow_of[inc & sat[res_of]]
             if capped:  # (an infinite cap never binds; inf - level <= inf would say it does)
-                freeze |= unfrozen & np.isfinite(fcap) & ((fcap - level) <= _SAT_TOL * np.maximum(fcap, 1.0))
-            if not freeze.any():  # numerical corner: freeze the tightest anyway
-                freeze = unfrozen.copy()
-            rate[freeze] = level
-            unfrozen &= ~freeze
-            if not unfrozen.any():
+                at_cap = live & np.isfinite(fcap) & ((fcap - level) <= _SAT_TOL * np.maximum(fcap, 1.0))
+                frozen = np.concatenate([frozen, np.flatnonzero(at_cap)])
+            if frozen.size == 0:  # numerical corner: freeze the tightest anyway
+                frozen = np.flatnonzero(live)
+            rate[frozen] = level
+            live[frozen] = False
+            if not live.any():
                 break
-            gone = inc_live & freeze[flow_of]
+            gone = inc & ~live[flow_of]
             cnt -= np.bincount(res_of[gone], minlength=R)
-            inc_live &= ~gone
-        self._rate[:n] = rate
+            inc &= ~gone
+        f[:, _RATE] = rate
+        rem = np.maximum(f[:, _REM], 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._tdone[:n] = self._now + np.where(rate > 0, rem / rate, np.where(rem <= 0, 0.0, np.inf))
 
     @property
     def dirty(self) -> bool:
         return self._dirty
-
-    def _left_s(self) -> np.ndarray:
-        n = self.n
-        rate = self._rate[:n]
-        rem = np.maximum(self._rem[:n], 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(rate > 0, rem / rate, np.where(rem <= 0, 0.0, np.inf))
 
     def next_completion(self) -> float:
         """Absolute time the next flow completes at the current rates (inf if none can)."""
         self._flush()
         if self.n == 0:
             return np.inf
-        return self._now + float(self._left_s().min())
+        return float(self._tdone[: self.n].min())
 
     def pop_completed(self, now: float) -> list[Hashable]:
         """Advance to `now` and remove the flows done by then (in start order). Rates go stale."""
@@ -221,20 +280,21 @@ class FluidSystem:
         n = self.n
         if n == 0:
             return []
-        done = np.flatnonzero(self._left_s() <= _DONE_TOL_S)
-        if done.size == 0:
+        keep = self._tdone[:n] > self._now + _DONE_TOL_S
+        k = int(keep.sum())
+        if k == n:
             return []
-        keys = [self._keys.pop(k) for k in self._kid[done].tolist()]
-        res = self._res[done]
-        for k in range(MAX_RES):
-            m = res[:, k] >= 0
-            np.add.at(self._carried_done, res[m, k], self._amt[done][m])
-        self._n_capped -= int(np.isfinite(self._flowcap[done]).sum())
-        keep = np.ones(n, dtype=bool)
-        keep[done] = False
-        k = n - done.size
-        for a in (self._res, self._rem, self._amt, self._rate, self._flowcap, self._kid):
+        done = ~keep
+        keys = self._key[:n][done].tolist()
+        res = self._res[:n][done]
+        amt = np.broadcast_to(self._f[:n, _AMT][done][:, None], res.shape)
+        m = res >= 0
+        self._carried_done += np.bincount(res[m], weights=amt[m], minlength=self.cap.size)
+        if self._n_capped:
+            self._n_capped -= int(np.isfinite(self._f[:n, _CAP][done]).sum())
+        for a in (self._res, self._f, self._tdone, self._key):
             a[:k] = a[:n][keep]
+        self._key[k:n] = None  # let go of the finished flows' keys
         self.n = k
         self._dirty = True
         return keys
@@ -242,4 +302,4 @@ class FluidSystem:
     def rates(self) -> dict[Hashable, float]:
         """Current rate of every flow, by key (queued flows: 0 until the next recompute)."""
         self._flush()
-        return {self._keys[int(self._kid[i])]: float(self._rate[i]) for i in range(self.n)}
+        return {self._key[i]: float(self._f[i, _RATE]) for i in range(self.n)}

@@ -8,6 +8,7 @@ records alone cannot say (simulated time, SimPy event and message counts, modell
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,15 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)
     done = simpy.AllOf(env, [w.proc for w in model.workers] + [s.drained for s in model.servers])
-    env.run(until=done)
+    # the run allocates millions of small records and no garbage cycles worth chasing meanwhile:
+    # the cyclic collector would rescan every live record again and again (quadratic in run length)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        env.run(until=done)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     events = next(env._eid)  # SimPy's running event id: how many events were scheduled
     rec = model.finish()
     extra = {

@@ -33,13 +33,18 @@ from ..draws import compute_factors, straggle_delay
 from ..records import STEP_TIME_FIELDS, Records
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Sequence
 
     from ..costs import CostModel, Placement
     from ..scenario import Scenario
     from .resources import Network, Processors
 
 PULL, PUSH = wire.PULL, wire.PUSH
+# Messages (see resources.Message): [0] delay, [1] deliver function, then
+#   pull request  (delay, deliver, PULL, proc, step)
+#   push          [delay, deliver, PUSH, proc, step, version read, bytes, arrival time, worker]
+#   reply         (delay, deliver, shard, version, wait)
+#   activation    (delay, deliver, kind, step, microbatch)
 
 
 @dataclass
@@ -77,13 +82,14 @@ class ShardState:
 class ServerShard:
     def __init__(self, model: SimModel, shard: int) -> None:
         self.m = model
+        self.env = model.env
         self.s = shard
         self.endpoint = model.topo.n_procs + shard
         self.core = model.procs.server_res[shard]
         pushers = model.topo.pushers_of[shard]
         self.state = ShardState(clocks={p: 0 for p in pushers}, clock_hist={0: len(pushers)})
         self.n_pushers = len(pushers)
-        self.inbox: deque[tuple[tuple, float]] = deque()  # (message, arrival time)
+        self.inbox: deque[Sequence[Any]] = deque()  # pull requests and pushes, in arrival order
         self.parked: list[tuple[int, int, float]] = []  # (proc, step, time it was found not ready)
         self.wake: simpy.Event | None = None
         self.reply_version = -1
@@ -91,6 +97,8 @@ class ServerShard:
         self.bound = model.scn.sync.bound
         self.expected = self.n_pushers * model.scn.training.steps  # gradients it will apply
         self.applied = 0
+        self.grad_cols: tuple[list, ...] = ([], [], [], [], [])  # see `run`
+        self.grad_done: list[tuple[int, float]] = []
         self.drained = model.env.event()  # every gradient applied
         costs, topo = model.costs, model.topo
         numels = topo.shard_parts[shard]
@@ -99,23 +107,30 @@ class ServerShard:
         op = "server_accumulate" if self.mode == "bsp" else "server_apply"
         per_stage = model.per_stage_cost(op, shard)
         self.push_cost = {p: per_stage[p % model.stages] for p in pushers}
-        # reply routes: (resources, delay, bytes, worker) per proc
+        # replies: resource rows by proc, bytes and the worker's callback per proc
         net = model.net
-        self.reply_route = {
-            p: (net.resources(self.endpoint, p), net.delay(self.endpoint, p), topo.pull_bytes[p][shard]) for p in pushers
-        }
+        self.reply_rows = net.routes(self.endpoint, list(range(topo.n_procs)))
+        self.reply_bytes = {p: topo.pull_bytes[p][shard] for p in pushers}
+        self.reply_delay = net.delay_w2s
         model.env.process(self.run())
 
     # ---------------------------------------------------------------------------- delivery
     def deliver(self, msg: tuple) -> None:
-        self.inbox.append((msg, self.m.env._now))
+        self.inbox.append(msg)
         if self.wake is not None:
             w, self.wake = self.wake, None
             w.succeed()
 
-    def deliver_push(self, msg: tuple) -> None:
-        self.deliver(msg)
-        self.m.workers[msg[1]].on_pushed()
+    def deliver_push(self, msg: list) -> None:
+        msg[7] = self.env._now  # arrival time
+        self.inbox.append(msg)
+        if self.wake is not None:
+            w, self.wake = self.wake, None
+            w.succeed()
+        w = msg[8]  # the pushing worker: its step ends with the last push delivered
+        w.pushes_left -= 1
+        if not w.pushes_left:
+            w.push_done.succeed()
 
     def _ready(self, step: int) -> bool:
         return sync.pull_ready(self.mode, self.bound, step, self.state.version, self.state.min_clock)
@@ -123,77 +138,99 @@ class ServerShard:
     # ----------------------------------------------------------------------------- process
     def run(self) -> Generator[simpy.Event, Any, None]:
         env, m, st = self.m.env, self.m, self.state
-        bsp = self.mode == "bsp"
-        inbox, spans, grads = self.inbox, m.rec.spans, m.grad_log
-        s, core, procs = self.s, self.core, m.procs
+        mode, bound, bsp = self.mode, self.bound, self.mode == "bsp"
+        pull_ready = sync.pull_ready
+        inbox, spans = self.inbox, m.rec.spans
+        # gradient log, one column each: pusher, step, version read, version applied to, arrival
+        g_proc, g_step, g_read, g_applied, g_arr = (c.append for c in self.grad_cols)
+        g_done = self.grad_done.append  # (gradients in the job, time the job ended)
+        s, core, procs, push_cost = self.s, self.core, m.procs, self.push_cost
         while True:
             if not inbox:
                 self.wake = env.event()
                 yield self.wake
                 continue
-            msg, t_arr = inbox[0]
-            if msg[0] == PULL:
-                inbox.popleft()
-                _, proc, step = msg
-                if self._ready(step):
-                    t_ready = env.now
-                    if self.reply_version != st.version:
-                        yield procs.run(core, self.reply_cost)
-                        self.reply_version = st.version
-                    self._send_replies([(proc, step, t_ready)], t_ready)
-                else:  # held by the sync rule from now until it is ready: that is its wait
-                    self.parked.append((proc, step, env.now))
+            if inbox[0][2] == PULL:
+                # pulls back to back: those ready on a version already packed go out together, at
+                # this instant, exactly as if handled one by one; one that needs packing waits for it
+                now, group, parked = env.now, [], self.parked
+                last_step, ready = -1, False  # readiness depends only on the step here
+                while inbox and inbox[0][2] == PULL:
+                    _, _, _, proc, step = inbox[0]
+                    if step != last_step:
+                        last_step, ready = step, pull_ready(mode, bound, step, st.version, st.min_clock)
+                    if not ready:
+                        inbox.popleft()  # held by the sync rule from now until ready: that is its wait
+                        parked.append((proc, step, now))
+                    elif self.reply_version == st.version:
+                        inbox.popleft()
+                        group.append((proc, step, now))
+                    else:
+                        break
+                if group:
+                    self._send_replies(group, now)
+                if inbox and inbox[0][2] == PULL:  # ready, but the current version is not packed yet
+                    _, _, _, proc, step = inbox.popleft()
+                    yield procs.run(core, self.reply_cost)
+                    self.reply_version = st.version
+                    self._send_replies([(proc, step, now)], now)
                 continue
-            # a run of pushes, cut after any push that completes a bsp clock or releases a held pull
-            batch, cost, release = [], 0.0, False
+            # a run of pushes, cut after any push that completes a bsp clock or releases a held pull;
+            # each gradient is logged now and its application time once the run is done
+            n_job, cost, release = 0, 0.0, False
             # pull_ready is monotone in the step, so a held pull is released iff the earliest is
             parked_min = min(q[1] for q in self.parked) if self.parked else None
-            while inbox and inbox[0][0][0] == PUSH and not release:
-                msg, t_arr = inbox.popleft()
-                _, proc, step, read, nbytes = msg
-                cost += self.push_cost[proc]
-                batch.append((proc, step, read, nbytes, t_arr, st.version))
-                st.record_push(proc)
-                if bsp:
+            while inbox and inbox[0][2] == PUSH and not release:
+                _, _, _, proc, step, read, _, t_arr, _ = inbox.popleft()
+                n_job += 1
+                cost += push_cost[proc]
+                g_proc(proc)
+                g_step(step)
+                g_read(read)
+                g_applied(st.version)
+                g_arr(t_arr)
+                if bsp:  # the clock's gradients are summed, the version moves once all W are in
                     n = st.bsp_count.get(step, 0) + 1
                     st.bsp_count[step] = n
                     release = n == self.n_pushers
                 else:
+                    st.record_push(proc)
                     st.version += 1
-                    release = parked_min is not None and self._ready(parked_min)
+                    release = parked_min is not None and pull_ready(mode, bound, parked_min, st.version, st.min_clock)
             t0 = env.now
             yield procs.run(core, cost)
             t1 = env.now
             spans.append((s, 0 if bsp else 1, t0, t1, 0))
-            for proc, step, read, nbytes, t_arr, applied in batch:
-                grads.append((proc, step, s, read, applied, t_arr, t1, nbytes))
-            self.applied += len(batch)
+            g_done((n_job, t1))
+            self.applied += n_job
             if bsp and release:
-                del st.bsp_count[batch[-1][1]]
+                del st.bsp_count[step]
                 yield procs.run(core, self.update_cost)
                 st.version += 1
                 spans.append((s, 1, t1, env.now, 0))
             if self.parked:
-                ready = [q for q in self.parked if self._ready(q[1])]
-                if ready:
+                ready_now = [q for q in self.parked if self._ready(q[1])]
+                if ready_now:
                     self.parked = [q for q in self.parked if not self._ready(q[1])]
                     t_ready = env.now
                     if self.reply_version != st.version:
                         yield procs.run(core, self.reply_cost)
                         self.reply_version = st.version
-                    self._send_replies(ready, t_ready)
+                    self._send_replies(ready_now, t_ready)
             if self.applied == self.expected:
                 self.drained.succeed()
 
     def _send_replies(self, pulls: list[tuple[int, int, float]], t_ready: float) -> None:
         """Send the current version to each pull; its wait is how long the sync rule held it."""
         m = self.m
-        now, version, s = m.env._now, self.state.version, self.s
-        spans, send, workers = m.rec.spans, m.net.send, m.workers
-        for proc, _step, t_held in pulls:
-            res, delay, nbytes = self.reply_route[proc]
-            spans.append((s, 2, t_ready, now, nbytes))
-            send(res, delay, nbytes, workers[proc].on_reply, (s, version, t_ready - t_held))
+        now, version, s = self.env._now, self.state.version, self.s
+        size_of, reply_to = self.reply_bytes, m.reply_to
+        procs = [q[0] for q in pulls]
+        sizes = [size_of[p] for p in procs]
+        m.rec.spans.extend([(s, 2, t_ready, now, n) for n in sizes])
+        delay = self.reply_delay
+        msgs = [(delay, reply_to[q[0]], s, version, t_ready - q[2]) for q in pulls]
+        m.net.send_many(self.reply_rows[procs], sizes, msgs)
 
 
 class Worker:
@@ -210,17 +247,16 @@ class Worker:
         self.unpack_cost = {s: unpack[s] for s in self.shards}
         self.pack_cost = sum(model.per_stage_cost("worker_pack")[self.stage][s] for s in self.shards)
         net, topo = model.net, model.topo
-        # per shard: (server, request route, push route, push bytes)
-        self.links = [
-            (
-                model.servers[s],
-                net.resources(proc, model.servers[s].endpoint),
-                net.delay(proc, model.servers[s].endpoint),
-                topo.push_bytes[proc][s],
-            )
-            for s in self.shards
-        ]
-        self.replies: list[tuple[int, int, float]] = []
+        servers = [model.servers[s] for s in self.shards]
+        self.routes = net.routes(proc, [srv.endpoint for srv in servers])  # to each of its shards
+        self.delay = net.delay_w2s
+        self.request_bytes = [wire.HEADER_BYTES] * len(servers)
+        self.request_to = [srv.deliver for srv in servers]
+        self.push_bytes = [topo.push_bytes[proc][s] for s in self.shards]
+        self.push_to = [srv.deliver_push for srv in servers]
+        self.route_next = net.routes(proc, proc + 1)  # pipeline neighbours (unused without stages)
+        self.route_prev = net.routes(proc, max(proc - 1, 0))
+        self.replies: list[tuple] = []  # reply messages not unpacked yet
         self.wake: simpy.Event | None = None
         self.pushes_left = 0
         self.push_done: simpy.Event | None = None
@@ -230,16 +266,11 @@ class Worker:
         self.proc = model.env.process(self.run())
 
     # --------------------------------------------------------------------------- callbacks
-    def on_reply(self, reply: tuple[int, int, float]) -> None:
-        self.replies.append(reply)
+    def on_reply(self, msg: tuple) -> None:
+        self.replies.append(msg)
         if self.wake is not None:
             w, self.wake = self.wake, None
             w.succeed()
-
-    def on_pushed(self) -> None:
-        self.pushes_left -= 1
-        if self.pushes_left == 0:
-            self.push_done.succeed()  # type: ignore[union-attr]
 
     def mail(self, key: tuple[int, int, int]) -> simpy.Event:
         ev = self.mailbox.get(key)
@@ -247,41 +278,47 @@ class Worker:
             ev = self.mailbox[key] = self.m.env.event()
         return ev
 
-    def on_mail(self, key: tuple[int, int, int]) -> None:
-        self.mail(key).succeed()
+    def on_mail(self, msg: tuple) -> None:
+        self.mail(msg[2:]).succeed()
 
     # ------------------------------------------------------------------------------- steps
     def run(self) -> Generator[simpy.Event, Any, None]:
         m, env, p = self.m, self.m.env, self.p
-        send, procs, host = m.net.send, m.procs, self.host
+        send, procs, host = m.net.send_many, m.procs, self.host
         n_sh = len(self.shards)
         samples = m.scn.training.batch_size if self.stage == 0 else 0
-        header = wire.HEADER_BYTES
+        routes, delay, shards = self.routes, self.delay, self.shards
+        request_bytes = sum(self.request_bytes)
         steps_log = m.step_log
+        versions, unpack_cost = self.versions, self.unpack_cost
+        compute_res, compute_s = None if m.fixed_compute else self.device, m.costs.compute_s
+        factors = m.factors[self.replica, self.stage].tolist()
         for step in range(m.scn.training.steps):
             # ---- pull
             pull_start = env.now
             self.step_bytes = 0
-            request = (PULL, p, step)
-            for srv, res, delay, _ in self.links:
-                send(res, delay, header, srv.deliver, request)
+            send(routes, self.request_bytes, [(delay, to, PULL, p, step) for to in self.request_to])
             got, wait = 0, 0.0
             while got < n_sh:
                 if not self.replies:
                     self.wake = env.event()
                     yield self.wake
                 batch, self.replies = self.replies, []
-                cost = 0.0
-                for s, version, wt in batch:
-                    self.versions[s] = version
-                    wait = max(wait, wt)
-                    cost += self.unpack_cost[s]
-                yield procs.run(host, cost)
+                for _, _, s, version, wt in batch:
+                    versions[s] = version
+                    if wt > wait:
+                        wait = wt
+                yield procs.run(host, sum([unpack_cost[r[2]] for r in batch]))
                 got += len(batch)
             pull_end = env.now
             # ---- compute
-            if m.stages == 1:
-                yield from self._compute(step, m.costs.compute_s, fixed=m.fixed_compute)
+            if m.stages == 1:  # (`_compute`, inlined: the common case)
+                t0 = env.now
+                # a fixed step time (compute.step_time_s) is a what-if: it holds no device
+                yield procs.run(compute_res, compute_s)
+                f = factors[step]
+                if f > 1.0:
+                    yield env.timeout(straggle_delay(env.now - t0, f))
             else:
                 yield from self._pipeline(step)
             compute_end = env.now
@@ -289,14 +326,10 @@ class Worker:
             yield procs.run(host, self.pack_cost)
             self.pushes_left = n_sh
             self.push_done = env.event()
-            sent = n_sh * header
-            for srv, res, delay, nbytes in self.links:
-                sent += nbytes
-                send(res, delay, nbytes, srv.deliver_push, (PUSH, p, step, self.versions[srv.s], nbytes))
+            send(routes, self.push_bytes, [[delay, to, PUSH, p, step, versions[s], nb, 0.0, self] for s, nb, to in zip(shards, self.push_bytes, self.push_to, strict=True)])
             yield self.push_done
-            steps_log.append(
-                (p, step, pull_start, pull_end, pull_end, compute_end, compute_end, env.now, wait, samples, sent + self.step_bytes)
-            )
+            sent = request_bytes + sum(self.push_bytes) + self.step_bytes
+            steps_log.append((p, step, pull_start, pull_end, pull_end, compute_end, compute_end, env.now, wait, samples, sent))
 
     def _compute(self, step: int, work_s: float, fixed: bool) -> Generator[simpy.Event, Any, None]:
         env, m = self.m.env, self.m
@@ -321,7 +354,7 @@ class Worker:
                 if k < P - 1:
                     nxt = m.workers[self.p + 1]
                     self.step_bytes += mb_bytes
-                    net.send(net.resources(self.p, nxt.p), net.delay_w2w, mb_bytes, nxt.on_mail, (wire.ACT, step, mb))
+                    net.send_many(self.route_next, [mb_bytes], [(net.delay_w2w, nxt.on_mail, wire.ACT, step, mb)])
             else:
                 if k < P - 1:
                     yield self.mail((wire.ACT_GRAD, step, mb))
@@ -330,7 +363,7 @@ class Worker:
                     prv = m.workers[self.p - 1]
                     gb = m.act_bytes[k - 1]
                     self.step_bytes += gb
-                    net.send(net.resources(self.p, prv.p), net.delay_w2w, gb, prv.on_mail, (wire.ACT_GRAD, step, mb))
+                    net.send_many(self.route_prev, [gb], [(net.delay_w2w, prv.on_mail, wire.ACT_GRAD, step, mb)])
         for key in [key for key in self.mailbox if key[1] == step]:
             del self.mailbox[key]
 
@@ -348,11 +381,11 @@ class SimModel:
         self.rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
         # rows logged as things happen, folded into self.rec by `finish`
         self.step_log: list[tuple] = []
-        self.grad_log: list[tuple] = []
         self._stage_costs: dict[tuple[str, int | None], list] = {}
         self.workers: list[Worker] = []
         self.servers = [ServerShard(self, s) for s in range(scn.cluster.servers.count)]
         self.workers = [Worker(self, p) for p in range(topo.n_procs)]
+        self.reply_to = [w.on_reply for w in self.workers]  # bound once
 
     def per_stage_cost(self, op: str, shard: int | None = None) -> list:
         """Cost of `op` over each stage's slice: [stage][shard] (or [stage] for one shard).
@@ -381,13 +414,17 @@ class SimModel:
                 rec.times[f][p, c] = a[:, 2 + i]
             rec.samples[p, c] = a[:, 9].astype(np.int64)
             rec.bytes_sent[p, c] += a[:, 10].astype(np.int64)
-        if self.grad_log:
-            g = np.array(self.grad_log, dtype=float)
-            p, c, s = (g[:, i].astype(np.int64) for i in range(3))
-            rec.grad_read[p, c, s] = g[:, 3].astype(np.int64)
-            rec.grad_applied[p, c, s] = g[:, 4].astype(np.int64)
-            rec.grad_arrive_s[p, c, s] = g[:, 5]
-            rec.grad_done_s[p, c, s] = g[:, 6]
-            rec.grad_bytes[p, c, s] = g[:, 7].astype(np.int64)
-        self.step_log, self.grad_log = [], []
+        for srv in self.servers:
+            if not srv.grad_done:
+                continue
+            p, c, read, applied = (np.array(col, dtype=np.int64) for col in srv.grad_cols[:4])
+            s = np.full(p.size, srv.s)
+            rec.grad_read[p, c, s] = read
+            rec.grad_applied[p, c, s] = applied
+            rec.grad_arrive_s[p, c, s] = np.array(srv.grad_cols[4], dtype=float)
+            rec.grad_bytes[p, c, s] = np.array(self.topo.push_bytes, dtype=np.int64)[p, srv.s]
+            n, t = zip(*srv.grad_done, strict=True)
+            rec.grad_done_s[p, c, s] = np.repeat(np.array(t, dtype=float), n)
+            srv.grad_cols, srv.grad_done = ([], [], [], [], []), []
+        self.step_log = []
         return rec

@@ -18,9 +18,10 @@ plain timeout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import simpy
 from simpy.core import NORMAL
 
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
     from ..costs import CostModel, Placement
     from ..scenario import Scenario
 
-Deliver = Callable[[Any], None]
+# A message is a tuple or list: (delay after the last byte, deliver function, payload...); the
+# network calls deliver(message) when it arrives.
+Message = Sequence[Any]
 
 # SimPy runs events due at one time in (priority, scheduling order); ordinary events have
 # priority NORMAL (1). An event with a larger number runs after every ordinary event of its
@@ -84,7 +87,7 @@ class Network:
         self._next_t = float("inf")  # next completion at the current rates
         self._timers: set[float] = set()  # times of completion timers not yet fired
         self._due_at = -1.0  # deliveries grouped by delay, for completions at time _due_at
-        self._due: dict[float, list[tuple[Deliver, Any]]] = {}
+        self._due: dict[float, list[Message]] = {}
         self.messages = 0
 
     def resources(self, src: int, dst: int) -> tuple[int, ...]:
@@ -96,13 +99,30 @@ class Network:
         a, b = src >= self.n_procs, dst >= self.n_procs
         return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
 
-    def send(self, res: tuple[int, ...], delay: float, nbytes: float, deliver: Deliver, arg: Any) -> None:
-        """Start a message over `res` (see `resources`); `deliver(arg)` runs when it arrives."""
+    def send(self, res: tuple[int, ...], nbytes: float, msg: Message) -> None:
+        """Start message `msg` over `res` (see `resources`): `msg[1](msg)` runs `msg[0]` seconds
+        after its last byte has drained."""
         self.messages += 1
-        self.sys.add(self.env.now, res, nbytes, (delay, deliver, arg))
+        self.sys.add(self.env._now, res, nbytes, msg)
         if not self._recompute_due:
             self._recompute_due = True
             at_end_of_instant(self.env, self._recompute)
+
+    def send_many(self, res: np.ndarray, nbytes: list[float], msgs: list[Message]) -> None:
+        """Start several messages at once (`res`: one row of resources per message); the same as
+        `send` one by one, in order."""
+        self.messages += len(msgs)
+        self.sys.add_many(self.env._now, res, nbytes, msgs)
+        if not self._recompute_due:
+            self._recompute_due = True
+            at_end_of_instant(self.env, self._recompute)
+
+    def routes(self, src: int | list[int], dst: int | list[int]) -> np.ndarray:
+        """Resource rows of messages src -> dst (either side may be a list): for `send_many`."""
+        src_l = src if isinstance(src, list) else [src]
+        dst_l = dst if isinstance(dst, list) else [dst]
+        k = max(len(src_l), len(dst_l))
+        return np.array([self.resources(src_l[i % len(src_l)], dst_l[i % len(dst_l)]) for i in range(k)], dtype=np.int64)
 
     # ------------------------------------------------------------------------- fluid driver
     def _recompute(self, _ev: simpy.Event) -> None:
@@ -124,29 +144,41 @@ class Network:
         self._timers.discard(t)
         if t != self._next_t:
             return  # a later recompute moved the next completion; its own timer handles it
-        env = self.env
-        now = env.now
-        if now != self._due_at:
-            self._due_at = now
-            self._due = {}
-        due = self._due
-        for delay, deliver, arg in self.sys.pop_completed(now):  # type: ignore[misc]
-            if delay <= 0.0:
-                deliver(arg)
-                continue
-            lst = due.get(delay)
-            if lst is None:
-                lst = due[delay] = []
-                env.timeout(delay, lst).callbacks.append(_run_deliveries)  # type: ignore[union-attr]
-            lst.append((deliver, arg))
+        now = self.env._now
+        msgs = self.sys.pop_completed(now)
+        if msgs:
+            if now != self._due_at:
+                self._due_at = now
+                self._due = {}
+            d0 = msgs[0][0]
+            for msg in msgs:
+                if msg[0] != d0:  # mixed delays: deliver each after its own
+                    for msg2 in msgs:
+                        self._deliver_after(msg2[0], [msg2])
+                    break
+            else:
+                self._deliver_after(d0, msgs)  # the usual case: one delay for all
         if not self._recompute_due:
             self.sys.recompute()
             self._arm()
 
+    def _deliver_after(self, delay: float, msgs: list[Message]) -> None:
+        """Deliver `msgs` `delay` from now; one SimPy timeout per delay and instant."""
+        if delay <= 0.0:
+            for msg in msgs:
+                msg[1](msg)
+            return
+        lst = self._due.get(delay)
+        if lst is None:
+            self._due[delay] = msgs
+            self.env.timeout(delay, msgs).callbacks.append(_run_deliveries)  # type: ignore[union-attr]
+        else:
+            lst += msgs
+
 
 def _run_deliveries(ev: simpy.Event) -> None:
-    for deliver, arg in ev._value:
-        deliver(arg)
+    for msg in ev._value:
+        msg[1](msg)
 
 
 class SharedProcessor:
