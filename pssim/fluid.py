@@ -127,22 +127,26 @@ class FluidSystem:
         self._n_queued = 0
         while n + k > self._f.shape[0]:
             self._grow()
-        arrs = [b[0] for b in blocks]
-        if any(a.ndim != 2 or not 1 <= a.shape[1] <= MAX_RES for a in arrs):
+        arrs: list[np.ndarray] = []
+        amts: list[float] = []
+        keys: list[Hashable] = []
+        capped: list[tuple[int, float]] = []
+        widths = set()
+        for a, am, ke, ca in blocks:
+            if ca:
+                capped += [(len(amts) + i, c) for i, c in ca]
+            amts += am
+            keys += ke
+            arrs.append(a)
+            widths.add(a.shape[-1] if a.ndim == 2 else -1)
+        if not widths <= {1, 2, 3}:
             raise ValueError(f"a flow crosses 1..{MAX_RES} resources, given as a sequence of indices")
-        width = max(a.shape[1] for a in arrs)
-        if any(a.shape[1] != width for a in arrs):
+        width = max(widths)
+        if len(widths) > 1:
             arrs = [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1) for a in arrs]
         arr = np.concatenate(arrs) if len(arrs) > 1 else arrs[0]
         if arr.min() < -1 or arr.max() >= self.cap.size or (arr[:, 0] < 0).any():
             raise ValueError(f"resource index out of range 0..{self.cap.size - 1}")
-        amts: list[float] = []
-        keys: list[Hashable] = []
-        capped: list[tuple[int, float]] = []
-        for _, am, ke, ca in blocks:
-            capped += [(len(amts) + i, c) for i, c in ca]
-            amts += am
-            keys += ke
         amounts = np.array(amts, dtype=float)
         if not (amounts >= 0).all() or not np.isfinite(amounts).all():
             raise ValueError('"amount" must be finite and >= 0')

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 PULL, PUSH = wire.PULL, wire.PUSH
 # Messages (see resources.Message): [0] delay, [1] deliver function, then
-#   pull request  (delay, deliver, PULL, proc, step)
+#   pull request  (delay, deliver, PULL, proc, worker): for the worker's current step (a worker
+#                 has one pull per shard outstanding, so one tuple per worker and shard serves all)
 #   push          [delay, deliver, PUSH, proc, step, version read, bytes, arrival time, worker]
 #   reply         (delay, deliver, shard, version, wait)
 #   activation    (delay, deliver, kind, step, microbatch)
@@ -156,24 +157,22 @@ class ServerShard:
                 now, group, parked = env.now, [], self.parked
                 last_step, ready = -1, False  # readiness depends only on the step here
                 while inbox and inbox[0][2] == PULL:
-                    _, _, _, proc, step = inbox[0]
+                    step = inbox[0][4].step
                     if step != last_step:
                         last_step, ready = step, pull_ready(mode, bound, step, st.version, st.min_clock)
-                    if not ready:
-                        inbox.popleft()  # held by the sync rule from now until ready: that is its wait
-                        parked.append((proc, step, now))
+                    if not ready:  # held by the sync rule from now until ready: that is its wait
+                        parked.append((inbox.popleft()[3], step, now))
                     elif self.reply_version == st.version:
-                        inbox.popleft()
-                        group.append((proc, step, now))
+                        group.append(inbox.popleft()[3])
                     else:
                         break
                 if group:
-                    self._send_replies(group, now)
+                    self._send_replies(group, None, now)
                 if inbox and inbox[0][2] == PULL:  # ready, but the current version is not packed yet
-                    _, _, _, proc, step = inbox.popleft()
+                    proc = inbox.popleft()[3]
                     yield procs.run(core, self.reply_cost)
                     self.reply_version = st.version
-                    self._send_replies([(proc, step, now)], now)
+                    self._send_replies([proc], None, now)
                 continue
             # a run of pushes, cut after any push that completes a bsp clock or releases a held pull;
             # each gradient is logged now and its application time once the run is done
@@ -216,20 +215,22 @@ class ServerShard:
                     if self.reply_version != st.version:
                         yield procs.run(core, self.reply_cost)
                         self.reply_version = st.version
-                    self._send_replies(ready_now, t_ready)
+                    self._send_replies([q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready)
             if self.applied == self.expected:
                 self.drained.succeed()
 
-    def _send_replies(self, pulls: list[tuple[int, int, float]], t_ready: float) -> None:
-        """Send the current version to each pull; its wait is how long the sync rule held it."""
+    def _send_replies(self, procs: list[int], waits: list[float] | None, t_ready: float) -> None:
+        """Send the current version to each proc; its wait is how long the sync rule held its
+        pull (`waits`; None: it was ready when handled)."""
         m = self.m
-        now, version, s = self.env._now, self.state.version, self.s
+        now, version, s, delay = self.env._now, self.state.version, self.s, self.reply_delay
         size_of, reply_to = self.reply_bytes, m.reply_to
-        procs = [q[0] for q in pulls]
         sizes = [size_of[p] for p in procs]
         m.rec.spans.extend([(s, 2, t_ready, now, n) for n in sizes])
-        delay = self.reply_delay
-        msgs = [(delay, reply_to[q[0]], s, version, t_ready - q[2]) for q in pulls]
+        if waits is None:
+            msgs = [(delay, reply_to[p], s, version, 0.0) for p in procs]
+        else:
+            msgs = [(delay, reply_to[p], s, version, w) for p, w in zip(procs, waits, strict=True)]
         m.net.send_many(self.reply_rows[procs], sizes, msgs)
 
 
@@ -251,7 +252,8 @@ class Worker:
         self.routes = net.routes(proc, [srv.endpoint for srv in servers])  # to each of its shards
         self.delay = net.delay_w2s
         self.request_bytes = [wire.HEADER_BYTES] * len(servers)
-        self.request_to = [srv.deliver for srv in servers]
+        self.requests = [(self.delay, srv.deliver, PULL, proc, self) for srv in servers]
+        self.step = -1  # the step it is in
         self.push_bytes = [topo.push_bytes[proc][s] for s in self.shards]
         self.push_to = [srv.deliver_push for srv in servers]
         self.route_next = net.routes(proc, proc + 1)  # pipeline neighbours (unused without stages)
@@ -297,7 +299,8 @@ class Worker:
             # ---- pull
             pull_start = env.now
             self.step_bytes = 0
-            send(routes, self.request_bytes, [(delay, to, PULL, p, step) for to in self.request_to])
+            self.step = step
+            send(routes, self.request_bytes, self.requests)
             got, wait = 0, 0.0
             while got < n_sh:
                 if not self.replies:
