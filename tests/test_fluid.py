@@ -270,3 +270,32 @@ def test_one_link_is_work_conserving(amounts: list[float], cap: float) -> None:
     finish = {k: t for t, keys in done for k in keys}
     by_time = sorted(finish, key=lambda k: (finish[k], k))
     assert [amounts[k] for k in by_time] == pytest.approx(sorted(amounts), rel=1e-6)
+
+
+# ---------------------------------------------------------------------- devices: processor sharing
+def test_shared_device_is_processor_sharing_like_the_fluid_model() -> None:
+    # pssim.sim.resources.SharedProcessor is the fluid model restricted to one resource: k jobs
+    # each progress at 1/k. A (2 s of work) starts at 0, B (1 s) at 1: A runs alone until 1, then
+    # both at 1/2 with 1 s left each -> both finish at 3; C (0.5 s) at 3.5 runs alone -> 4.0.
+    import simpy
+
+    from pssim.sim.resources import SharedProcessor
+
+    env = simpy.Environment()
+    dev = SharedProcessor(env, "gpu0")
+    done: dict[str, float] = {}
+
+    def job(name: str, start: float, work: float):  # noqa: ANN202 - SimPy process
+        yield env.timeout(start)
+        yield dev.run(work)
+        done[name] = env.now
+
+    for name, start, work in (("A", 0.0, 2.0), ("B", 1.0, 1.0), ("C", 3.5, 0.5)):
+        env.process(job(name, start, work))
+    env.run()
+    assert done == pytest.approx({"A": 3.0, "B": 3.0, "C": 4.0}, rel=1e-12)
+    fs = FluidSystem([1.0])  # the same schedule in the fluid model
+    fs.add(0.0, (0,), 2.0, "A")
+    fs.recompute()
+    fs.add(1.0, (0,), 1.0, "B")
+    assert drain(fs) == [(pytest.approx(3.0), ["A", "B"])]

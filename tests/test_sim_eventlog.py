@@ -148,6 +148,13 @@ def test_server_spans_match_the_hand_log(run: tuple[Scenario, Records]) -> None:
         assert g[1:3] == pytest.approx((w[1] * US, w[2] * US), rel=1e-12, abs=1e-15)
 
 
+def test_simulated_time_is_when_the_last_worker_finished() -> None:
+    # DESIGN/metrics: simulated_time_s is the SimPy time the last worker process finished (its
+    # last push delivered), even though the shard still applies that gradient afterwards
+    _, extra = simulate(_scenario())
+    assert extra["simulated_time_s"] == pytest.approx(55027.2 * US, rel=1e-12)
+
+
 def test_bytes_sent_per_step(run: tuple[Scenario, Records]) -> None:
     _, rec = run
     # a worker step sends one 64 B pull request and one 4064 B push

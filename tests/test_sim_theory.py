@@ -207,6 +207,25 @@ def test_ssp_with_a_straggler_waits_only_when_the_bound_binds() -> None:
             assert t["pull_end_s"][w, c] >= rec.grad_arrive_s[0, c - s - 1, 0]
 
 
+# ------------------------------------------------------------------------------ device sharing
+@pytest.mark.parametrize("per_device", [1, 2, 4])
+def test_workers_sharing_a_device_split_it_evenly(per_device: int) -> None:
+    # Processor sharing (DESIGN.md section 4, "Devices"): k BSP workers that start computing
+    # together on one device each get 1/k of it, so every compute phase takes k times the
+    # standalone roofline time. Free host ops and fast links keep the phases aligned.
+    W = 4
+    scn = equal_layers_scenario(
+        W, 1, h=64, bw_w=1e5, bw_s=1e5, lat_us=0.0, compute={"step_time_s": None, "profile": "none"},
+        cluster={"workers": {"per_device": per_device}},
+    )
+    costs = zero_host_costs(build_costs(scn))
+    rec, summary = run(scn, costs)
+    compute = rec.times["compute_end_s"] - rec.times["compute_start_s"]
+    assert compute == pytest.approx(np.full(compute.shape, per_device * costs.compute_s), rel=1e-9)
+    # utilisation counts a device busy once however many of its workers compute on it
+    assert summary["utilization"]["device_max"] <= 1.0
+
+
 # ------------------------------------------------------------------------------ jitter: E[max]
 def test_bsp_jitter_cycle_is_base_plus_the_max_draw_exactly() -> None:
     # Each BSP clock ends when the slowest worker's gradient arrives: with free host ops, no

@@ -102,7 +102,10 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)
-    done = simpy.AllOf(env, [w.proc for w in model.workers] + [s.drained for s in model.servers])
+    workers_done = simpy.AllOf(env, [w.proc for w in model.workers])
+    finished_at: list[float] = []  # simulated_time_s: when the last worker process finished
+    workers_done.callbacks.append(lambda _ev: finished_at.append(env.now))  # type: ignore[union-attr]
+    done = simpy.AllOf(env, [workers_done] + [s.drained for s in model.servers])
     # the run allocates millions of small records and no garbage cycles worth chasing meanwhile:
     # the cyclic collector would rescan every live record again and again (quadratic in run length)
     gc_was_enabled = gc.isenabled()
@@ -116,7 +119,7 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
     rec = model.finish()
     extra = {
         "backend": "sim",
-        "simulated_time_s": float(env.now),
+        "simulated_time_s": float(finished_at[0]),
         "events": int(events),
         "messages": net.messages,
         "compute_source": costs.source,
