@@ -64,6 +64,8 @@ class Topology:
 
 @dataclass
 class ShardState:
+    """What the sync rule looks at on one shard: its version, and (ssp/asp) each pusher's clock."""
+
     version: int = 0
     clocks: dict[int, int] = field(default_factory=dict)  # pusher proc -> gradients received
     clock_hist: dict[int, int] = field(default_factory=dict)  # clock value -> number of pushers there
@@ -81,6 +83,8 @@ class ShardState:
 
 
 class ServerShard:
+    """One PS shard process: applies gradients and answers pulls, one message at a time."""
+
     def __init__(self, model: SimModel, shard: int) -> None:
         self.m = model
         self.env = model.env
@@ -256,8 +260,9 @@ class Worker:
         self.step = -1  # the step it is in
         self.push_bytes = [topo.push_bytes[proc][s] for s in self.shards]
         self.push_to = [srv.deliver_push for srv in servers]
-        self.route_next = net.routes(proc, proc + 1)  # pipeline neighbours (unused without stages)
-        self.route_prev = net.routes(proc, max(proc - 1, 0))
+        # pipeline neighbours: the next and previous stage of the same replica
+        self.route_next = net.routes(proc, proc + 1) if self.stage < model.stages - 1 else None
+        self.route_prev = net.routes(proc, proc - 1) if self.stage > 0 else None
         self.replies: list[tuple] = []  # reply messages not unpacked yet
         self.wake: simpy.Event | None = None
         self.pushes_left = 0
@@ -315,7 +320,7 @@ class Worker:
                 got += len(batch)
             pull_end = env.now
             # ---- compute
-            if m.stages == 1:  # (`_compute`, inlined: the common case)
+            if m.stages == 1:
                 t0 = env.now
                 # a fixed step time (compute.step_time_s) is a what-if: it holds no device
                 yield procs.run(compute_res, compute_s)
@@ -329,21 +334,24 @@ class Worker:
             yield procs.run(host, self.pack_cost)
             self.pushes_left = n_sh
             self.push_done = env.event()
-            send(routes, self.push_bytes, [[delay, to, PUSH, p, step, versions[s], nb, 0.0, self] for s, nb, to in zip(shards, self.push_bytes, self.push_to, strict=True)])
+            pushes = [
+                [delay, to, PUSH, p, step, versions[s], nb, 0.0, self]
+                for s, nb, to in zip(shards, self.push_bytes, self.push_to, strict=True)
+            ]
+            send(routes, self.push_bytes, pushes)
             yield self.push_done
             sent = request_bytes + sum(self.push_bytes) + self.step_bytes
             steps_log.append((p, step, pull_start, pull_end, pull_end, compute_end, compute_end, env.now, wait, samples, sent))
 
-    def _compute(self, step: int, work_s: float, fixed: bool) -> Generator[simpy.Event, Any, None]:
+    def _action(self, step: int, work_s: float) -> Generator[simpy.Event, Any, None]:
+        """One pipeline action (a microbatch's forward or backward) on the stage's device."""
         env, m = self.m.env, self.m
         t0 = env.now
-        # a fixed step time (compute.step_time_s) is a what-if: it holds no device
-        yield m.procs.run(None if fixed else self.device, work_s)
+        yield m.procs.run(self.device, work_s)
         f = m.factors[self.replica, self.stage, step]
         if f > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, f))
-        if m.stages > 1:
-            m.rec.busy.append((self.p, step, t0, env.now))
+        m.rec.busy.append((self.p, step, t0, env.now))
 
     def _pipeline(self, step: int) -> Generator[simpy.Event, Any, None]:
         m, k = self.m, self.stage
@@ -353,7 +361,7 @@ class Worker:
             if kind == "F":
                 if k > 0:
                     yield self.mail((wire.ACT, step, mb))
-                yield from self._compute(step, m.costs.stage_fwd_s[k], fixed=False)
+                yield from self._action(step, m.costs.stage_fwd_s[k])
                 if k < P - 1:
                     nxt = m.workers[self.p + 1]
                     self.step_bytes += mb_bytes
@@ -361,7 +369,7 @@ class Worker:
             else:
                 if k < P - 1:
                     yield self.mail((wire.ACT_GRAD, step, mb))
-                yield from self._compute(step, m.costs.stage_bwd_s[k], fixed=False)
+                yield from self._action(step, m.costs.stage_bwd_s[k])
                 if k > 0:
                     prv = m.workers[self.p - 1]
                     gb = m.act_bytes[k - 1]
@@ -372,6 +380,8 @@ class Worker:
 
 
 class SimModel:
+    """The whole run: entities, the costs they pay, and the logs they write."""
+
     def __init__(
         self, env: simpy.Environment, scn: Scenario, costs: CostModel, place: Placement, topo: Topology,
         schedule: list[list[tuple[str, int]]], act_bytes: list[int], net: Network, procs: Processors,
