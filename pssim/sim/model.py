@@ -263,8 +263,11 @@ class Worker:
         # pipeline neighbours: the next and previous stage of the same replica
         self.route_next = net.routes(proc, proc + 1) if self.stage < model.stages - 1 else None
         self.route_prev = net.routes(proc, proc - 1) if self.stage > 0 else None
-        self.replies: list[tuple] = []  # reply messages not unpacked yet
-        self.wake: simpy.Event | None = None
+        # pull phase: replies not unpacked yet, how many are unpacked, being unpacked, the longest
+        # sync hold among them; idle: waiting for replies and not unpacking
+        self.replies: list[tuple] = []
+        self.got, self.unpacking, self.wait, self.idle = 0, 0, 0.0, False
+        self.pull_done: simpy.Event | None = None
         self.pushes_left = 0
         self.push_done: simpy.Event | None = None
         self.versions: dict[int, int] = {}
@@ -275,9 +278,31 @@ class Worker:
     # --------------------------------------------------------------------------- callbacks
     def on_reply(self, msg: tuple) -> None:
         self.replies.append(msg)
-        if self.wake is not None:
-            w, self.wake = self.wake, None
-            w.succeed()
+        if self.idle:  # waiting for replies: unpack all that arrive at this instant as one job
+            self.idle = False
+            self.m.net.after_arrivals(self._unpack)
+
+    def _unpack(self) -> None:
+        """Unpack the replies that have arrived (one job on the host), then the next ones."""
+        batch, self.replies = self.replies, []
+        versions, wait = self.versions, self.wait
+        for _, _, s, version, wt in batch:
+            versions[s] = version
+            if wt > wait:
+                wait = wt
+        self.wait = wait
+        self.unpacking = len(batch)
+        ev = self.m.procs.run(self.host, sum([self.unpack_cost[r[2]] for r in batch]))
+        ev.callbacks.append(self._unpacked)  # type: ignore[union-attr]
+
+    def _unpacked(self, _ev: simpy.Event) -> None:
+        self.got += self.unpacking
+        if self.got == len(self.shards):
+            self.pull_done.succeed()  # type: ignore[union-attr]
+        elif self.replies:  # more arrived meanwhile
+            self._unpack()
+        else:
+            self.idle = True
 
     def mail(self, key: tuple[int, int, int]) -> simpy.Event:
         ev = self.mailbox.get(key)
@@ -297,7 +322,7 @@ class Worker:
         routes, delay, shards = self.routes, self.delay, self.shards
         request_bytes = sum(self.request_bytes)
         steps_log = m.step_log
-        versions, unpack_cost = self.versions, self.unpack_cost
+        versions = self.versions
         compute_res, compute_s = None if m.fixed_compute else self.device, m.costs.compute_s
         factors = m.factors[self.replica, self.stage].tolist()
         for step in range(m.scn.training.steps):
@@ -306,18 +331,11 @@ class Worker:
             self.step_bytes = 0
             self.step = step
             send(routes, self.request_bytes, self.requests)
-            got, wait = 0, 0.0
-            while got < n_sh:
-                if not self.replies:
-                    self.wake = env.event()
-                    yield self.wake
-                batch, self.replies = self.replies, []
-                for _, _, s, version, wt in batch:
-                    versions[s] = version
-                    if wt > wait:
-                        wait = wt
-                yield procs.run(host, sum([unpack_cost[r[2]] for r in batch]))
-                got += len(batch)
+            # replies are unpacked by callbacks as they arrive (`on_reply`, `_unpack`)
+            self.got, self.wait, self.idle = 0, 0.0, True
+            self.pull_done = env.event()
+            yield self.pull_done
+            wait = self.wait
             pull_end = env.now
             # ---- compute
             if m.stages == 1:
@@ -427,6 +445,7 @@ class SimModel:
                 rec.times[f][p, c] = a[:, 2 + i]
             rec.samples[p, c] = a[:, 9].astype(np.int64)
             rec.bytes_sent[p, c] += a[:, 10].astype(np.int64)
+        push_bytes = np.array(self.topo.push_bytes, dtype=np.int64)
         for srv in self.servers:
             if not srv.grad_done:
                 continue
@@ -435,7 +454,7 @@ class SimModel:
             rec.grad_read[p, c, s] = read
             rec.grad_applied[p, c, s] = applied
             rec.grad_arrive_s[p, c, s] = np.array(srv.grad_cols[4], dtype=float)
-            rec.grad_bytes[p, c, s] = np.array(self.topo.push_bytes, dtype=np.int64)[p, srv.s]
+            rec.grad_bytes[p, c, s] = push_bytes[p, srv.s]
             n, t = zip(*srv.grad_done, strict=True)
             rec.grad_done_s[p, c, s] = np.repeat(np.array(t, dtype=float), n)
             srv.grad_cols, srv.grad_done = ([], [], [], [], []), []

@@ -7,7 +7,8 @@ event due then, so all messages started at one instant share one recompute), and
 the next completion. A message from a to b crosses a's egress, b's ingress and the fabric if any,
 and is delivered `latency + per-message overhead` after its last byte drains (DESIGN.md section 4:
 each message pays its latency once); deliveries due at the same instant share one SimPy timeout
-and run in the order the messages were sent.
+and run in the order the messages were sent. A receiver that wants to act once on everything
+that arrives at one instant asks for `after_arrivals`.
 
 `Processors` models each device and core as an egalitarian processor-sharing server (n jobs on one
 each get 1/n of it): exactly the max-min allocation of single-resource flows, computed per
@@ -83,12 +84,15 @@ class Network:
         self.delay_w2w = lw + ov
         self.delay_w2s = max(lw, ls) + ov
         self.delay_s2s = ls + ov
+        # with equal latencies (the usual case) every message has the same delay
+        self._one_delay = self.delay_w2w == self.delay_w2s == self.delay_s2s
         self._recompute_due = False
         self._next_t = float("inf")  # next completion at the current rates
         self._timers: set[float] = set()  # times of completion timers not yet fired
         self._due_at = -1.0  # deliveries grouped by delay, for completions at time _due_at
         self._due: dict[float, list[Message]] = {}
         self.messages = 0
+        self._hooks: list[Callable[[], None]] = []
 
     def resources(self, src: int, dst: int) -> tuple[int, ...]:
         if self.fabric is None:
@@ -151,13 +155,16 @@ class Network:
                 self._due_at = now
                 self._due = {}
             d0 = msgs[0][0]
-            for msg in msgs:
-                if msg[0] != d0:  # mixed delays: deliver each after its own
-                    for msg2 in msgs:
-                        self._deliver_after(msg2[0], [msg2])
-                    break
+            if self._one_delay:
+                self._deliver_after(d0, msgs)
             else:
-                self._deliver_after(d0, msgs)  # the usual case: one delay for all
+                for msg in msgs:
+                    if msg[0] != d0:  # mixed delays: deliver each after its own
+                        for msg2 in msgs:
+                            self._deliver_after(msg2[0], [msg2])
+                        break
+                else:
+                    self._deliver_after(d0, msgs)  # one delay for all
         if not self._recompute_due:
             self.sys.recompute()
             self._arm()
@@ -165,20 +172,31 @@ class Network:
     def _deliver_after(self, delay: float, msgs: list[Message]) -> None:
         """Deliver `msgs` `delay` from now; one SimPy timeout per delay and instant."""
         if delay <= 0.0:
-            for msg in msgs:
-                msg[1](msg)
+            self._deliver(msgs)
             return
         lst = self._due.get(delay)
         if lst is None:
             self._due[delay] = msgs
-            self.env.timeout(delay, msgs).callbacks.append(_run_deliveries)  # type: ignore[union-attr]
+            self.env.timeout(delay, msgs).callbacks.append(self._run_deliveries)  # type: ignore[union-attr]
         else:
             lst += msgs
 
+    def _run_deliveries(self, ev: simpy.Event) -> None:
+        self._deliver(ev._value)
 
-def _run_deliveries(ev: simpy.Event) -> None:
-    for msg in ev._value:
-        msg[1](msg)
+    def _deliver(self, msgs: list[Message]) -> None:
+        """Hand over messages that arrive together, then run the receivers' `after_arrivals` hooks."""
+        for msg in msgs:
+            msg[1](msg)
+        if self._hooks:
+            hooks, self._hooks = self._hooks, []
+            for fn in hooks:
+                fn()
+
+    def after_arrivals(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once every message arriving at this instant together with the current one
+        has been handed over (a receiver acts on all of them at once, in the order it asked)."""
+        self._hooks.append(fn)
 
 
 class SharedProcessor:
