@@ -267,6 +267,7 @@ class Worker:
         # sync hold among them; idle: waiting for replies and not unpacking
         self.replies: list[tuple] = []
         self.got, self.unpacking, self.wait, self.idle = 0, 0, 0.0, False
+        self.run_job, self.unpacked = model.procs.run, self._unpacked  # bound once
         self.pull_done: simpy.Event | None = None
         self.pushes_left = 0
         self.push_done: simpy.Event | None = None
@@ -285,15 +286,16 @@ class Worker:
     def _unpack(self) -> None:
         """Unpack the replies that have arrived (one job on the host), then the next ones."""
         batch, self.replies = self.replies, []
-        versions, wait = self.versions, self.wait
-        for _, _, s, version, wt in batch:
-            versions[s] = version
-            if wt > wait:
-                wait = wt
+        versions, wait, unpack_cost, cost = self.versions, self.wait, self.unpack_cost, 0.0
+        for msg in batch:  # (delay, deliver, shard, version, wait)
+            s = msg[2]
+            versions[s] = msg[3]
+            cost += unpack_cost[s]
+            if msg[4] > wait:
+                wait = msg[4]
         self.wait = wait
         self.unpacking = len(batch)
-        ev = self.m.procs.run(self.host, sum([self.unpack_cost[r[2]] for r in batch]))
-        ev.callbacks.append(self._unpacked)  # type: ignore[union-attr]
+        self.run_job(self.host, cost).callbacks.append(self.unpacked)  # type: ignore[union-attr]
 
     def _unpacked(self, _ev: simpy.Event) -> None:
         self.got += self.unpacking
