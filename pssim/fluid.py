@@ -14,7 +14,9 @@ arbiter drives it from the wall clock, so both backends share one link model. `a
 only queue flows (list appends), so a caller can start thousands of flows at one instant cheaply;
 the queue is folded into dense numpy arrays at the next `recompute` / `next_completion` /
 `pop_completed`. The filling is vectorised: a recompute costs O(flows) per bottleneck level, and
-callers coalesce all starts at one instant into one recompute.
+callers coalesce all starts at one instant into one recompute. A finished flow's slot is
+refilled from the end of the arrays, so removing d flows costs O(d); a sequence number keeps
+the start order.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class FluidSystem:
             raise ValueError(f'"names" must name every resource ({cap.size}), got {len(names)}')
         self.cap = cap
         self.names = list(names) if names is not None else [f"r{i}" for i in range(cap.size)]
-        self.n = 0  # flows materialised in the arrays, stored densely in [0, n) in start order
+        self.n = 0  # flows materialised in the arrays, stored densely in [0, n)
         size = 64
         self._res = np.full((size, MAX_RES), -1, dtype=np.int64)
         self._width = 1  # widest resource row seen
@@ -53,6 +55,8 @@ class FluidSystem:
         self._t_rem = 0.0
         self._tdone = np.full(size, np.inf)  # completion time at the current rates
         self._key = np.empty(size, dtype=object)  # each flow's key
+        self._seq = np.zeros(size, dtype=np.int64)  # start order (array slots are reused out of order)
+        self._next_seq = 0
         # flows added but not yet folded into the arrays, in order: closed blocks
         # (resources array, amounts, keys, [(index in block, cap)]), then loose rows from `add`
         self._blocks: list[tuple[np.ndarray, list[float], list[Hashable], list[tuple[int, float]]]] = []
@@ -169,6 +173,8 @@ class FluidSystem:
         self._n_capped += len(capped)
         self._tdone[n : n + k] = np.where(amounts > 0, np.inf, self._now)
         self._key[n : n + k] = np.fromiter(keys, dtype=object, count=k)
+        self._seq[n : n + k] = np.arange(self._next_seq, self._next_seq + k)
+        self._next_seq += k
         self.n = n + k
 
     def _grow(self) -> None:
@@ -179,6 +185,7 @@ class FluidSystem:
         self._f = np.concatenate([self._f, more])
         self._tdone = np.concatenate([self._tdone, np.full(extra, np.inf)])
         self._key = np.concatenate([self._key, np.empty(extra, dtype=object)])
+        self._seq = np.concatenate([self._seq, np.zeros(extra, dtype=np.int64)])
 
     def advance(self, now: float) -> None:
         """Move the clock to `now`; every flow drains at its current rate meanwhile (lazily: the
@@ -284,20 +291,26 @@ class FluidSystem:
         n = self.n
         if n == 0:
             return []
-        keep = self._tdone[:n] > self._now + _DONE_TOL_S
-        k = int(keep.sum())
-        if k == n:
+        is_done = self._tdone[:n] <= self._now + _DONE_TOL_S
+        done = np.flatnonzero(is_done)
+        if done.size == 0:
             return []
-        done = ~keep
-        keys = self._key[:n][done].tolist()
-        res = self._res[:n][done]
-        amt = np.broadcast_to(self._f[:n, _AMT][done][:, None], res.shape)
+        if done.size > 1:
+            done = done[np.argsort(self._seq[done])]  # in start order
+        keys = self._key[done].tolist()
+        res = self._res[done]
+        amt = np.broadcast_to(self._f[done, _AMT][:, None], res.shape)
         m = res >= 0
         self._carried_done += np.bincount(res[m], weights=amt[m], minlength=self.cap.size)
         if self._n_capped:
-            self._n_capped -= int(np.isfinite(self._f[:n, _CAP][done]).sum())
-        for a in (self._res, self._f, self._tdone, self._key):
-            a[:k] = a[:n][keep]
+            self._n_capped -= int(np.isfinite(self._f[done, _CAP]).sum())
+        # keep the survivors in [0, k): the ones above k move into the holes below it
+        k = n - done.size
+        holes = done[done < k]
+        if holes.size:
+            movers = k + np.flatnonzero(~is_done[k:])
+            for a in (self._res, self._f, self._tdone, self._key, self._seq):
+                a[holes] = a[movers]
         self._key[k:n] = None  # let go of the finished flows' keys
         self.n = k
         self._dirty = True
@@ -306,4 +319,5 @@ class FluidSystem:
     def rates(self) -> dict[Hashable, float]:
         """Current rate of every flow, by key (queued flows: 0 until the next recompute)."""
         self._flush()
-        return {self._key[i]: float(self._f[i, _RATE]) for i in range(self.n)}
+        order = np.argsort(self._seq[: self.n])
+        return {self._key[i]: float(self._f[i, _RATE]) for i in order.tolist()}
