@@ -11,10 +11,10 @@ and cites the formula it checks:
 - SSP(0) paces like BSP (DESIGN.md section 4); ASP >= SSP >= BSP in throughput with a straggler;
 - BSP under exponential jitter: E[step] = base + E[max of W exponentials] = base + H_W * mean
   (order statistics: the maximum of W iid Exp(mean mu) has mean mu * H_W and variance
-  mu^2 * sum_{k<=W} 1/k^2; David & Nagaraja, "Order Statistics", 3rd ed., sec. 2.5 / Renyi's
-  representation);
-- pipeline bubble (p-1)/(m+p-1) for p equal stages and m microbatches (Huang et al., "GPipe", 2019,
-  sec. 2.2; the same for 1F1B / PipeDream-Flush, Narayanan et al. 2021);
+  mu^2 * sum_{k<=W} 1/k^2, from Renyi's representation of exponential spacings; David &
+  Nagaraja, "Order Statistics", 3rd ed., 2003);
+- pipeline bubble (p-1)/(m+p-1) for p equal stages and m microbatches (Huang et al., "GPipe",
+  NeurIPS 2019; the same for 1F1B / PipeDream-Flush, Narayanan et al., ICML 2021);
 - the same seed gives byte-identical result files.
 """
 
@@ -249,7 +249,7 @@ def test_bsp_jitter_cycle_is_base_plus_the_max_draw_exactly() -> None:
 
 def test_bsp_mean_step_under_exponential_jitter_is_base_plus_harmonic_times_mean() -> None:
     # E[max of W iid Exp(mu)] = mu * H_W, Var = mu^2 * sum_{k=1..W} 1/k^2 (Renyi representation;
-    # David & Nagaraja, Order Statistics, sec. 2.5). Jitter J has mean cv, so mu = cv * step_time_s.
+    # David & Nagaraja, Order Statistics, 2003). Jitter J has mean cv, so mu = cv * step_time_s.
     W, cv, steps, warm = 4, 0.5, 2000, 10
     over = {"training": {"steps": steps, "warmup_steps": warm}, "seed": 3}
     plain = equal_layers_scenario(W, 1, h=16, bw_w=1000.0, bw_s=1000.0, lat_us=1.0, **over)
@@ -284,7 +284,7 @@ def pipeline_scenario(p: int, m: int, kind: str, h: int = 256, mb: int = 64) -> 
 @pytest.mark.parametrize(("p", "m"), [(2, 1), (2, 4), (3, 4), (4, 8), (4, 3), (5, 16)])
 @pytest.mark.parametrize("kind", ["gpipe", "1f1b"])
 def test_dry_run_bubble_is_gpipe_formula(p: int, m: int, kind: str) -> None:
-    # Huang et al. 2019 (GPipe), sec. 2.2: bubble = (p-1)/(m+p-1) for equal stages; makespan
+    # Huang et al. 2019 (GPipe): bubble = (p-1)/(m+p-1) for equal stages; makespan
     # (m+p-1)(f+b). 1F1B reorders the actions but keeps the makespan for equal stages.
     f, b = 1.0, 2.0
     makespan, bubble = dry_run(schedule(kind, p, m), [f] * p, [b] * p)
