@@ -145,3 +145,38 @@ def test_ssp_staleness_bound_is_reached_under_adversarial_jitter() -> None:
     W = 4
     rec, _ = simulate(scenario(W, 1, "ssp", 0, jitter=("exponential", 1.0), steps=40, seed=1))
     assert rec.staleness().max() == staleness_bound("ssp", 0, W)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 3), st.integers(2, 3), st.sampled_from([1, 2, 4]), st.integers(0, 2),
+    st.sampled_from(["gpipe", "1f1b"]), st.integers(0, 2**16),
+)
+def test_pipeline_staleness_bound_counts_every_pusher_of_the_shard(
+    W: int, stages: int, microbatches: int, s: int, kind: str, seed: int
+) -> None:
+    # With pipelines every stage process pushes its own gradient (one update each), so the SSP
+    # bound of docs/metrics.md applies with W = the shard's pushers: replicas x stages whose
+    # parameters live on it. pssim.sync.staleness_bound takes that count.
+    scn = scenario_from_dict(
+        {
+            "name": "inv-pipe",
+            "seed": seed,
+            "model": {"kind": "mlp", "input_dim": 32, "hidden": [64, 64, 64], "output_dim": 10},
+            "training": {"batch_size": 16, "steps": 12, "warmup_steps": 1},
+            "cluster": {"workers": {"count": W}, "servers": {"count": 2}},
+            "compute": {"profile": "none"},
+            "sync": {"mode": "ssp", "staleness": s},
+            "sharding": {"partition_bytes": 2000},
+            "pipeline": {"stages": stages, "microbatches": microbatches, "schedule": kind},
+            "stragglers": {"jitter": {"distribution": "exponential", "cv": 1.0}},
+        }
+    )
+    rec, _ = simulate(scn)
+    check_ordering(rec)
+    check_gradients(rec)
+    stale = rec.staleness()
+    for shard in range(scn.cluster.servers.count):
+        pushers = int((rec.grad_bytes[:, 0, shard] > 0).sum())
+        got = stale[:, :, shard]
+        assert got.max() <= staleness_bound("ssp", s, pushers)
