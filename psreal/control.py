@@ -27,6 +27,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -67,6 +68,7 @@ class ControlServer:
         self.sel.register(self.sock, selectors.EVENT_READ, None)
         self.conns: dict[socket.socket, dict] = {}
         self.by_endpoint: dict[int, socket.socket] = {}
+        self.unclaimed: dict[int, list[bytes]] = {}  # DONEs for endpoints whose HELLO has not arrived
         self.deliveries: list[tuple[float, int, int, int]] = []  # (due, src, seq, dst)
         self.progress: dict[int, int] = {}
         self.last_progress = time.monotonic()
@@ -136,14 +138,19 @@ class ControlServer:
             _, src, seq, dst = heapq.heappop(self.deliveries)
             msg = _DONE + _FMT[_DONE].pack(src, seq)
             for ep in (src, dst):
-                s = self.by_endpoint.get(ep)
-                if s is not None:
-                    try:
-                        s.setblocking(True)
-                        s.sendall(msg)
-                        s.setblocking(False)
-                    except OSError:
-                        pass
+                self._send_to(ep, msg)
+
+    def _send_to(self, ep: int, msg: bytes) -> None:
+        s = self.by_endpoint.get(ep)
+        if s is None:  # its HELLO is not in yet: hold the message until it is, never drop it
+            self.unclaimed.setdefault(ep, []).append(msg)
+            return
+        try:
+            s.setblocking(True)
+            s.sendall(msg)
+            s.setblocking(False)
+        except OSError:
+            pass
 
     def _read(self, s: socket.socket, starts: list[tuple[int, int, int, int]]) -> None:
         st = self.conns[s]
@@ -182,6 +189,8 @@ class ControlServer:
                 st["rank"], st["ep"] = fields
                 if fields[1] >= 0:
                     self.by_endpoint[fields[1]] = s
+                    for held in self.unclaimed.pop(fields[1], []):
+                        self._send_to(fields[1], held)
             elif kind == _PROG:
                 self.progress[fields[0]] = fields[1]
                 self.last_progress = now
@@ -209,6 +218,8 @@ class ControlClient:
         self._send_lock = threading.Lock()
         self._cv = threading.Condition()
         self._done: set[tuple[int, int]] = set()
+        self._callbacks: dict[tuple[int, int], Callable[[], None]] = {}  # on_done registrations
+        self._on_close: list[Callable[[], None]] = []
         self._closed = False
         self._send(_HELLO + _FMT[_HELLO].pack(rank, endpoint))
         self.reader = threading.Thread(target=self._read_loop, name=f"psreal-ctl-{rank}", daemon=True)
@@ -233,6 +244,25 @@ class ControlClient:
                     raise TimeoutError(f"message {seq} from endpoint {src} not delivered within {timeout:.0f} s")
                 self._cv.wait(left)
             self._done.discard(key)
+
+    def on_done(self, src: int, seq: int, fn: Callable[[], None]) -> None:
+        """Call fn() once message (src, seq) is delivered: now if it is, else from the reader thread.
+        Unlike wait_done this never blocks, so a receiver can take the next message's bytes meanwhile."""
+        key = (src, seq)
+        with self._cv:
+            if key not in self._done:
+                self._callbacks[key] = fn
+                return
+            self._done.discard(key)
+        fn()
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Call fn() (from the reader thread) if the coordinator closes the connection."""
+        with self._cv:
+            if not self._closed:
+                self._on_close.append(fn)
+                return
+        fn()
 
     def progress(self, step: int) -> None:
         self._send(_PROG + _FMT[_PROG].pack(self.rank, step))
@@ -271,13 +301,23 @@ class ControlClient:
                 with self._cv:
                     self._closed = True
                     self._cv.notify_all()
+                    hooks, self._on_close = self._on_close, []
+                for fn in hooks:
+                    fn()
                 return
             buf += data
             n = len(buf) // size
             if n:
+                ready: list[Callable[[], None]] = []
                 with self._cv:
                     for i in range(n):
-                        src, seq = _FMT[_DONE].unpack_from(buf, i * size + 1)
-                        self._done.add((src, seq))
+                        key = _FMT[_DONE].unpack_from(buf, i * size + 1)
+                        fn = self._callbacks.pop(key, None)
+                        if fn is None:
+                            self._done.add(key)
+                        else:
+                            ready.append(fn)
                     self._cv.notify_all()
+                for fn in ready:  # outside the lock, in delivery order
+                    fn()
                 buf = buf[n * size :]

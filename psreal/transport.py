@@ -128,6 +128,10 @@ class Transport:
     def receive_from(self, src: int, on_message: Callable[[Message], None], pin: bool = False) -> threading.Thread:
         """Start a thread that hands every delivered message from `src` to `on_message`."""
 
+        def failed(exc: BaseException) -> None:
+            self.errors.append(exc)
+            on_message(Message(-1, src, 0, 0, 0, 0, 0, None, time.monotonic(), 0))
+
         def loop() -> None:
             rank = self.rank_of(src)
             try:
@@ -141,14 +145,25 @@ class Transport:
                     if n:
                         payload = torch.empty(n, dtype=torch.uint8, pin_memory=pin)
                         dist.recv(payload, rank, tag=TAG)
+                    msg = Message(kind, sender, step, seq, version, aux, aux2, payload, 0.0, wire.HEADER_BYTES + n)
                     if self.emulate:
-                        self.control.wait_done(sender, seq, DELIVERY_TIMEOUT_S)  # type: ignore[union-attr]
-                    elif self.latency_of is not None:
+                        # delivered when the arbiter says so; meanwhile this thread takes the next
+                        # message's bytes, so messages in flight together share the emulated link
+                        self.control.on_done(sender, seq, lambda m=msg: deliver(m))  # type: ignore[union-attr]
+                        continue
+                    if self.latency_of is not None:
                         time.sleep(self.latency_of(sender))
-                    on_message(Message(kind, sender, step, seq, version, aux, aux2, payload, time.monotonic(), wire.HEADER_BYTES + n))
+                    deliver(msg)
             except BaseException as exc:  # noqa: BLE001 - reported by the role's main loop
-                self.errors.append(exc)
-                on_message(Message(-1, src, 0, 0, 0, 0, 0, None, time.monotonic(), 0))
+                failed(exc)
+
+        def deliver(msg: Message) -> None:
+            msg.t_delivered = time.monotonic()
+            on_message(msg)
+
+        if self.emulate:
+            self.control.on_close(  # type: ignore[union-attr]
+                lambda: failed(ConnectionError("the coordinator closed the control connection")))
 
         t = threading.Thread(target=loop, name=f"recv-from-{src}", daemon=True)
         t.start()

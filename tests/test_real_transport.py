@@ -163,6 +163,61 @@ def test_gather_params_reassembles_the_model_from_shard_slices(tiny_scenario: An
         assert torch.equal(got[q.name], t.view(q.shape))
 
 
+# ------------------------------------------------------------------------ control plane
+def _one_worker_one_server(gbps: float = 10.0) -> Any:
+    from pssim.costs import link_layout
+    from pssim.scenario import scenario_from_dict
+
+    nic = {"bandwidth_gbps": gbps, "latency_us": 0}
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    return link_layout(scn, 1)
+
+
+def test_a_delivery_for_an_endpoint_not_yet_connected_is_held_not_dropped() -> None:
+    from psreal.control import ControlClient, ControlServer
+
+    server = ControlServer(_one_worker_one_server())
+    server.start()
+    try:
+        sender = ControlClient(server.addr, 1, 0)
+        sender.start_flow(1, 1, 1000)  # to endpoint 1, which has not said HELLO yet
+        sender.wait_done(0, 1, 10.0)  # delivered (at the sender's end)
+        late = ControlClient(server.addr, 2, 1)
+        late.wait_done(0, 1, 10.0)  # the receiver's DONE waited for its HELLO
+    finally:
+        server.stop()
+
+
+def test_on_done_calls_back_in_delivery_order_whether_registered_before_or_after() -> None:
+    import threading
+
+    from psreal.control import ControlClient, ControlServer
+
+    server = ControlServer(_one_worker_one_server(gbps=0.08))  # 10 MB/s: 100 kB take 10 ms
+    server.start()
+    try:
+        a, b = ControlClient(server.addr, 1, 0), ControlClient(server.addr, 2, 1)
+        got: list[int] = []
+        all_in = threading.Event()
+
+        def note(seq: int) -> None:
+            got.append(seq)
+            if len(got) == 3:
+                all_in.set()
+
+        b.on_done(0, 1, lambda: note(1))
+        for seq, n in ((1, 100_000), (2, 50_000), (3, 200_000)):
+            a.start_flow(1, seq, n)
+        a.wait_done(0, 3, 10.0)  # all three delivered by now
+        b.on_done(0, 2, lambda: note(2))  # registered after delivery: called at once
+        b.on_done(0, 3, lambda: note(3))
+        assert all_in.wait(10.0)
+        assert sorted(got) == [1, 2, 3] and got[0] == 1
+    finally:
+        server.stop()
+
+
 # ----------------------------------------------------------------- two-process transport
 SIZES = [0, 1, 13, 4096, 250_000, 3]
 
