@@ -121,6 +121,9 @@ def _pin(scn: Scenario, layout: Layout, rank: int) -> None:
     # before init_process_group: gloo's I/O threads inherit the affinity of the thread creating them
     set_threads()
     pin_role(scn, rank, layout, host_cores())
+    # receiver threads must get the GIL quickly when a message lands while the main thread runs
+    # Python between torch ops; the default 5 ms switch interval would delay messages by up to that
+    sys.setswitchinterval(float(os.environ.get("PSREAL_SWITCH_INTERVAL", "0.0002")))
 
 
 def _start_together() -> float:

@@ -96,10 +96,18 @@ class CostModel:
     gpus: int | None = None
     profile_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    per_partition: frozenset[str] = frozenset({"worker_unpack"})
 
     def op(self, name: str, part_numels: list[int] | tuple[int, ...]) -> float:
+        """Cost of `name` on one message's partitions: psreal handles them in one call (one cast,
+        one optimiser step over the segment), except the ops in `per_partition`, which loop over
+        partitions (unpacking into parameter slices; top-k and int8 coding)."""
+        if not part_numels:
+            return 0.0
         f = self.ops[name]
-        return sum(f(n) for n in part_numels)
+        if name in self.per_partition:
+            return sum(f(n) for n in part_numels)
+        return f(sum(part_numels))
 
 
 def _catalog_ops(scn: Scenario) -> dict[str, LinearCost]:
@@ -198,6 +206,8 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         cores=cores,
         gpus=gpus,
         profile_path=profile_path,
+        per_partition=frozenset({"worker_unpack"} | (
+            {"worker_pack", "server_accumulate", "server_apply"} if scn.communication.compression.kind != "none" else set())),
         notes=notes,
     )
 

@@ -28,10 +28,11 @@ def pull_ready(mode: str, bound: int | None, step: int, version: int, min_clock:
     return True
 
 
-def staleness_bound(mode: str, staleness: int | None, workers: int) -> int | None:
+def staleness_bound(mode: str, staleness: int | None, pushers: int) -> int | None:
+    """Largest staleness a gradient can have on a shard with `pushers` worker processes pushing to it."""
     if mode == "bsp":
         return 0
     if mode == "ssp":
         assert staleness is not None
-        return (workers - 1) * (2 * staleness + 1)
+        return (pushers - 1) * (2 * staleness + 1)
     return None

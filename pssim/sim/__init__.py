@@ -98,7 +98,12 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
 
     env = simpy.Environment()
     net = Network(env, scn, topo.n_procs, costs)
-    procs = Processors(env, scn, place)
+    endpoint_cpu = costs.cores is not None and ("msg_send" in costs.ops or "msg_recv" in costs.ops)
+    procs = Processors(env, scn, place, overlapping=endpoint_cpu)
+    if endpoint_cpu:
+        zero = type(costs.ops.get("msg_send") or costs.ops["msg_recv"])()
+        net.enable_endpoint_cpu(procs, costs.ops.get("msg_send", zero), costs.ops.get("msg_recv", zero),
+                                [*procs.host_res, *procs.server_res])
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)

@@ -106,9 +106,9 @@ class ServerShard:
         self.grad_done: list[tuple[int, float]] = []
         self.drained = model.env.event()  # every gradient applied
         costs, topo = model.costs, model.topo
-        numels = topo.shard_parts[shard]
-        self.update_cost = costs.op("server_update", numels)
-        self.reply_cost = costs.op("server_reply", numels)
+        # one optimiser step and one reply encoding per segment (the stage slices the shard holds)
+        self.update_cost = sum(model.per_stage_cost("server_update", shard))
+        self.reply_cost = sum(model.per_stage_cost("server_reply", shard))
         op = "server_accumulate" if self.mode == "bsp" else "server_apply"
         per_stage = model.per_stage_cost(op, shard)
         self.push_cost = {p: per_stage[p % model.stages] for p in pushers}

@@ -10,6 +10,11 @@ each message pays its latency once); deliveries due at the same instant share on
 and run in the order the messages were sent. A receiver that wants to act once on everything
 that arrives at one instant asks for `after_arrivals`.
 
+With a measured profile, a message also costs CPU at both ends (gloo's and the kernel's copies,
+psreal's threads): `msg_send(bytes)` on the sender's core and `msg_recv(bytes)` on the receiver's,
+as processor-sharing jobs that run while its bytes cross the links. The message is delivered when
+the links have delivered it and both ends have done that work (`enable_endpoint_cpu`).
+
 `Processors` models each device and core as an egalitarian processor-sharing server (n jobs on one
 each get 1/n of it): exactly the max-min allocation of single-resource flows, computed per
 resource. A resource only one process ever uses (a worker's own device, a server's own core) can
@@ -103,10 +108,37 @@ class Network:
         a, b = src >= self.n_procs, dst >= self.n_procs
         return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
 
+    def enable_endpoint_cpu(self, procs: Processors, send_cost: Any, recv_cost: Any, core_of: list[int | None]) -> None:
+        """Charge every message CPU at its two ends: `send_cost(bytes)` on the sender's core and
+        `recv_cost(bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its transfer."""
+        self._cpu = (procs, send_cost, recv_cost, core_of)
+
+    _cpu: tuple | None = None
+
+    def _gated(self, res: Sequence[int], nbytes: float, msg: Message) -> Message:
+        """The fluid message for `msg` when both ends also pay CPU: `msg` is delivered once the
+        link part (bytes + delay) and both CPU jobs are done."""
+        procs, send_cost, recv_cost, core_of = self._cpu  # type: ignore[misc]
+        src, dst = int(res[0]) // 2, (int(res[1]) - 1) // 2
+        gate = [3, msg]
+        for ev in (procs.run(core_of[src], send_cost(nbytes)), procs.run(core_of[dst], recv_cost(nbytes))):
+            ev.callbacks.append(lambda _e, g=gate: self._gate_part(g))  # type: ignore[union-attr]
+        return (msg[0], self._gate_link_done, gate)
+
+    def _gate_link_done(self, fluid_msg: Message) -> None:
+        self._gate_part(fluid_msg[2])
+
+    def _gate_part(self, gate: list) -> None:
+        gate[0] -= 1
+        if gate[0] == 0:
+            self._deliver([gate[1]])
+
     def send(self, res: tuple[int, ...], nbytes: float, msg: Message) -> None:
         """Start message `msg` over `res` (see `resources`): `msg[1](msg)` runs `msg[0]` seconds
         after its last byte has drained."""
         self.messages += 1
+        if self._cpu is not None:
+            msg = self._gated(res, nbytes, msg)
         self.sys.add(self.env._now, res, nbytes, msg)
         if not self._recompute_due:
             self._recompute_due = True
@@ -116,6 +148,8 @@ class Network:
         """Start several messages at once (`res`: one row of resources per message); the same as
         `send` one by one, in order."""
         self.messages += len(msgs)
+        if self._cpu is not None:
+            msgs = [self._gated(r, n, m) for r, n, m in zip(res, nbytes, msgs, strict=True)]
         self.sys.add_many(self.env._now, res, nbytes, msgs)
         if not self._recompute_due:
             self._recompute_due = True
@@ -255,7 +289,9 @@ class SharedProcessor:
 class Processors:
     """Devices and host cores as processor-sharing resources (n jobs on one get 1/n each)."""
 
-    def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement) -> None:
+    def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement, overlapping: bool = False) -> None:
+        """`overlapping`: a process may run several jobs at once on its core (its receiver
+        threads' message work beside its main thread), so every core is shared."""
         self.env = env
         cpu = scn.cluster.workers.device == "cpu"
         names: list[str] = []
@@ -289,8 +325,10 @@ class Processors:
         for s, r in enumerate(self.server_res):
             if r is not None:
                 users[r].add(("server", s))
+        n_cores = place.cores or 0
         self.shared: list[SharedProcessor | None] = [
-            SharedProcessor(env, names[r]) if len(users[r]) > 1 else None for r in range(len(names))
+            SharedProcessor(env, names[r]) if len(users[r]) > 1 or (overlapping and r < n_cores) else None
+            for r in range(len(names))
         ]
 
     def run(self, res: int | None, work_s: float) -> simpy.Event:
