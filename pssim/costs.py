@@ -147,6 +147,13 @@ def _roofline_fb(scn: Scenario, units, batch: int) -> tuple[float, float]:  # no
     return roofline_s(entry, fl, pb + act, scn.model.dtype), roofline_s(entry, 2 * fl, 2 * pb + act, scn.model.dtype)
 
 
+def unit_roofline_s(scn: Scenario) -> list[tuple[float, float]]:
+    """(forward, backward) roofline seconds of each unit at the full batch: the proportions the
+    simulator uses to spread a measured step over the model's layers."""
+    wl = build_workload(scn.model)
+    return [_roofline_fb(scn, [u], scn.training.batch_size) for u in wl.units]
+
+
 def stage_unit_bounds(scn: Scenario) -> list[tuple[int, int]]:
     """Which units each pipeline stage holds: cut by roofline compute (balanced) or by count (uniform).
 

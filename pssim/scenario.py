@@ -323,7 +323,7 @@ class PipelineSpec(_Strict):
 class FaultSpec(_Strict):
     at_step: NonNegInt = Field(..., description="The worker fails when it reaches this step.")
     worker: NonNegInt = Field(..., description="Worker index.")
-    kind: Literal["crash"] = Field("crash", description="crash: the worker stops; it restarts if restart_after_s is set.")
+    kind: Literal["crash"] = Field("crash", description="crash: the worker loses its state as it reaches at_step; with restart_after_s it is back that much later and redoes the step from a fresh pull, without it the shards take it out of the sync rule for good.")
     restart_after_s: float | None = Field(None, ge=0, description="Seconds until the worker is back; null: never.")
 
 
@@ -374,11 +374,19 @@ def _check_fault_steps(s: _Sections) -> list[tuple[str, str]]:
     ]
 
 
-@_cross_check("faults", "sync")
-def _check_fault_sync(s: _Sections) -> list[tuple[str, str]]:
-    if s.faults and s.sync.mode == "bsp":
-        return [("faults", f"a crashed worker would stall bsp forever; use sync.mode ssp or asp (got {len(s.faults)} faults with mode bsp)")]
-    return []
+@_cross_check("faults")
+def _check_fault_order(s: _Sections) -> list[tuple[str, str]]:
+    out, seen, gone = [], set(), {}
+    for i, f in enumerate(s.faults):
+        if (f.worker, f.at_step) in seen:
+            out.append((f"faults.{i}", f"worker {f.worker} already crashes at step {f.at_step}"))
+        seen.add((f.worker, f.at_step))
+        if f.restart_after_s is None:
+            gone[f.worker] = min(gone.get(f.worker, f.at_step), f.at_step)
+    for i, f in enumerate(s.faults):
+        if f.worker in gone and f.at_step > gone[f.worker]:
+            out.append((f"faults.{i}.at_step", f"worker {f.worker} crashed for good at step {gone[f.worker]} (got {f.at_step})"))
+    return out
 
 
 @_cross_check("pipeline", "model")
@@ -403,6 +411,14 @@ def _check_microbatches(s: _Sections) -> list[tuple[str, str]]:
 def _check_overlap(s: _Sections) -> list[tuple[str, str]]:
     if s.communication.overlap and s.pipeline.stages > 1:
         return [("communication.overlap", f"is not supported with pipeline.stages > 1 (got stages={s.pipeline.stages})")]
+    return []
+
+
+@_cross_check("communication", "compute")
+def _check_overlap_compute(s: _Sections) -> list[tuple[str, str]]:
+    if s.communication.overlap and s.compute.step_time_s is not None:
+        return [("communication.overlap", "needs the backward pass's timeline, which compute.step_time_s does not give; "
+                 "leave step_time_s null (profile or catalog roofline)")]
     return []
 
 

@@ -8,7 +8,8 @@ shard's gradient, encoded partition by partition:
   a `wire_dtype` value each;
 - int8:  each element as int8 plus one float32 scale per partition (symmetric, max-abs scaling).
 
-Pull replies carry the shard's parameters dense in `wire_dtype`; pull requests carry no payload.
+Pull replies carry the shard's parameters dense in `wire_dtype`; pull requests and LEAVE (a
+worker that crashed for good is taken out of the shard's sync rule) carry no payload.
 Pipeline activations and their gradients are dense in `wire_dtype`. psreal's codec produces
 exactly these sizes (a test checks it), so simulated and real bytes agree by construction.
 """
@@ -23,7 +24,7 @@ from .workload import DTYPE_BYTES
 HEADER_BYTES = 64  # 8 int64 fields: kind, sender, step, seq, version, payload bytes, aux, aux2
 
 # message kinds (header field 0)
-PULL, REPLY, PUSH, ACT, ACT_GRAD, STOP = 1, 2, 3, 4, 5, 6
+PULL, REPLY, PUSH, ACT, ACT_GRAD, STOP, LEAVE = 1, 2, 3, 4, 5, 6, 7
 
 
 def topk_k(numel: int, ratio: float) -> int:

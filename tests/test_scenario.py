@@ -203,7 +203,9 @@ BAD_FILE = [
     ("stragglers: {slowdown: {4: 2.0}}", "stragglers.slowdown.4", "no such worker: must be < cluster.workers.count=4 (got 4)"),
     ("sync: {mode: asp}\nfaults: [{at_step: 1, worker: 4}]", "faults.0.worker", "must be < cluster.workers.count=4 (got 4)"),
     ("sync: {mode: ssp}\nfaults: [{at_step: 10, worker: 0}]", "faults.0.at_step", "must be < training.steps=10 (got 10)"),
-    ("faults: [{at_step: 3, worker: 0, restart_after_s: 1}]", "faults", "would stall bsp forever"),
+    ("faults: [{at_step: 3, worker: 0}, {at_step: 3, worker: 0, restart_after_s: 1}]", "faults.1", "already crashes at step 3"),
+    ("faults: [{at_step: 3, worker: 0}, {at_step: 5, worker: 0, restart_after_s: 1}]", "faults.1.at_step", "crashed for good at step 3"),
+    ("communication: {overlap: true}\ncompute: {step_time_s: 0.01}", "communication.overlap", "backward pass's timeline"),
     ("communication: {overlap: true}\npipeline: {stages: 2}", "communication.overlap", "not supported with pipeline.stages > 1 (got stages=2)"),
     ("compute: {step_time_s: 0.01}\npipeline: {stages: 2}", "compute.step_time_s", "pipeline.stages=2"),
     ("cluster: {servers: {count: 40}}", "cluster.servers.count", "a shard is left empty (got 40)"),
@@ -528,16 +530,17 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
         compression["ratio"] = draw(st.floats(min_value=0.001, max_value=1.0))
     dist = draw(st.sampled_from(["none", "lognormal", "exponential"]))
     faults = []
-    if mode != "bsp":
-        for _ in range(draw(st.integers(0, 2))):
-            faults.append(
-                {
-                    "at_step": draw(st.integers(0, steps - 1)),
-                    "worker": draw(st.integers(0, workers - 1)),
-                    "kind": "crash",
-                    "restart_after_s": draw(st.none() | st.floats(0, 100)),
-                }
-            )
+    # one crash per worker at most (a second one must differ in step and follow a restart)
+    for w in draw(st.sets(st.integers(0, workers - 1), max_size=2)):
+        faults.append(
+            {
+                "at_step": draw(st.integers(0, steps - 1)),
+                "worker": w,
+                "kind": "crash",
+                "restart_after_s": draw(st.none() | st.floats(0, 100)),
+            }
+        )
+    step_time_s = draw(st.none() | pos_float) if stages == 1 else None
     sections: dict[str, Any] = {
         "description": draw(st.text(alphabet="abcdefghij klmnop,.()", max_size=40)),
         "seed": draw(st.integers(0, 2**32)),
@@ -545,7 +548,7 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "training": training,
         "cluster": cluster,
         "compute": {
-            "step_time_s": draw(st.none() | pos_float) if stages == 1 else None,
+            "step_time_s": step_time_s,
             "profile": draw(st.sampled_from(["auto", "none"])),
         },
         "sync": sync,
@@ -556,7 +559,7 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "communication": {
             "wire_dtype": draw(st.sampled_from(["float32", "float16", "bfloat16"])),
             "compression": compression,
-            "overlap": draw(st.booleans()) if stages == 1 else False,
+            "overlap": draw(st.booleans()) if stages == 1 and step_time_s is None else False,
         },
         "stragglers": {
             "slowdown": draw(st.dictionaries(st.integers(0, workers - 1), st.floats(1.0, 10.0), max_size=3)),

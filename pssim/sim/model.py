@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ..scenario import Scenario
     from .resources import Network, Processors
 
-PULL, PUSH = wire.PULL, wire.PUSH
+PULL, PUSH, LEAVE = wire.PULL, wire.PUSH, wire.LEAVE
 # Messages (see resources.Message): [0] delay, [1] deliver function, then
 #   pull request  (delay, deliver, PULL, proc, worker): for the worker's current step (a worker
 #                 has one pull per shard outstanding, so one tuple per worker and shard serves all)
@@ -101,6 +101,8 @@ class ServerShard:
         self.mode = model.scn.sync.mode
         self.bound = model.scn.sync.bound
         self.expected = self.n_pushers * model.scn.training.steps  # gradients it will apply
+        self.pushed = {p: 0 for p in pushers}  # gradients received from each pusher
+        self.left_clocks: list[int] = []  # gradients received from each pusher that left
         self.applied = 0
         self.grad_cols: tuple[list, ...] = ([], [], [], [], [])  # see `run`
         self.grad_done: list[tuple[int, float]] = []
@@ -140,6 +142,38 @@ class ServerShard:
     def _ready(self, step: int) -> bool:
         return sync.pull_ready(self.mode, self.bound, step, self.state.version, self.state.min_clock)
 
+    def deliver_leave(self, msg: tuple) -> None:
+        self.inbox.append(msg)
+        if self.wake is not None:
+            w, self.wake = self.wake, None
+            w.succeed()
+
+    def _leave(self, proc: int) -> int | None:
+        """Take a worker process that crashed for good out of the sync rule; returns a bsp clock
+        that is now complete (its other gradients are all in), if any."""
+        st = self.state
+        pushed = self.pushed.pop(proc)
+        self.left_clocks.append(pushed)
+        self.expected -= self.m.scn.training.steps - pushed
+        self.n_pushers -= 1
+        c = st.clocks.pop(proc)
+        st.clock_hist[c] -= 1
+        if not st.clock_hist[c]:
+            del st.clock_hist[c]
+        st.min_clock = min(st.clock_hist) if st.clock_hist else st.min_clock
+        if self.mode == "bsp":
+            for step, n in st.bsp_count.items():
+                if n == self.bsp_needed(step):
+                    return step
+        return None
+
+    def bsp_needed(self, step: int) -> int:
+        """Gradients that make clock `step` complete: every pusher still in, and those that left
+        after pushing it."""
+        if not self.left_clocks:
+            return self.n_pushers
+        return self.n_pushers + sum(1 for c in self.left_clocks if c > step)
+
     # ----------------------------------------------------------------------------- process
     def run(self) -> Generator[simpy.Event, Any, None]:
         env, m, st = self.m.env, self.m, self.state
@@ -154,6 +188,26 @@ class ServerShard:
             if not inbox:
                 self.wake = env.event()
                 yield self.wake
+                continue
+            if inbox[0][2] == LEAVE:
+                complete = self._leave(inbox.popleft()[3])
+                if complete is not None:
+                    del st.bsp_count[complete]
+                    t1 = env.now
+                    yield procs.run(core, self.update_cost)
+                    st.version += 1
+                    spans.append((s, 1, t1, env.now, 0))
+                if self.parked:
+                    ready_now = [q for q in self.parked if self._ready(q[1])]
+                    if ready_now:
+                        self.parked = [q for q in self.parked if not self._ready(q[1])]
+                        t_ready = env.now
+                        if self.reply_version != st.version:
+                            yield procs.run(core, self.reply_cost)
+                            self.reply_version = st.version
+                        self._send_replies([q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready)
+                if self.applied == self.expected:
+                    self.drained.succeed()
                 continue
             if inbox[0][2] == PULL:
                 # pulls back to back: those ready on a version already packed go out together, at
@@ -185,6 +239,7 @@ class ServerShard:
             parked_min = min(q[1] for q in self.parked) if self.parked else None
             while inbox and inbox[0][2] == PUSH and not release:
                 _, _, _, proc, step, read, _, t_arr, _ = inbox.popleft()
+                self.pushed[proc] += 1
                 n_job += 1
                 cost += push_cost[proc]
                 g_proc(proc)
@@ -195,7 +250,7 @@ class ServerShard:
                 if bsp:  # the clock's gradients are summed, the version moves once all W are in
                     n = st.bsp_count.get(step, 0) + 1
                     st.bsp_count[step] = n
-                    release = n == self.n_pushers
+                    release = n == self.bsp_needed(step)
                 else:
                     st.record_push(proc)
                     st.version += 1
@@ -250,7 +305,8 @@ class Worker:
         self.device = model.procs.compute_res[proc]
         unpack = model.per_stage_cost("worker_unpack")[self.stage]
         self.unpack_cost = {s: unpack[s] for s in self.shards}
-        self.pack_cost = sum(model.per_stage_cost("worker_pack")[self.stage][s] for s in self.shards)
+        self.pack_one = [model.per_stage_cost("worker_pack")[self.stage][s] for s in self.shards]
+        self.pack_cost = sum(self.pack_one)
         net, topo = model.net, model.topo
         servers = [model.servers[s] for s in self.shards]
         self.routes = net.routes(proc, [srv.endpoint for srv in servers])  # to each of its shards
@@ -327,7 +383,16 @@ class Worker:
         versions = self.versions
         compute_res, compute_s = None if m.fixed_compute else self.device, m.costs.compute_s
         factors = m.factors[self.replica, self.stage].tolist()
+        crashes = m.crashes.get(self.replica, {})
+        overlap = m.overlap is not None
         for step in range(m.scn.training.steps):
+            if step in crashes:  # faults: the process crashes as it reaches this step
+                restart_after = crashes[step]
+                if restart_after is None:  # for good: its shards take it out of the sync rule
+                    leaves = [(delay, m.servers[s].deliver_leave, LEAVE, p) for s in shards]
+                    send(routes, self.request_bytes, leaves)
+                    return
+                yield env.timeout(restart_after)  # down, then back with a fresh pull
             # ---- pull
             pull_start = env.now
             self.step_bytes = 0
@@ -340,7 +405,10 @@ class Worker:
             wait = self.wait
             pull_end = env.now
             # ---- compute
-            if m.stages == 1:
+            push_start = None
+            if overlap:  # push each shard's gradient as soon as backward has produced it
+                push_start = yield from self._compute_overlapped(step, factors[step])
+            elif m.stages == 1:
                 t0 = env.now
                 # a fixed step time (compute.step_time_s) is a what-if: it holds no device
                 yield procs.run(compute_res, compute_s)
@@ -351,17 +419,44 @@ class Worker:
                 yield from self._pipeline(step)
             compute_end = env.now
             # ---- push
-            yield procs.run(host, self.pack_cost)
-            self.pushes_left = n_sh
-            self.push_done = env.event()
-            pushes = [
-                [delay, to, PUSH, p, step, versions[s], nb, 0.0, self]
-                for s, nb, to in zip(shards, self.push_bytes, self.push_to, strict=True)
-            ]
-            send(routes, self.push_bytes, pushes)
+            if push_start is None:
+                push_start = compute_end
+                yield procs.run(host, self.pack_cost)
+                self.pushes_left = n_sh
+                self.push_done = env.event()
+                pushes = [
+                    [delay, to, PUSH, p, step, versions[s], nb, 0.0, self]
+                    for s, nb, to in zip(shards, self.push_bytes, self.push_to, strict=True)
+                ]
+                send(routes, self.push_bytes, pushes)
             yield self.push_done
             sent = request_bytes + sum(self.push_bytes) + self.step_bytes
-            steps_log.append((p, step, pull_start, pull_end, pull_end, compute_end, compute_end, env.now, wait, samples, sent))
+            steps_log.append((p, step, pull_start, pull_end, pull_end, compute_end, push_start, env.now, wait, samples, sent))
+
+    def _compute_overlapped(self, step: int, factor: float) -> Generator[simpy.Event, Any, float]:
+        """Forward, then backward unit by unit (last first); when a shard's last unit is done its
+        gradient is packed and sent at once. Returns when the first push started."""
+        m, env, p = self.m, self.m.env, self.p
+        fwd_s, bwd_s, ready_at = m.overlap  # type: ignore[misc]
+        res = None if m.fixed_compute else self.device
+        t0 = env.now
+        yield m.procs.run(res, fwd_s)
+        self.pushes_left = len(self.shards)
+        self.push_done = env.event()
+        first = None
+        for u in range(len(bwd_s) - 1, -1, -1):
+            yield m.procs.run(res, bwd_s[u])
+            for i in ready_at[u]:
+                s = self.shards[i]
+                if first is None:
+                    first = env.now
+                yield m.procs.run(self.host, self.pack_one[i])
+                nb = self.push_bytes[i]
+                msg = [self.delay, self.push_to[i], PUSH, p, step, self.versions[s], nb, 0.0, self]
+                m.net.send_many(self.routes[i : i + 1], [nb], [msg])
+        if factor > 1.0:
+            yield env.timeout(straggle_delay(env.now - t0, factor))
+        return first if first is not None else env.now
 
     def _action(self, step: int, work_s: float) -> Generator[simpy.Event, Any, None]:
         """One pipeline action (a microbatch's forward or backward) on the stage's device."""
@@ -399,6 +494,28 @@ class Worker:
             del self.mailbox[key]
 
 
+def overlap_plan(scn: Scenario, costs: CostModel, topo: Topology) -> tuple[float, list[float], list[list[int]]]:
+    """For communication.overlap: (forward seconds, backward seconds per unit, shard positions
+    whose gradients are complete once backward has finished each unit).
+
+    The measured (or roofline) step time is split over forward and each unit's backward in the
+    proportions of the units' roofline costs; a shard is complete once backward has passed the
+    first unit holding any of its parameters (backward runs from the last unit to the first).
+    """
+    from ..costs import unit_roofline_s
+    from ..sharding import plan_shards
+
+    fb = unit_roofline_s(scn)
+    total = sum(f + b for f, b in fb)
+    fwd_s = costs.compute_s * sum(f for f, _ in fb) / total
+    bwd_s = [costs.compute_s * b / total for _, b in fb]
+    plan = plan_shards(scn)
+    ready_at: list[list[int]] = [[] for _ in fb]
+    for i, s in enumerate(topo.shards_of[0]):
+        ready_at[min(q.unit for q in plan.shards[s])].append(i)
+    return fwd_s, bwd_s, ready_at
+
+
 class SimModel:
     """The whole run: entities, the costs they pay, and the logs they write."""
 
@@ -409,6 +526,11 @@ class SimModel:
         self.env, self.scn, self.costs, self.place, self.topo = env, scn, costs, place, topo
         self.schedule, self.act_bytes, self.net, self.procs = schedule, act_bytes, net, procs
         self.stages = scn.pipeline.stages
+        # faults: replica -> {step: restart_after_s or None (crashed for good)}
+        self.crashes: dict[int, dict[int, float | None]] = {}
+        for f in scn.faults:
+            self.crashes.setdefault(f.worker, {})[f.at_step] = f.restart_after_s
+        self.overlap = overlap_plan(scn, costs, topo) if scn.communication.overlap else None
         self.fixed_compute = scn.compute.step_time_s is not None
         self.factors = compute_factors(scn)
         self.rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
