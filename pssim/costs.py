@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .catalog import load_catalog, roofline_s
+from .catalog import DeviceEntry, load_catalog, roofline_s
 from .profile import LinearCost, Profile, find_profile
 from .sharding import plan_shards
 from .workload import DTYPE_BYTES, build_workload
@@ -137,9 +137,11 @@ def _entry_name(scn: Scenario) -> str:
     return scn.cluster.workers.gpu or ("cpu" if scn.cluster.workers.device == "cpu" else "A100-80GB")
 
 
-def _roofline_fb(scn: Scenario, units, batch: int) -> tuple[float, float]:  # noqa: ANN001
-    """(forward, backward) roofline seconds of `units` at `batch` samples."""
-    entry = load_catalog()[_entry_name(scn)]
+def _roofline_fb(scn: Scenario, units, batch: int, entry: DeviceEntry | None = None) -> tuple[float, float]:  # noqa: ANN001
+    """(forward, backward) roofline seconds of `units` at `batch` samples on `entry` (default: the
+    scenario's catalog entry). Forward reads the parameters and writes the saved activations;
+    backward does twice the arithmetic and reads the parameters twice."""
+    entry = entry or load_catalog()[_entry_name(scn)]
     eb = DTYPE_BYTES[scn.model.dtype]
     fl = sum(u.fwd_flops_per_sample for u in units) * batch
     pb = sum(u.numel for u in units) * eb
@@ -168,15 +170,20 @@ def stage_unit_bounds(scn: Scenario) -> list[tuple[int, int]]:
     return partition_units(unit_cost, scn.pipeline.stages, scn.pipeline.partition)
 
 
-def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str | None = None) -> CostModel:
-    """Resolve every cost the simulator needs for this scenario."""
+def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str | None = None,
+                entry: DeviceEntry | None = None, entry_name: str | None = None) -> CostModel:
+    """Resolve every cost the simulator needs for this scenario.
+
+    `entry` (any catalog's device, named `entry_name`) replaces the built-in catalog entry for the
+    roofline and means: no profile (`pssim plan` on hardware the user does not own).
+    """
     notes: list[str] = []
-    if profile is None and profile_path is None and scn.compute.step_time_s is None:
+    if profile is None and profile_path is None and scn.compute.step_time_s is None and entry is None:
         profile, profile_path = find_profile(scn)
     wl = build_workload(scn.model)
     B, M, P = scn.training.batch_size, scn.pipeline.microbatches, scn.pipeline.stages
-    entry_name = _entry_name(scn)
-    if scn.cluster.workers.device == "cuda" and scn.cluster.workers.gpu is None and profile is None:
+    entry_name = entry_name or _entry_name(scn)
+    if scn.cluster.workers.device == "cuda" and scn.cluster.workers.gpu is None and profile is None and entry is None:
         notes.append("no gpu named and no profile: roofline assumes A100-80GB")
     bounds = stage_unit_bounds(scn)
     if scn.compute.step_time_s is not None:
@@ -189,8 +196,8 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         sf, sb = tuple(profile.stage_fwd_s), tuple(profile.stage_bwd_s)
     else:
         source = f"roofline:{entry_name}"
-        compute_s = sum(_roofline_fb(scn, wl.units, B))
-        per_stage = [_roofline_fb(scn, wl.units[a:b], B // M) for a, b in bounds]
+        compute_s = sum(_roofline_fb(scn, wl.units, B, entry))
+        per_stage = [_roofline_fb(scn, wl.units[a:b], B // M, entry) for a, b in bounds]
         sf = tuple(x[0] for x in per_stage)
         sb = tuple(x[1] for x in per_stage)
     if P > 1 and len(sf) != P:

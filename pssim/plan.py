@@ -33,7 +33,6 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,36 +58,10 @@ PLAN_COLUMNS = (
 
 # ------------------------------------------------------------------------------ compute costs
 def roofline_costs(scn: Scenario, entry: DeviceEntry, entry_name: str) -> CostModel:
-    """The scenario's cost model with compute times from `entry`'s roofline (any catalog's entry).
+    """The scenario's cost model with compute times from `entry`'s roofline (any catalog's entry)."""
+    from .costs import build_costs
 
-    Host-side costs stay those of `pssim.costs.build_costs` for a profile-less scenario.
-    """
-    from .catalog import roofline_s
-    from .costs import build_costs, stage_unit_bounds
-    from .workload import DTYPE_BYTES, build_workload
-
-    base = build_costs(scn)
-    wl = build_workload(scn.model)
-    dtype, eb = scn.model.dtype, DTYPE_BYTES[scn.model.dtype]
-
-    def fwd_bwd(units: Sequence[Any], batch: int) -> tuple[float, float]:
-        # as pssim.costs._roofline_fb, on this entry: fwd reads the parameters and writes the
-        # saved activations; bwd does twice the arithmetic and reads the parameters twice
-        fl = sum(u.fwd_flops_per_sample for u in units) * batch
-        pb = sum(u.numel for u in units) * eb
-        act = sum(u.saved_elems_per_sample for u in units) * batch * eb
-        return roofline_s(entry, fl, pb + act, dtype), roofline_s(entry, 2 * fl, 2 * pb + act, dtype)
-
-    B, M = scn.training.batch_size, scn.pipeline.microbatches
-    per_stage = [fwd_bwd(wl.units[a:b], B // M) for a, b in stage_unit_bounds(scn)]
-    return replace(
-        base,
-        source=f"roofline:{entry_name}",
-        compute_s=sum(fwd_bwd(wl.units, B)),
-        stage_fwd_s=tuple(f for f, _ in per_stage),
-        stage_bwd_s=tuple(b for _, b in per_stage),
-        notes=[],
-    )
+    return build_costs(scn, entry=entry, entry_name=entry_name)
 
 
 # ------------------------------------------------------------------------------- one point
