@@ -310,13 +310,17 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     recv_fit = _fit(sizes, [rcv[f"stream_{n}"][0] for n in sizes])
     plain = statistics.median(snd["rtt_plain"]) / 2
     emulated = statistics.median(snd["rtt_emulated"]) / 2
-    # latency of a header-only message beyond the CPU its two ends spend on it
-    delay_plain = max(0.0, plain - send_fit.a - recv_fit.a)
+    # the wire: wall seconds per message of a one-way stream, a + b * bytes; 1/b is the most the
+    # host's transport moves for one connection however fast the emulated link is
+    wire_fit = _fit(sizes, [snd[f"stream_{n}"][1] for n in sizes])
     return {
         "send_cpu": send_fit,
         "recv_cpu": recv_fit,
-        "delay_none_s": delay_plain,
-        "delay_app_s": max(0.0, emulated - send_fit.a - recv_fit.a),
+        # the critical path of a header-only message from send to hand-over (threads, gloo, and
+        # with app emulation the arbiter's round trip): what a message takes beyond its link time
+        "delay_none_s": plain,
+        "delay_app_s": emulated,
+        "wire_bytes_per_s": 1.0 / wire_fit.b if wire_fit.b > 0 else None,
         "samples": {"one_way_plain_s": plain, "one_way_emulated_s": emulated,
                     "streams": {n: {"send": snd[f"stream_{n}"], "recv": rcv[f"stream_{n}"]} for n in sizes}},
     }
@@ -349,6 +353,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         os.sched_setaffinity(0, old_aff)
     tr = host_transport(force_transport)
     ops["msg_send"], ops["msg_recv"] = tr["send_cpu"], tr["recv_cpu"]
+    wire_rate = tr.get("wire_bytes_per_s")
     delay = tr["delay_app_s"] if scn.cluster.network.emulation == "app" else tr["delay_none_s"]
     prof = Profile(
         key=profile_key(scn, device),
@@ -363,6 +368,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         stage_bwd_s=bwd,
         ops=ops,
         msg_overhead_s=delay,
+        transport_bytes_per_s=wire_rate,
         samples={"compute": s1, "ops": s2, "transport": tr["samples"], "model_params": build_workload(scn.model).numel},
     )
     path = Path(out) if out else cache_path(prof.key)

@@ -93,6 +93,7 @@ class CostModel:
     ops: dict[str, LinearCost]
     msg_overhead_s: float
     cores: int | None
+    transport_bytes_per_s: float | None = None  # host transport bound per message (profiles only)
     gpus: int | None = None
     profile_path: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -205,11 +206,12 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
 
     ops = _catalog_ops(scn)
     msg_overhead = 0.0
-    cores = gpus = None
+    cores = gpus = transport = None
     if profile is not None:
         ops.update(profile.ops)
         msg_overhead = profile.msg_overhead_s
         cores, gpus = profile.cores, profile.gpus
+        transport = profile.transport_bytes_per_s
     return CostModel(
         source=source,
         compute_s=compute_s,
@@ -219,6 +221,7 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         msg_overhead_s=msg_overhead,
         cores=cores,
         gpus=gpus,
+        transport_bytes_per_s=transport,
         profile_path=profile_path,
         per_partition=frozenset({"worker_unpack"} | (
             {"worker_pack", "server_accumulate", "server_apply"} if scn.communication.compression.kind != "none" else set())),

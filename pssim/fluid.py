@@ -96,16 +96,19 @@ class FluidSystem:
         self._n_queued += 1
         self._dirty = True
 
-    def add_many(self, now: float, resources: np.ndarray, amounts: list[float], keys: list[Hashable]) -> None:
-        """Start len(keys) uncapped flows at `now` in one call; `resources` is an int array, one row
-        per flow (checked, like the amounts, when the flows are folded in)."""
+    def add_many(self, now: float, resources: np.ndarray, amounts: list[float], keys: list[Hashable], cap: float = np.inf) -> None:
+        """Start len(keys) flows at `now` in one call, each with rate cap `cap`; `resources` is an
+        int array, one row per flow (checked, like the amounts, when the flows are folded in)."""
         if not resources.shape[0] == len(amounts) == len(keys):
             raise ValueError("add_many needs one resource row, amount and key per flow")
         if now != self._now:
             self.advance(now)
         if self._q_amt:
             self._close_rows()
-        self._blocks.append((resources, amounts, keys, []))
+        if not cap > 0.0:
+            raise ValueError(f'"cap" must be > 0 (got {cap})')
+        caps = [] if cap == np.inf else [(i, cap) for i in range(len(keys))]
+        self._blocks.append((resources, amounts, keys, caps))
         self._n_queued += len(keys)
         self._dirty = True
 

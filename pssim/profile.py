@@ -50,7 +50,8 @@ class Profile(BaseModel):
     stage_fwd_s: list[float] = Field(default_factory=list, description="per stage, one microbatch forward")
     stage_bwd_s: list[float] = Field(default_factory=list, description="per stage, one microbatch backward")
     ops: dict[str, LinearCost] = Field(default_factory=dict, description="host-side costs, see costs.py")
-    msg_overhead_s: float = 0.0
+    msg_overhead_s: float = Field(0.0, description="critical-path time of a message beyond its link time")
+    transport_bytes_per_s: float | None = Field(None, description="most one connection of the host's transport moves")
     samples: dict[str, Any] = Field(default_factory=dict, description="raw measurements behind the fits")
 
 

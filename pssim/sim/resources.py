@@ -98,6 +98,9 @@ class Network:
         self._due: dict[float, list[Message]] = {}
         self.messages = 0
         self._hooks: list[Callable[[], None]] = []
+        # a profile says how fast the host's transport moves one message at most: a message
+        # emulated faster than that takes the host's time (psreal cannot deliver sooner)
+        self.cap = costs.transport_bytes_per_s or np.inf
 
     def resources(self, src: int, dst: int) -> tuple[int, ...]:
         if self.fabric is None:
@@ -139,7 +142,7 @@ class Network:
         self.messages += 1
         if self._cpu is not None:
             msg = self._gated(res, nbytes, msg)
-        self.sys.add(self.env._now, res, nbytes, msg)
+        self.sys.add(self.env._now, res, nbytes, msg, self.cap)
         if not self._recompute_due:
             self._recompute_due = True
             at_end_of_instant(self.env, self._recompute)
@@ -150,7 +153,7 @@ class Network:
         self.messages += len(msgs)
         if self._cpu is not None:
             msgs = [self._gated(r, n, m) for r, n, m in zip(res, nbytes, msgs, strict=True)]
-        self.sys.add_many(self.env._now, res, nbytes, msgs)
+        self.sys.add_many(self.env._now, res, nbytes, msgs, self.cap)
         if not self._recompute_due:
             self._recompute_due = True
             at_end_of_instant(self.env, self._recompute)
