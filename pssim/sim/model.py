@@ -107,7 +107,7 @@ class ServerShard:
         self.grad_cols: tuple[list, ...] = ([], [], [], [], [])  # see `run`
         self.grad_done: list[tuple[int, float]] = []
         self.drained = model.env.event()  # every gradient applied
-        costs, topo = model.costs, model.topo
+        topo = model.topo
         # one optimiser step and one reply encoding per segment (the stage slices the shard holds)
         self.update_cost = sum(model.per_stage_cost("server_update", shard))
         self.reply_cost = sum(model.per_stage_cost("server_reply", shard))
