@@ -1,8 +1,12 @@
 """Messages between roles over torch.distributed point-to-point (gloo), with link emulation.
 
 A message is a fixed int64 header (`pssim.wire.HEADER_BYTES`: kind, sender endpoint, step, seq,
-version, payload bytes, aux, aux2) followed by a uint8 payload, both sent with `dist.isend` on
-CPU tensors (CUDA tensors are staged through pinned host memory by the roles). With
+version, payload bytes, aux, aux2) followed by a uint8 payload, sent with `dist.isend` on CPU
+tensors (CUDA tensors are staged through pinned host memory by the roles). A payload of at most
+`INLINE_MAX` bytes travels in the same gloo message as its header, into a buffer the receiver
+posted in advance; a larger one follows as a second gloo message, which gloo transfers only
+once the receiver, having read the size, has posted its buffer (one extra round trip, small
+beside the transfer). Bytes on the wire are counted as pssim.wire says, whatever the framing. With
 `emulation: app` the sender first registers the message with the coordinator's link arbiter
 (psreal/control.py); the send completes, and the receiver hands the message on, only when the
 arbiter says the emulated link has delivered it. With `none` (and `kernel`, where the kernel
@@ -32,6 +36,7 @@ from .control import ControlClient
 
 TAG = 7
 N_HEADER = wire.HEADER_BYTES // 8
+INLINE_MAX = 256 * 1024  # payloads up to this size travel in the header's gloo message
 DELIVERY_TIMEOUT_S = 300.0
 
 
@@ -112,12 +117,19 @@ class Transport:
             self.control.start_flow(dst, seq, nbytes)  # type: ignore[union-attr]
         header = torch.tensor([kind, self.endpoint, step, seq, version, n, aux, aux2], dtype=torch.int64)
         rank = self.rank_of(dst)
-        works = [dist.isend(header, rank, tag=TAG)]
-        if n:
-            works.append(dist.isend(payload, rank, tag=TAG))
+        if 0 < n <= INLINE_MAX:  # one gloo message: the receiver has a buffer posted for it already
+            first = torch.empty(wire.HEADER_BYTES + n, dtype=torch.uint8)
+            first[: wire.HEADER_BYTES] = header.view(torch.uint8)
+            first[wire.HEADER_BYTES :] = payload
+            works = [dist.isend(first, rank, tag=TAG)]
+        else:  # header, then the payload: its receive is posted only once the header says its size
+            first = header.view(torch.uint8)
+            works = [dist.isend(first, rank, tag=TAG)]
+            if n:
+                works.append(dist.isend(payload, rank, tag=TAG))
         self.bytes_sent += nbytes
         h = SendHandle(works, self, seq, dst)
-        h.keep = (header, payload)  # type: ignore[attr-defined]  # alive until sent
+        h.keep = (first, payload)  # type: ignore[attr-defined]  # alive until sent
         return h
 
     def stop(self, dst: int) -> None:
@@ -136,13 +148,16 @@ class Transport:
             rank = self.rank_of(src)
             try:
                 while True:
-                    h = torch.empty(N_HEADER, dtype=torch.int64)
-                    dist.recv(h, rank, tag=TAG)
-                    kind, sender, step, seq, version, n, aux, aux2 = h.tolist()
+                    # room for a header and an inline payload; gloo fills what was sent
+                    first = torch.empty(wire.HEADER_BYTES + INLINE_MAX, dtype=torch.uint8, pin_memory=pin)
+                    dist.recv(first, rank, tag=TAG)
+                    kind, sender, step, seq, version, n, aux, aux2 = first[: wire.HEADER_BYTES].view(torch.int64).tolist()
                     if kind == wire.STOP:
                         return
                     payload = None
-                    if n:
+                    if 0 < n <= INLINE_MAX:
+                        payload = first[wire.HEADER_BYTES : wire.HEADER_BYTES + n]
+                    elif n:
                         payload = torch.empty(n, dtype=torch.uint8, pin_memory=pin)
                         dist.recv(payload, rank, tag=TAG)
                     msg = Message(kind, sender, step, seq, version, aux, aux2, payload, 0.0, wire.HEADER_BYTES + n)
