@@ -299,3 +299,27 @@ def test_shared_device_is_processor_sharing_like_the_fluid_model() -> None:
     fs.recompute()
     fs.add(1.0, (0,), 1.0, "B")
     assert drain(fs) == [(pytest.approx(3.0), ["A", "B"])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(instances())
+def test_python_and_numpy_filling_agree(inst: tuple) -> None:
+    # small systems are filled in plain Python, large ones with numpy: the same allocation
+    import pssim.fluid as fluid
+
+    caps, flows = inst
+    rates = []
+    for small in (10**9, 0):
+        old, fluid._SMALL = fluid._SMALL, small
+        try:
+            fs = FluidSystem(caps)
+            for key, (res, cap) in flows.items():
+                fs.add(0.0, res, 1.0, key, cap=cap)
+            fs.recompute()
+            check_max_min(fs, flows)
+            rates.append(fs.rates())
+        finally:
+            fluid._SMALL = old
+    assert rates[0].keys() == rates[1].keys()
+    for k in rates[0]:
+        assert rates[0][k] == pytest.approx(rates[1][k], rel=1e-9)
