@@ -59,7 +59,12 @@ def _try_realtime() -> bool:
 
 
 class ControlServer:
-    def __init__(self, links: LinkLayout | None, bind: str = "127.0.0.1", advertise: str = "127.0.0.1") -> None:
+    def __init__(self, links: LinkLayout | None, bind: str = "127.0.0.1", advertise: str = "127.0.0.1",
+                 core: int | None = None) -> None:
+        """`core`: pin the arbiter thread to this CPU (psreal pins it to the last one, where the
+        simulator models its work)."""
+        self.core = core
+        self.cpu_s = 0.0  # CPU seconds the control thread has used (read by psreal profile)
         self.links = links
         self.fluid = FluidSystem(links.caps, links.names) if links else None
         self.sock = socket.create_server((bind, 0))
@@ -98,7 +103,13 @@ class ControlServer:
     # ----------------------------------------------------------------------------- loop
     def _loop(self) -> None:
         self.realtime = _try_realtime()
+        if self.core is not None:
+            try:
+                os.sched_setaffinity(0, {self.core})  # this thread only
+            except OSError:
+                pass
         while not self._stop.is_set():
+            self.cpu_s = time.thread_time()
             now = time.monotonic()
             due = 0.1
             if self.fluid is not None:

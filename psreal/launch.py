@@ -202,8 +202,10 @@ class _Coordinator:
                     os.environ.pop("GLOO_SOCKET_IFNAME", None)
             links = link_layout(self.scn, self.layout.n_procs) if self.emulate else None
             local = "init_method" in init
+            # the arbiter thread runs on the last core (pssim.costs.placement: arbiter_core)
             self.control = ControlServer(links, bind=self.host if local else "0.0.0.0",
-                                         advertise=self.host if local else os.environ.get("MASTER_ADDR", "127.0.0.1"))
+                                         advertise=self.host if local else os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                                         core=sorted(os.sched_getaffinity(0))[-1])
             self.control.start()
             dist.broadcast_object_list([(self.control.addr, self.emulate, self.save_params, self.transport_latency)], src=0)
             hosts: list[Any] = [None] * self.layout.world

@@ -48,6 +48,12 @@ from .roles import host_cores, set_threads
 
 
 def _timeit(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, max_iters: int = 200, warmup: int = 3) -> float:
+    """Median seconds of `fn` (host-side operations: their typical cost)."""
+    return statistics.median(_samples(fn, sync, min_time, max_iters, warmup))
+
+
+def _samples(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, max_iters: int = 200, warmup: int = 3) -> list[float]:
+    """Seconds of repeated runs of `fn` after warm-up (synchronised)."""
     for _ in range(warmup):
         fn()
     sync()
@@ -58,7 +64,7 @@ def _timeit(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0
         fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
 def _fit(ns: list[int], ts: list[float]) -> LinearCost:
@@ -97,7 +103,10 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
         model.zero_grad(set_to_none=True)
         model.loss(model(xb), yb).backward()
 
-    step_s = _timeit(step, sync, min_time=1.0, max_iters=100)
+    # compute: the mean (what throughput sees) and the samples themselves (the simulator draws
+    # each step's natural variation from them)
+    samples = _samples(step, sync, min_time=1.5, max_iters=150)
+    step_s = statistics.fmean(samples)
     fwd, bwd = [], []
     P, M = scn.pipeline.stages, scn.pipeline.microbatches
     if P > 1:
@@ -116,7 +125,7 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
                 out = stage(inp)
                 state["out"] = stage.loss(out, ym) / M if last else out
 
-            fwd.append(_timeit(f, sync, min_time=0.3))
+            fwd.append(statistics.fmean(_samples(f, sync, min_time=0.3)))
             out_shape = state["out"].shape
             g = torch.randn(out_shape, device=device, dtype=state["out"].dtype) if not last else None
 
@@ -125,11 +134,11 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
                 out = stage.loss(out, ym) / M if last else out
                 out.backward() if last else out.backward(g)
 
-            fb_s = _timeit(fb, sync, min_time=0.3)
+            fb_s = statistics.fmean(_samples(fb, sync, min_time=0.3))
             bwd.append(max(fb_s - fwd[-1], 1e-7))
             with torch.no_grad():
                 inp = stage(inp) if not last else inp
-    return step_s, fwd, bwd, {"step_compute_s": step_s}
+    return step_s, fwd, bwd, {"step_compute_s": step_s, "compute_samples_s": samples}
 
 
 def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCost], dict[str, Any]]:
@@ -199,6 +208,10 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
 _STREAM_SIZES = (64, 16_384, 262_144, 1_048_576, 4_194_304)
 
 
+def _stream_reps(n: int) -> int:
+    return max(20, min(2000, int(2e8 // max(n, 1))))
+
+
 def _transport_child(rank: int, world: int, init_method: str, n_ping: int) -> None:
     """Ranks 1 and 2 (endpoints 0 and 1) exercise the real Transport; results go to rank 0."""
     import queue
@@ -241,23 +254,24 @@ def _transport_child(rank: int, world: int, init_method: str, n_ping: int) -> No
             else:
                 q.get()
                 tr.send(0, wire.REPLY, step=i).wait()
-        out[f"rtt_{'emulated' if emulate else 'plain'}"] = rtts[n_ping // 10 :]
-        if not emulate:  # one-way streams: CPU seconds per message at each end, by size
-            for n in _STREAM_SIZES:
-                reps = max(20, min(2000, int(2e8 // max(n, 1))))
-                payload = torch.zeros(n, dtype=torch.uint8)
-                dist.barrier()
-                c0, t0 = cpu(), time.perf_counter()
-                if ep == 0:
-                    hs = [tr.send(1, wire.PUSH, step=i, payload=payload) for i in range(reps)]
-                    for h in hs:
-                        h.wait()
+        mode = "emulated" if emulate else "plain"
+        out[f"rtt_{mode}"] = rtts[n_ping // 10 :]
+        # one-way streams: CPU seconds per message at each end, by size
+        for n in _STREAM_SIZES:
+            reps = _stream_reps(n)
+            payload = torch.zeros(n, dtype=torch.uint8)
+            dist.barrier()
+            c0, t0 = cpu(), time.perf_counter()
+            if ep == 0:
+                hs = [tr.send(1, wire.PUSH, step=i, payload=payload) for i in range(reps)]
+                for h in hs:
+                    h.wait()
+                q.get()
+            else:
+                for _ in range(reps):
                     q.get()
-                else:
-                    for _ in range(reps):
-                        q.get()
-                    tr.send(0, wire.REPLY).wait()
-                out[f"stream_{n}"] = ((cpu() - c0) / reps, (time.perf_counter() - t0) / reps)
+                tr.send(0, wire.REPLY).wait()
+            out[f"stream_{mode}_{n}"] = ((cpu() - c0) / reps, (time.perf_counter() - t0) / reps)
         tr.stop(peer)
         tr.join()
     ctl.bye()
@@ -286,8 +300,9 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     for p in procs:
         p.start()
     links = LinkLayout([1e15] * 4, ["a.out", "a.in", "b.out", "b.in"], 2, None, 0.0, 0.0)
-    server = ControlServer(links)
+    server = ControlServer(links, core=sorted(os.sched_getaffinity(0))[-1])  # pinned as in psreal runs
     server.start()
+    arbiter: list[float] = []
     try:
         dist.init_process_group("gloo", init_method=init, rank=0, world_size=3, timeout=datetime.timedelta(seconds=300))
         dist.broadcast_object_list([server.addr], src=0)
@@ -295,8 +310,12 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
         for _ in _STREAM_SIZES:
             dist.barrier()
         dist.barrier()  # emulated ping-pong
+        for _ in _STREAM_SIZES:  # emulated streams: the arbiter's CPU per message, by size
+            dist.barrier()
+            arbiter.append(server.cpu_s)
         out: list[Any] = [None, None, None]
         dist.gather_object({}, out, dst=0)
+        arbiter.append(server.cpu_s)
         dist.destroy_process_group()
     finally:
         for p in procs:
@@ -306,34 +325,49 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
         server.stop()
     snd, rcv = out[1], out[2]
     sizes = list(_STREAM_SIZES)
-    send_fit = _fit(sizes, [snd[f"stream_{n}"][0] for n in sizes])
-    recv_fit = _fit(sizes, [rcv[f"stream_{n}"][0] for n in sizes])
+    fits = {
+        mode: (_fit(sizes, [snd[f"stream_{mode}_{n}"][0] for n in sizes]), _fit(sizes, [rcv[f"stream_{mode}_{n}"][0] for n in sizes]))
+        for mode in ("plain", "emulated")
+    }
+    arb = [(b - a) / (_stream_reps(n) + 1) for a, b, n in zip(arbiter, arbiter[1:], sizes, strict=False)]
     plain = statistics.median(snd["rtt_plain"]) / 2
     emulated = statistics.median(snd["rtt_emulated"]) / 2
     # the wire: wall seconds per message of a one-way stream, a + b * bytes; 1/b is the most the
     # host's transport moves for one connection however fast the emulated link is
-    wire_fit = _fit(sizes, [snd[f"stream_{n}"][1] for n in sizes])
+    wire_fit = _fit(sizes, [snd[f"stream_plain_{n}"][1] for n in sizes])
     return {
-        "send_cpu": send_fit,
-        "recv_cpu": recv_fit,
+        # CPU seconds per message at each end, a + b * bytes, without and with app emulation
+        # (the latter adds the arbiter client's work: START, the DONE reader, the hand-over)
+        "send_cpu": fits["plain"][0],
+        "recv_cpu": fits["plain"][1],
+        "send_cpu_app": fits["emulated"][0],
+        "recv_cpu_app": fits["emulated"][1],
+        # the link arbiter's own CPU per message (START, completion, two DONEs), on its core
+        "arbiter_cpu": _fit(sizes[: len(arb)], arb) if arb else LinearCost(),
         # the critical path of a header-only message from send to hand-over (threads, gloo, and
         # with app emulation the arbiter's round trip): what a message takes beyond its link time
         "delay_none_s": plain,
         "delay_app_s": emulated,
         "wire_bytes_per_s": 1.0 / wire_fit.b if wire_fit.b > 0 else None,
         "samples": {"one_way_plain_s": plain, "one_way_emulated_s": emulated,
-                    "streams": {n: {"send": snd[f"stream_{n}"], "recv": rcv[f"stream_{n}"]} for n in sizes}},
+                    "arbiter_cpu_per_message_s": dict(zip(sizes, arb, strict=False)),
+                    "streams": {mode: {n: {"send": snd[f"stream_{mode}_{n}"], "recv": rcv[f"stream_{mode}_{n}"]} for n in sizes}
+                                for mode in ("plain", "emulated")}},
     }
 
 
+_COST_KEYS = ("send_cpu", "recv_cpu", "send_cpu_app", "recv_cpu_app", "arbiter_cpu")
+
+
 def host_transport(force: bool = False) -> dict[str, Any]:
-    path = host_cache_path("transport", "any")
+    path = host_cache_path("transport-v2", "any")
     if path.exists() and not force:
         d = json.loads(path.read_text())
-        d["send_cpu"], d["recv_cpu"] = LinearCost(**d["send_cpu"]), LinearCost(**d["recv_cpu"])
+        for k in _COST_KEYS:
+            d[k] = LinearCost(**d[k])
         return d
     d = measure_transport()
-    text = json.dumps({**d, "host": host_id(), "send_cpu": d["send_cpu"].model_dump(), "recv_cpu": d["recv_cpu"].model_dump()}, indent=2)
+    text = json.dumps({**d, "host": host_id(), **{k: d[k].model_dump() for k in _COST_KEYS}}, indent=2)
     write_atomic_text(path, text)
     return d
 
@@ -352,7 +386,10 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     finally:
         os.sched_setaffinity(0, old_aff)
     tr = host_transport(force_transport)
-    ops["msg_send"], ops["msg_recv"] = tr["send_cpu"], tr["recv_cpu"]
+    app = scn.cluster.network.emulation == "app"
+    ops["msg_send"], ops["msg_recv"] = (tr["send_cpu_app"], tr["recv_cpu_app"]) if app else (tr["send_cpu"], tr["recv_cpu"])
+    if app:
+        ops["arbiter"] = tr["arbiter_cpu"]
     wire_rate = tr.get("wire_bytes_per_s")
     delay = tr["delay_app_s"] if scn.cluster.network.emulation == "app" else tr["delay_none_s"]
     prof = Profile(
@@ -364,6 +401,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         torch_version=torch.__version__,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         step_compute_s=step_s,
+        compute_samples_s=s1["compute_samples_s"],
         stage_fwd_s=fwd,
         stage_bwd_s=bwd,
         ops=ops,

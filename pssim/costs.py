@@ -94,6 +94,7 @@ class CostModel:
     msg_overhead_s: float
     cores: int | None
     transport_bytes_per_s: float | None = None  # host transport bound per message (profiles only)
+    compute_samples_s: tuple[float, ...] = ()  # measured step timings (profiles only)
     gpus: int | None = None
     profile_path: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -207,11 +208,13 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
     ops = _catalog_ops(scn)
     msg_overhead = 0.0
     cores = gpus = transport = None
+    samples: tuple[float, ...] = ()
     if profile is not None:
         ops.update(profile.ops)
         msg_overhead = profile.msg_overhead_s
         cores, gpus = profile.cores, profile.gpus
         transport = profile.transport_bytes_per_s
+        samples = tuple(profile.compute_samples_s)
     return CostModel(
         source=source,
         compute_s=compute_s,
@@ -222,6 +225,7 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         cores=cores,
         gpus=gpus,
         transport_bytes_per_s=transport,
+        compute_samples_s=samples if scn.compute.step_time_s is None else (),
         profile_path=profile_path,
         per_partition=frozenset({"worker_unpack"} | (
             {"worker_pack", "server_accumulate", "server_apply"} if scn.communication.compression.kind != "none" else set())),

@@ -8,6 +8,10 @@ A factor above 1 is realised as extra time after the real computation (`straggle
 real backend sleeps it, the simulator waits it; neither holds the device meanwhile.
 Each (worker, stage) has its own stream, numpy PCG64 seeded with (seed, 1, worker, stage), so
 adding workers leaves the others' draws unchanged.
+
+With a measured profile, the simulator also gives each step the compute's natural variation
+(`natural_factors`): real compute times vary step to step, and that variation is what breaks the
+lock-step of identical workers (under ASP it lets pushes and pulls of different workers overlap).
 """
 
 from __future__ import annotations
@@ -37,6 +41,23 @@ def compute_factors(scn: Scenario) -> np.ndarray:
             else:
                 j = np.zeros(T)
             out[w, s] = slow * (1.0 + j)
+    return out
+
+
+def natural_factors(scn: Scenario, samples: list[float] | None) -> np.ndarray | None:
+    """factor[w, stage, step]: the compute's own step-to-step variation, drawn (seeded, stream
+    (seed, 2, worker, stage)) from measured timings and divided by their mean, so it is 1 on
+    average. None without samples (a fixed step time or the roofline have none)."""
+    if not samples:
+        return None
+    W, P, T = scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps
+    rel = np.asarray(samples, dtype=float)
+    rel = rel / rel.mean()
+    out = np.ones((W, P, T))
+    for w in range(W):
+        for s in range(P):
+            rng = np.random.Generator(np.random.PCG64([scn.seed, 2, w, s]))
+            out[w, s] = rel[rng.integers(0, rel.size, size=T)]
     return out
 
 

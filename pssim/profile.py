@@ -46,7 +46,8 @@ class Profile(BaseModel):
     gpus: int | None = Field(None, description="CUDA devices on the host (None for cpu profiles)")
     torch_version: str = ""
     created: str = ""
-    step_compute_s: float = Field(..., gt=0, description="fwd+bwd of the whole model at batch_size, one device, alone")
+    step_compute_s: float = Field(..., gt=0, description="fwd+bwd of the whole model at batch_size, one device, alone (mean)")
+    compute_samples_s: list[float] = Field(default_factory=list, description="the timings behind it: each step's natural variation is drawn from them")
     stage_fwd_s: list[float] = Field(default_factory=list, description="per stage, one microbatch forward")
     stage_bwd_s: list[float] = Field(default_factory=list, description="per stage, one microbatch backward")
     ops: dict[str, LinearCost] = Field(default_factory=dict, description="host-side costs, see costs.py")

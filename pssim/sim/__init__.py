@@ -102,8 +102,10 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
     procs = Processors(env, scn, place, overlapping=endpoint_cpu)
     if endpoint_cpu:
         zero = type(costs.ops.get("msg_send") or costs.ops["msg_recv"])()
+        # psreal pins the link arbiter to the last core, at real-time priority
+        arbiter = (place.cores - 1, costs.ops["arbiter"]) if "arbiter" in costs.ops and place.cores else None
         net.enable_endpoint_cpu(procs, costs.ops.get("msg_send", zero), costs.ops.get("msg_recv", zero),
-                                [*procs.host_res, *procs.server_res])
+                                [*procs.host_res, *procs.server_res], arbiter)
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)

@@ -29,7 +29,7 @@ import numpy as np
 import simpy
 
 from .. import sync, wire
-from ..draws import compute_factors, straggle_delay
+from ..draws import compute_factors, natural_factors, straggle_delay
 from ..records import STEP_TIME_FIELDS, Records
 
 if TYPE_CHECKING:
@@ -383,6 +383,7 @@ class Worker:
         versions = self.versions
         compute_res, compute_s = None if m.fixed_compute else self.device, m.costs.compute_s
         factors = m.factors[self.replica, self.stage].tolist()
+        natural = m.natural[self.replica, self.stage].tolist()
         crashes = m.crashes.get(self.replica, {})
         overlap = m.overlap is not None
         for step in range(m.scn.training.steps):
@@ -407,11 +408,11 @@ class Worker:
             # ---- compute
             push_start = None
             if overlap:  # push each shard's gradient as soon as backward has produced it
-                push_start = yield from self._compute_overlapped(step, factors[step])
+                push_start = yield from self._compute_overlapped(step, factors[step], natural[step])
             elif m.stages == 1:
                 t0 = env.now
                 # a fixed step time (compute.step_time_s) is a what-if: it holds no device
-                yield procs.run(compute_res, compute_s)
+                yield procs.run(compute_res, compute_s * natural[step])
                 f = factors[step]
                 if f > 1.0:
                     yield env.timeout(straggle_delay(env.now - t0, f))
@@ -433,19 +434,19 @@ class Worker:
             sent = request_bytes + sum(self.push_bytes) + self.step_bytes
             steps_log.append((p, step, pull_start, pull_end, pull_end, compute_end, push_start, env.now, wait, samples, sent))
 
-    def _compute_overlapped(self, step: int, factor: float) -> Generator[simpy.Event, Any, float]:
+    def _compute_overlapped(self, step: int, factor: float, natural: float) -> Generator[simpy.Event, Any, float]:
         """Forward, then backward unit by unit (last first); when a shard's last unit is done its
         gradient is packed and sent at once. Returns when the first push started."""
         m, env, p = self.m, self.m.env, self.p
         fwd_s, bwd_s, ready_at = m.overlap  # type: ignore[misc]
         res = None if m.fixed_compute else self.device
         t0 = env.now
-        yield m.procs.run(res, fwd_s)
+        yield m.procs.run(res, fwd_s * natural)
         self.pushes_left = len(self.shards)
         self.push_done = env.event()
         first = None
         for u in range(len(bwd_s) - 1, -1, -1):
-            yield m.procs.run(res, bwd_s[u])
+            yield m.procs.run(res, bwd_s[u] * natural)
             for i in ready_at[u]:
                 s = self.shards[i]
                 if first is None:
@@ -462,7 +463,7 @@ class Worker:
         """One pipeline action (a microbatch's forward or backward) on the stage's device."""
         env, m = self.m.env, self.m
         t0 = env.now
-        yield m.procs.run(self.device, work_s)
+        yield m.procs.run(self.device, work_s * m.natural[self.replica, self.stage, step])
         f = m.factors[self.replica, self.stage, step]
         if f > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, f))
@@ -533,6 +534,8 @@ class SimModel:
         self.overlap = overlap_plan(scn, costs, topo) if scn.communication.overlap else None
         self.fixed_compute = scn.compute.step_time_s is not None
         self.factors = compute_factors(scn)
+        nat = natural_factors(scn, list(costs.compute_samples_s))
+        self.natural = nat if nat is not None else np.ones_like(self.factors)
         self.rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
         # rows logged as things happen, folded into self.rec by `finish`
         self.step_log: list[tuple] = []

@@ -111,20 +111,25 @@ class Network:
         a, b = src >= self.n_procs, dst >= self.n_procs
         return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
 
-    def enable_endpoint_cpu(self, procs: Processors, send_cost: Any, recv_cost: Any, core_of: list[int | None]) -> None:
+    def enable_endpoint_cpu(self, procs: Processors, send_cost: Any, recv_cost: Any, core_of: list[int | None],
+                            arbiter: tuple[int, Any] | None = None) -> None:
         """Charge every message CPU at its two ends: `send_cost(bytes)` on the sender's core and
-        `recv_cost(bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its transfer."""
-        self._cpu = (procs, send_cost, recv_cost, core_of)
+        `recv_cost(bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its transfer;
+        and with `arbiter` = (core, cost), the link arbiter's work at real-time priority there."""
+        self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
 
     _cpu: tuple | None = None
 
     def _gated(self, res: Sequence[int], nbytes: float, msg: Message) -> Message:
         """The fluid message for `msg` when both ends also pay CPU: `msg` is delivered once the
         link part (bytes + delay) and both CPU jobs are done."""
-        procs, send_cost, recv_cost, core_of = self._cpu  # type: ignore[misc]
+        procs, send_cost, recv_cost, core_of, arbiter = self._cpu  # type: ignore[misc]
         src, dst = int(res[0]) // 2, (int(res[1]) - 1) // 2
-        gate = [3, msg]
-        for ev in (procs.run(core_of[src], send_cost(nbytes)), procs.run(core_of[dst], recv_cost(nbytes))):
+        jobs = [procs.run(core_of[src], send_cost(nbytes)), procs.run(core_of[dst], recv_cost(nbytes))]
+        if arbiter is not None:
+            jobs.append(procs.run(arbiter[0], arbiter[1](nbytes), priority=0))
+        gate = [len(jobs) + 1, msg]
+        for ev in jobs:
             ev.callbacks.append(lambda _e, g=gate: self._gate_part(g))  # type: ignore[union-attr]
         return (msg[0], self._gate_link_done, gate)
 
@@ -237,41 +242,48 @@ class Network:
 
 
 class SharedProcessor:
-    """One device or core shared by several processes: egalitarian processor sharing.
+    """One device or core shared by several processes: egalitarian processor sharing, with
+    strict priority classes.
 
-    With k jobs present each progresses at 1/k; a job of w standalone seconds that runs alone
-    takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
-    order.
+    With k jobs of the most urgent class present each of them progresses at 1/k and jobs of other
+    classes wait (psreal's link arbiter runs at real-time priority: it preempts the roles on its
+    core). A job of w standalone seconds that runs alone takes w. Jobs that finish within
+    `_DONE_TOL_S` of each other complete together, in arrival order.
     """
 
     def __init__(self, env: simpy.Environment, name: str) -> None:
         self.env = env
         self.name = name
-        self.jobs: list[list[Any]] = []  # [standalone seconds left, event], in arrival order
+        self.jobs: list[list[Any]] = []  # [standalone seconds left, event, priority], in arrival order
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
 
-    def run(self, work_s: float) -> simpy.Event:
+    def run(self, work_s: float, priority: int = 1) -> simpy.Event:
         ev = simpy.Event(self.env)
         self._drain()
-        self.jobs.append([work_s, ev])
+        self.jobs.append([work_s, ev, priority])
         self._arm()
         return ev
+
+    def _active(self) -> list[list[Any]]:
+        top = min(j[2] for j in self.jobs)
+        return [j for j in self.jobs if j[2] == top]
 
     def _drain(self) -> None:
         now = self.env.now
         if self.jobs and now > self._t:
-            d = (now - self._t) / len(self.jobs)
-            for j in self.jobs:
+            active = self._active()
+            d = (now - self._t) / len(active)
+            for j in active:
                 j[0] -= d
         self._t = now
 
     def _arm(self) -> None:
-        k = len(self.jobs)
-        if not k:
+        if not self.jobs:
             self._next_t = float("inf")
             return
-        left = max(min(j[0] for j in self.jobs), 0.0) * k
+        active = self._active()
+        left = max(min(j[0] for j in active), 0.0) * len(active)
         t = self.env.now + left
         self._next_t = t
         self.env.timeout(left, t).callbacks.append(self._on_timer)  # type: ignore[union-attr]
@@ -280,10 +292,12 @@ class SharedProcessor:
         if ev._value != self._next_t:
             return  # superseded by a later arrival
         self._drain()
-        k = len(self.jobs)
-        done = [j for j in self.jobs if j[0] * k <= _DONE_TOL_S]
+        active = self._active()
+        k = len(active)
+        done = [j for j in active if j[0] * k <= _DONE_TOL_S]
         if done:
-            self.jobs = [j for j in self.jobs if j[0] * k > _DONE_TOL_S]
+            ids = {id(j) for j in done}
+            self.jobs = [j for j in self.jobs if id(j) not in ids]
             for j in done:
                 j[1].succeed()
         self._arm()
@@ -334,8 +348,9 @@ class Processors:
             for r in range(len(names))
         ]
 
-    def run(self, res: int | None, work_s: float) -> simpy.Event:
-        """An event that fires when `work_s` seconds of standalone work have been done on `res`."""
+    def run(self, res: int | None, work_s: float, priority: int = 1) -> simpy.Event:
+        """An event that fires when `work_s` seconds of standalone work have been done on `res`
+        (priority 0 preempts the ordinary work, 1, on a shared resource)."""
         if work_s <= 0.0:
             return self.env.timeout(0.0)
         if res is None:
@@ -343,4 +358,4 @@ class Processors:
         sp = self.shared[res]
         if sp is None:
             return self.env.timeout(work_s)
-        return sp.run(work_s)
+        return sp.run(work_s, priority)
