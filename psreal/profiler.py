@@ -46,20 +46,44 @@ from .codec import decode_dense, decode_push, encode_dense, encode_push
 from .models import TORCH_DTYPES, build_model, synthetic_data
 from .roles import host_cores, set_threads
 
-
-def _timeit(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, max_iters: int = 200, warmup: int = 3) -> float:
-    """Median seconds of `fn` (host-side operations: their typical cost)."""
-    return statistics.median(_samples(fn, sync, min_time, max_iters, warmup))
+_FLUSH: dict[str, torch.Tensor] = {}
 
 
-def _samples(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, max_iters: int = 200, warmup: int = 3) -> list[float]:
-    """Seconds of repeated runs of `fn` after warm-up (synchronised)."""
+def _cold(device: torch.device | None = None) -> None:
+    """Evict the caches, as a role finds them after its messages were exchanged and the other
+    processes on its core ran: write a buffer twice the size of the last-level cache (64 MiB;
+    on CUDA also one larger than the GPU's L2). Every timing below starts cold."""
+    buf = _FLUSH.get("cpu")
+    if buf is None:
+        buf = _FLUSH["cpu"] = torch.empty(16 * 1024 * 1024)
+    buf.add_(1.0)
+    if device is not None and device.type == "cuda":
+        g = _FLUSH.get("cuda")
+        if g is None:
+            g = _FLUSH["cuda"] = torch.empty(32 * 1024 * 1024, device=device)
+        g.add_(1.0)
+
+
+def _timeit(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.1, max_iters: int = 60, warmup: int = 2,
+            device: torch.device | None = None) -> float:
+    """Median seconds of `fn` from cold caches (host-side operations: their typical cost)."""
+    return statistics.median(_samples(fn, sync, min_time, max_iters, warmup, device=device))
+
+
+def _samples(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, max_iters: int = 200, warmup: int = 3,
+             before: Callable[[], None] | None = None, device: torch.device | None = None) -> list[float]:
+    """Seconds of repeated runs of `fn` after warm-up (synchronised), each from cold caches
+    (`before` runs first, untimed)."""
     for _ in range(warmup):
         fn()
     sync()
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < max_iters and (len(times) < 5 or time.perf_counter() - start < min_time):
+    while len(times) < max_iters and (len(times) < 8 or time.perf_counter() - start < min_time):
+        if before is not None:
+            before()
+        _cold(device)
+        sync()
         t0 = time.perf_counter()
         fn()
         sync()
@@ -105,7 +129,14 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
 
     # compute: the mean (what throughput sees) and the samples themselves (the simulator draws
     # each step's natural variation from them)
-    samples = _samples(step, sync, min_time=1.5, max_iters=150)
+    fresh = [p.detach().clone() for p in model.parameters()]
+
+    def refresh() -> None:  # new parameters each step, as a pull brings them
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), fresh, strict=True):
+                p.copy_(q)
+
+    samples = _samples(step, sync, min_time=1.5, max_iters=150, before=refresh, device=device)
     step_s = statistics.fmean(samples)
     fwd, bwd = [], []
     P, M = scn.pipeline.stages, scn.pipeline.microbatches
@@ -125,7 +156,7 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
                 out = stage(inp)
                 state["out"] = stage.loss(out, ym) / M if last else out
 
-            fwd.append(statistics.fmean(_samples(f, sync, min_time=0.3)))
+            fwd.append(statistics.fmean(_samples(f, sync, min_time=0.3, device=device)))
             out_shape = state["out"].shape
             g = torch.randn(out_shape, device=device, dtype=state["out"].dtype) if not last else None
 
@@ -134,7 +165,7 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
                 out = stage.loss(out, ym) / M if last else out
                 out.backward() if last else out.backward(g)
 
-            fb_s = statistics.fmean(_samples(fb, sync, min_time=0.3))
+            fb_s = statistics.fmean(_samples(fb, sync, min_time=0.3, device=device))
             bwd.append(max(fb_s - fwd[-1], 1e-7))
             with torch.no_grad():
                 inp = stage(inp) if not last else inp
@@ -170,7 +201,7 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
                 return pinned
             return b
 
-        raw["worker_pack"].append(_timeit(pack, sync))
+        raw["worker_pack"].append(_timeit(pack, sync, device=device))
         dense = encode_dense(torch.randn(n), wire_dtype)
 
         def unpack(dense=dense, param=param) -> None:  # noqa: ANN001
@@ -178,7 +209,7 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
             with torch.no_grad():
                 param.copy_(vals)
 
-        raw["worker_unpack"].append(_timeit(unpack, sync))
+        raw["worker_unpack"].append(_timeit(unpack, sync, device=device))
         payload = encode_push([torch.randn(n)], wire_dtype, kind, ratio)
         acc = torch.zeros(n)
         raw["server_accumulate"].append(_timeit(lambda payload=payload, acc=acc, n=n: acc.add_(decode_push(payload, [n], wire_dtype, kind, ratio)), lambda: None))
