@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -234,7 +235,9 @@ class _Coordinator:
             key = "server" if kind == "server" else ("worker" if P == 1 else f"stage{i % P}")
             peak[key] = max(peak.get(key, 0), int(r["peak_memory"]))
         last = [rec.proc(w, P - 1) for w in range(scn.cluster.workers.count)]
-        final_loss = float(sum(rec.loss[p, -1] for p in last) / len(last))
+        # each replica's last recorded loss (a worker that crashed for good stopped early)
+        ends = [row[~np.isnan(row)][-1] for row in rec.loss[last] if (~np.isnan(row)).any()]
+        final_loss = float(np.mean(ends)) if ends else float("nan")
         extra = {
             "backend": "real",
             "wall_time_s": wall_s,

@@ -71,7 +71,8 @@ class ServerRole:
         stages = sorted({p % self.P for p in self.pushers})
         self.segments = {k: _Segment(ctx, shard, k, init) for k in stages}
         self.version = 0
-        self.clocks = {p: 0 for p in self.pushers}
+        self.clocks = {p: 0 for p in self.pushers}  # gradients received from each pusher still in
+        self.left_clocks: list[int] = []  # gradients received from each pusher that left (faults)
         self.bsp_count: dict[int, int] = {}
         self.parked: list[tuple[int, int, float]] = []
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -83,10 +84,22 @@ class ServerRole:
         self.codec = (comm.wire_dtype, comm.compression.kind, comm.compression.ratio)
 
     def min_clock(self) -> int:
-        return min(self.clocks.values())
+        return min(self.clocks.values()) if self.clocks else 1 << 60
 
     def ready(self, step: int) -> bool:
         return sync.pull_ready(self.mode, self.bound, step, self.version, self.min_clock())
+
+    def bsp_needed(self, step: int) -> int:
+        """Gradients that complete clock `step`: every pusher still in, and those that left after
+        pushing it (the simulator's ServerShard.bsp_needed)."""
+        return len(self.clocks) + sum(1 for c in self.left_clocks if c > step)
+
+    def _update(self) -> None:
+        """Under bsp: one optimiser step per segment with the clock's summed gradient."""
+        for sg in self.segments.values():
+            sg.step(sg.acc)  # type: ignore[arg-type]
+            sg.acc = torch.zeros_like(sg.param.data)
+        self.version += 1
 
     def run(self) -> None:
         ctx, rec, steps = self.ctx, self.ctx.records, self.ctx.scn.training.steps
@@ -103,6 +116,18 @@ class ServerRole:
                 ) from None
             if msg.kind == -1:
                 raise ctx.transport.receive_failed(msg.src)
+            if msg.kind == wire.LEAVE:  # a worker crashed for good: out of the sync rule
+                pushed = self.clocks.pop(msg.src)
+                self.left_clocks.append(pushed)
+                total -= steps - pushed
+                done = [c for c, n in self.bsp_count.items() if n == self.bsp_needed(c)] if self.mode == "bsp" else []
+                for c in done:
+                    del self.bsp_count[c]
+                    t1 = time.monotonic()
+                    self._update()
+                    rec.spans.append((self.s, 1, t1, time.monotonic(), 0))
+                self._release()
+                continue
             if msg.kind == wire.PULL:
                 now = time.monotonic()
                 if self.ready(msg.step):
@@ -126,7 +151,7 @@ class ServerRole:
                 seg.acc.add_(grad)  # type: ignore[union-attr]
                 n = self.bsp_count.get(step, 0) + 1
                 self.bsp_count[step] = n
-                release = n == len(self.pushers)
+                release = n == self.bsp_needed(step)
             else:
                 seg.step(grad)
                 self.version += 1
@@ -139,21 +164,22 @@ class ServerRole:
             rec.grad_bytes[p, step, self.s] = msg.nbytes
             if release:
                 del self.bsp_count[step]
-                for sg in self.segments.values():
-                    sg.step(sg.acc)  # type: ignore[arg-type]
-                    sg.acc = torch.zeros_like(sg.param.data)
-                self.version += 1
+                self._update()
                 rec.spans.append((self.s, 1, t1, time.monotonic(), 0))
-            if self.parked:
-                ready = [q for q in self.parked if self.ready(q[1])]
-                if ready:
-                    self.parked = [q for q in self.parked if not self.ready(q[1])]
-                    self._reply(ready)
+            self._release()
         for h in self.sends:
             h.wait()
         for p in self.pushers:
             ctx.transport.stop(p)
         ctx.transport.join()
+
+    def _release(self) -> None:
+        """Answer the held pulls the sync rule now allows."""
+        if self.parked:
+            ready = [q for q in self.parked if self.ready(q[1])]
+            if ready:
+                self.parked = [q for q in self.parked if not self.ready(q[1])]
+                self._reply(ready)
 
     def peak_memory(self) -> int:
         return max(0, _rss_bytes() - self.rss0)

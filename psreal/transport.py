@@ -44,10 +44,8 @@ class PeerLost(ConnectionError):
     """A peer's connection closed or broke: usually the consequence of that peer's own failure."""
 
 
-# gloo's words for a peer that went away; the last is psreal/pipeline_mail.py's, raised when a
-# pipeline neighbour's receiver failed
-_GLOO_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket closed",
-              "receiving from pipeline neighbour")
+# gloo's words for a peer that went away
+_GLOO_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket closed")
 
 
 def is_peer_loss(exc: BaseException) -> bool:

@@ -132,8 +132,21 @@ class WorkerRole:
         B, N = scn.training.batch_size, scn.training.samples_per_worker
         versions: dict[int, int] = {}
         who = ctx.layout.describe(ctx.rank, self.P)
+        crashes = {f.at_step: f.restart_after_s for f in scn.faults if f.worker == self.replica}
+        overlap = scn.communication.overlap
+        if overlap:
+            self._hook_grads()
         for step in range(scn.training.steps):
             inject_fault("worker", p, step, who)  # testing hook (PSREAL_FAULT); no-op otherwise
+            if step in crashes:  # scenario faults: crash as this step is reached, losing the state
+                self._lose_state()
+                restart_after = crashes[step]
+                if restart_after is None:  # for good: the shards take it out of the sync rule
+                    for h in [tr.send(self._server_ep(s), wire.LEAVE, step=step) for s in self.shards]:
+                        h.wait()
+                    ctx.control.progress(scn.training.steps)
+                    break
+                time.sleep(restart_after)  # down, then back with a fresh pull
             # ---- pull
             sent0 = tr.bytes_sent
             T["pull_start_s"][p, step] = time.monotonic()
@@ -162,6 +175,9 @@ class WorkerRole:
             if self.P == 1:
                 t0 = time.monotonic()
                 self.model.zero_grad(set_to_none=True)
+                if overlap:  # the hooks push each shard's gradient as soon as backward has made it
+                    self._overlap = {"step": step, "versions": versions, "sends": [], "first": None,
+                                     "left": dict(self._params_needed)}
                 loss = self.model.loss(self.model(xb), yb)
                 loss.backward()
                 self._sync()
@@ -172,9 +188,13 @@ class WorkerRole:
                 self._pipeline_step(step, xb, yb)
             T["compute_end_s"][p, step] = time.monotonic()
             # ---- push
-            T["push_start_s"][p, step] = time.monotonic()
-            payloads = {s: self._pack(s) for s in self.shards}
-            sends = [tr.send(self._server_ep(s), wire.PUSH, step=step, version=versions[s], payload=payloads[s]) for s in self.shards]
+            if overlap:
+                T["push_start_s"][p, step] = self._overlap["first"]
+                sends = self._overlap["sends"]
+            else:
+                T["push_start_s"][p, step] = time.monotonic()
+                payloads = {s: self._pack(s) for s in self.shards}
+                sends = [tr.send(self._server_ep(s), wire.PUSH, step=step, version=versions[s], payload=payloads[s]) for s in self.shards]
             for h in sends:
                 h.wait()
             T["push_end_s"][p, step] = time.monotonic()
@@ -190,6 +210,38 @@ class WorkerRole:
             if not self.last:
                 tr.stop(p + 1)
         tr.join()
+
+    def _lose_state(self) -> None:
+        """A crash loses the worker's model state (the next pull brings parameters back)."""
+        with torch.no_grad():
+            for prm in self.params:
+                prm.zero_()
+                prm.grad = None
+
+    def _hook_grads(self) -> None:
+        """communication.overlap: count, per shard, the parameters whose gradients it carries; a
+        hook after each parameter's gradient is accumulated packs and sends a shard's push the
+        moment its last parameter is done (backward runs from the last layer to the first)."""
+        shards_of_param: dict[int, list[int]] = {}
+        for s, parts in self.parts.items():
+            for li in {li for li, _, _ in parts}:
+                shards_of_param.setdefault(li, []).append(s)
+        self._params_needed = {s: len({li for li, _, _ in parts}) for s, parts in self.parts.items()}
+        tr = self.ctx.transport
+
+        def ready(li: int) -> None:
+            ov = self._overlap
+            for s in shards_of_param.get(li, []):
+                ov["left"][s] -= 1
+                if ov["left"][s] == 0:
+                    if ov["first"] is None:
+                        ov["first"] = time.monotonic()
+                    payload = self._pack(s)
+                    ov["sends"].append(tr.send(self._server_ep(s), wire.PUSH, step=ov["step"],
+                                               version=ov["versions"][s], payload=payload))
+
+        for li, prm in enumerate(self.params):
+            prm.register_post_accumulate_grad_hook(lambda _p, li=li: ready(li))
 
     def _extra(self, took: float, step: int, fixed: float | None) -> float:
         f = float(self.factors[step])

@@ -42,8 +42,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def reference_params(scn: Scenario) -> dict[str, torch.Tensor]:
-    """One process, the same data and summed gradients, torch.optim on the whole model."""
+def reference_params(scn: Scenario, workers_at: Any = None) -> dict[str, torch.Tensor]:
+    """One process, the same data and summed gradients, torch.optim on the whole model.
+
+    `workers_at(step)`: the workers whose gradients step `step` sums (default: all of them)."""
     spec, tr = scn.model, scn.training
     model = build_model(spec, scn.seed)
     o = tr.optimizer
@@ -58,7 +60,8 @@ def reference_params(scn: Scenario) -> dict[str, torch.Tensor]:
     for step in range(tr.steps):
         idx = torch.arange(step * B, (step + 1) * B) % N
         total = [torch.zeros_like(p) for p in params]
-        for x, y in data:
+        active = range(len(data)) if workers_at is None else workers_at(step)
+        for x, y in (data[w] for w in active):
             model.zero_grad(set_to_none=True)
             model.loss(model(x[idx]), y[idx]).backward()
             for t, p in zip(total, params, strict=True):
