@@ -3,7 +3,8 @@
 Every role keeps one TCP connection to the coordinator (rank 0). Over it:
 
 - START(src, dst, seq, bytes): a role is about to send a message. The arbiter adds it to the same
-  max-min fluid model the simulator uses (`pssim.fluid.FluidSystem` over the scenario's NICs and
+  max-min fluid model the simulator uses (`pssim.fluid.SmallFluid`, the plain-Python twin of the
+  simulator's `FluidSystem`, over the scenario's NICs and
   fabric) and, when the last byte has drained plus the link latency, sends DONE(src, seq) to both
   ends. The tensors themselves travel over gloo at loopback speed meanwhile; the sender's send
   completes, and the receiver hands the message on, only at DONE. So every message takes the time
@@ -32,7 +33,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pssim.costs import LinkLayout
-from pssim.fluid import FluidSystem
+from pssim.fluid import SmallFluid
 
 _HELLO, _START, _DONE, _PROG, _BYE, _ERR = b"H", b"S", b"D", b"P", b"B", b"E"
 _FMT = {
@@ -66,7 +67,7 @@ class ControlServer:
         self.core = core
         self.cpu_s = 0.0  # CPU seconds the control thread has used (read by psreal profile)
         self.links = links
-        self.fluid = FluidSystem(links.caps, links.names) if links else None
+        self.fluid = SmallFluid(links.caps, links.names) if links else None
         self.sock = socket.create_server((bind, 0))
         self.addr = (advertise, self.sock.getsockname()[1])
         self.sel = selectors.DefaultSelector()
@@ -145,11 +146,15 @@ class ControlServer:
                 fl.add(now, links.resources_of(src, dst), float(nbytes), (src, seq, dst))
             if starts:
                 fl.recompute()
-        while self.deliveries and self.deliveries[0][0] <= now:
-            _, src, seq, dst = heapq.heappop(self.deliveries)
-            msg = _DONE + _FMT[_DONE].pack(src, seq)
-            for ep in (src, dst):
-                self._send_to(ep, msg)
+        if self.deliveries and self.deliveries[0][0] <= now:
+            out: dict[int, list[bytes]] = {}  # one send per endpoint for all that are due
+            while self.deliveries and self.deliveries[0][0] <= now:
+                _, src, seq, dst = heapq.heappop(self.deliveries)
+                msg = _DONE + _FMT[_DONE].pack(src, seq)
+                out.setdefault(src, []).append(msg)
+                out.setdefault(dst, []).append(msg)
+            for ep, msgs in out.items():
+                self._send_to(ep, b"".join(msgs))
 
     def _send_to(self, ep: int, msg: bytes) -> None:
         s = self.by_endpoint.get(ep)
@@ -157,6 +162,12 @@ class ControlServer:
             self.unclaimed.setdefault(ep, []).append(msg)
             return
         try:
+            n = s.send(msg)  # non-blocking: a few bytes nearly always fit at once
+            if n < len(msg):
+                s.setblocking(True)
+                s.sendall(msg[n:])
+                s.setblocking(False)
+        except BlockingIOError:
             s.setblocking(True)
             s.sendall(msg)
             s.setblocking(False)

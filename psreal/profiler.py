@@ -276,7 +276,8 @@ def _transport_child(rank: int, world: int, init_method: str, n_ping: int) -> No
         tr.receive_from(peer, q.put)
         dist.barrier()
         rtts = []
-        for i in range(n_ping):  # header-only ping-pong: latency of the code path
+        c_ping = cpu()
+        for i in range(n_ping):  # header-only ping-pong: latency and CPU of the code path
             if ep == 0:
                 t0 = time.perf_counter()
                 tr.send(1, wire.PULL, step=i).wait()
@@ -287,6 +288,7 @@ def _transport_child(rank: int, world: int, init_method: str, n_ping: int) -> No
                 tr.send(0, wire.REPLY, step=i).wait()
         mode = "emulated" if emulate else "plain"
         out[f"rtt_{mode}"] = rtts[n_ping // 10 :]
+        out[f"ping_cpu_{mode}"] = (cpu() - c_ping) / (2 * n_ping)  # per message sent or received
         # one-way streams: CPU seconds per message at each end, by size
         for n in _STREAM_SIZES:
             reps = _stream_reps(n)
@@ -341,6 +343,7 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
         for _ in _STREAM_SIZES:
             dist.barrier()
         dist.barrier()  # emulated ping-pong
+        arb_ping = server.cpu_s
         for _ in _STREAM_SIZES:  # emulated streams: the arbiter's CPU per message, by size
             dist.barrier()
             arbiter.append(server.cpu_s)
@@ -361,6 +364,12 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
         for mode in ("plain", "emulated")
     }
     arb = [(b - a) / (_stream_reps(n) + 1) for a, b, n in zip(arbiter, arbiter[1:], sizes, strict=False)]
+    # a PS exchanges requests and replies one at a time: the fixed CPU per message is the
+    # ping-pong's (each wake-up paid per message), the per-byte part the streams'
+    arb_a = (arbiter[0] - arb_ping) / (2 * n_ping) if arbiter else 0.0
+
+    def per_message(fit: LinearCost, mode: str, side: dict[str, Any]) -> LinearCost:
+        return LinearCost(a=side[f"ping_cpu_{mode}"] / 2, b=fit.b)
     plain = statistics.median(snd["rtt_plain"]) / 2
     emulated = statistics.median(snd["rtt_emulated"]) / 2
     # the wire: wall seconds per message of a one-way stream, a + b * bytes; 1/b is the most the
@@ -369,12 +378,12 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     return {
         # CPU seconds per message at each end, a + b * bytes, without and with app emulation
         # (the latter adds the arbiter client's work: START, the DONE reader, the hand-over)
-        "send_cpu": fits["plain"][0],
-        "recv_cpu": fits["plain"][1],
-        "send_cpu_app": fits["emulated"][0],
-        "recv_cpu_app": fits["emulated"][1],
+        "send_cpu": per_message(fits["plain"][0], "plain", snd),
+        "recv_cpu": per_message(fits["plain"][1], "plain", rcv),
+        "send_cpu_app": per_message(fits["emulated"][0], "emulated", snd),
+        "recv_cpu_app": per_message(fits["emulated"][1], "emulated", rcv),
         # the link arbiter's own CPU per message (START, completion, two DONEs), on its core
-        "arbiter_cpu": _fit(sizes[: len(arb)], arb) if arb else LinearCost(),
+        "arbiter_cpu": LinearCost(a=arb_a, b=_fit(sizes[: len(arb)], arb).b if arb else 0.0),
         # the critical path of a header-only message from send to hand-over (threads, gloo, and
         # with app emulation the arbiter's round trip): what a message takes beyond its link time
         "delay_none_s": plain,
@@ -391,7 +400,7 @@ _COST_KEYS = ("send_cpu", "recv_cpu", "send_cpu_app", "recv_cpu_app", "arbiter_c
 
 
 def host_transport(force: bool = False) -> dict[str, Any]:
-    path = host_cache_path("transport-v2", "any")
+    path = host_cache_path("transport-v3", "any")
     if path.exists() and not force:
         d = json.loads(path.read_text())
         for k in _COST_KEYS:

@@ -36,6 +36,7 @@ class FluidSystem:
     """Flows over capacitated resources, rates max-min fair (see the module docstring)."""
 
     def __init__(self, capacities: Sequence[float], names: Sequence[str] | None = None) -> None:
+        self._next_cache: float | None = None  # next_completion, until the flows or rates change
         cap = np.asarray(capacities, dtype=float)
         if cap.ndim != 1 or cap.size == 0:
             raise ValueError('"capacities" must be a non-empty list')
@@ -44,6 +45,7 @@ class FluidSystem:
         if names is not None and len(names) != cap.size:
             raise ValueError(f'"names" must name every resource ({cap.size}), got {len(names)}')
         self.cap = cap
+        self.cap_list = cap.tolist()
         self.names = list(names) if names is not None else [f"r{i}" for i in range(cap.size)]
         self.n = 0  # flows materialised in the arrays, stored densely in [0, n)
         size = 64
@@ -176,6 +178,7 @@ class FluidSystem:
             f[i, _CAP] = c
         self._n_capped += len(capped)
         self._tdone[n : n + k] = np.where(amounts > 0, np.inf, self._now)
+        self._next_cache = None
         self._key[n : n + k] = np.fromiter(keys, dtype=object, count=k)
         self._seq[n : n + k] = np.arange(self._next_seq, self._next_seq + k)
         self._next_seq += k
@@ -240,50 +243,13 @@ class FluidSystem:
         rem = np.maximum(f[:, _REM], 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             self._tdone[:n] = self._now + np.where(rate > 0, rem / rate, np.where(rem <= 0, 0.0, np.inf))
+        self._next_cache = None
 
     def _fill_small(self, n: int) -> np.ndarray:
-        """Progressive filling in plain Python: for a few flows (psreal's link arbiter, small
-        simulations) numpy's per-call cost dominates. The same steps as `_fill`."""
+        """Progressive filling in plain Python: for a few flows numpy's per-call cost dominates."""
         rows = self._res[:n, : self._width].tolist()
-        fcap = self._f[:n, _CAP].tolist()
-        capped = self._n_capped > 0
-        capl = self.cap
-        cnt: dict[int, int] = {}
-        for row in rows:
-            for r in row:
-                if r >= 0:
-                    cnt[r] = cnt.get(r, 0) + 1
-        cap_left = {r: float(capl[r]) for r in cnt}
-        tol = {r: _SAT_TOL * v for r, v in cap_left.items()}
-        rate = [0.0] * n
-        live = list(range(n))
-        level = 0.0
-        while live:
-            d = min(cap_left[r] / c for r, c in cnt.items() if c > 0)
-            if capped:
-                d = min(d, min(fcap[i] for i in live) - level)
-            level += d
-            sat = set()
-            for r, c in cnt.items():
-                if c > 0:
-                    cap_left[r] -= d * c
-                    if cap_left[r] <= tol[r]:
-                        sat.add(r)
-            frozen = [
-                i for i in live
-                if any(r in sat for r in rows[i])
-                or (capped and fcap[i] != np.inf and fcap[i] - level <= _SAT_TOL * max(fcap[i], 1.0))
-            ]
-            if not frozen:  # numerical corner: freeze the tightest anyway
-                frozen = live
-            fz = set(frozen)
-            for i in frozen:
-                rate[i] = level
-                for r in rows[i]:
-                    if r >= 0:
-                        cnt[r] -= 1
-            live = [i for i in live if i not in fz]
-        return np.array(rate)
+        fcap = self._f[:n, _CAP].tolist() if self._n_capped else None
+        return np.array(max_min_rates(rows, self.cap_list, fcap))
 
     def _fill(self, n: int) -> np.ndarray:
         """Progressive filling, vectorised over flows."""
@@ -336,10 +302,13 @@ class FluidSystem:
 
     def next_completion(self) -> float:
         """Absolute time the next flow completes at the current rates (inf if none can)."""
-        self._flush()
-        if self.n == 0:
-            return np.inf
-        return float(self._tdone[: self.n].min())
+        if self._n_queued:
+            self._flush()
+        elif self._next_cache is not None:
+            return self._next_cache
+        t = float(self._tdone[: self.n].min()) if self.n else np.inf
+        self._next_cache = t
+        return t
 
     def pop_completed(self, now: float) -> list[Hashable]:
         """Advance to `now` and remove the flows done by then (in start order). Rates go stale."""
@@ -370,6 +339,7 @@ class FluidSystem:
                 a[holes] = a[movers]
         self._key[k:n] = None  # let go of the finished flows' keys
         self.n = k
+        self._next_cache = None
         self._dirty = True
         return keys
 
@@ -378,3 +348,121 @@ class FluidSystem:
         self._flush()
         order = np.argsort(self._seq[: self.n])
         return {self._key[i]: float(self._f[i, _RATE]) for i in order.tolist()}
+
+
+def max_min_rates(rows: list[list[int]] | list[tuple[int, ...]], caps: list[float], flow_caps: list[float] | None = None) -> list[float]:
+    """Max-min fair rates of flows crossing `rows` (resource indices; -1 = none) by progressive
+    filling, in plain Python (the same steps as FluidSystem._fill: raise every unfrozen flow
+    together until a resource saturates or a flow reaches its cap, freeze those, go on)."""
+    n = len(rows)
+    cnt: dict[int, int] = {}
+    for row in rows:
+        for r in row:
+            if r >= 0:
+                cnt[r] = cnt.get(r, 0) + 1
+    cap_left = {r: float(caps[r]) for r in cnt}
+    tol = {r: _SAT_TOL * v for r, v in cap_left.items()}
+    rate = [0.0] * n
+    live = list(range(n))
+    level = 0.0
+    while live:
+        d = min((cap_left[r] / c for r, c in cnt.items() if c > 0), default=np.inf)
+        if flow_caps is not None:
+            d = min(d, min(flow_caps[i] for i in live) - level)
+        level += d
+        sat = set()
+        for r, c in cnt.items():
+            if c > 0:
+                cap_left[r] -= d * c
+                if cap_left[r] <= tol[r]:
+                    sat.add(r)
+        frozen = [
+            i for i in live
+            if any(r in sat for r in rows[i])
+            or (flow_caps is not None and flow_caps[i] != np.inf and flow_caps[i] - level <= _SAT_TOL * max(flow_caps[i], 1.0))
+        ]
+        if not frozen:  # numerical corner: freeze the tightest anyway
+            frozen = live
+        fz = set(frozen)
+        for i in frozen:
+            rate[i] = level
+            for r in rows[i]:
+                if r >= 0:
+                    cnt[r] -= 1
+        live = [i for i in live if i not in fz]
+    return rate
+
+
+class SmallFluid:
+    """The same fluid model as `FluidSystem`, in plain Python, for a few dozen flows at most.
+
+    psreal's link arbiter runs it on every message's start and end in real time: at that size a
+    dict of flows costs a fraction of numpy's per-call overhead. The rates come from the same
+    `max_min_rates`; a test checks both classes give the same completions.
+    """
+
+    def __init__(self, capacities: Sequence[float], names: Sequence[str] | None = None) -> None:
+        caps = [float(c) for c in capacities]
+        if not caps or any(not (0 < c < np.inf) for c in caps):
+            raise ValueError('"capacities" must be a non-empty list of finite values > 0')
+        self.caps = caps
+        self.names = list(names) if names is not None else [f"r{i}" for i in range(len(caps))]
+        self.flows: dict[Hashable, list] = {}  # key -> [resources, remaining, rate, cap, seq]
+        self._seq = 0
+        self._now = 0.0
+        self._dirty = False
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def add(self, now: float, resources: Sequence[int], amount: float, key: Hashable, cap: float = np.inf) -> None:
+        self.advance(now)
+        self.flows[key] = [tuple(resources), float(amount), 0.0, cap, self._seq]
+        self._seq += 1
+        self._dirty = True
+
+    def advance(self, now: float) -> None:
+        dt = now - self._now
+        if dt > 0:
+            for f in self.flows.values():
+                f[1] -= f[2] * dt
+            self._now = now
+        elif dt < -1e-9:
+            raise ValueError(f"time went backwards ({now} < {self._now})")
+
+    def recompute(self) -> None:
+        self._dirty = False
+        fl = list(self.flows.values())
+        if not fl:
+            return
+        capped = any(f[3] != np.inf for f in fl)
+        rates = max_min_rates([f[0] for f in fl], self.caps, [f[3] for f in fl] if capped else None)
+        for f, r in zip(fl, rates, strict=True):
+            f[2] = r
+
+    def next_completion(self) -> float:
+        best = np.inf
+        for f in self.flows.values():
+            rem, rate = max(f[1], 0.0), f[2]
+            t = rem / rate if rate > 0 else (0.0 if rem <= 0 else np.inf)
+            best = min(best, t)
+        return self._now + best
+
+    def pop_completed(self, now: float) -> list[Hashable]:
+        self.advance(now)
+        done = []
+        for key, f in self.flows.items():
+            rem, rate = f[1], f[2]
+            left = rem / rate if rate > 0 else (0.0 if rem <= 0 else np.inf)
+            if left <= _DONE_TOL_S:
+                done.append((f[4], key))
+        done.sort()
+        for _, key in done:
+            del self.flows[key]
+        if done:
+            self._dirty = True
+        return [k for _, k in done]

@@ -323,3 +323,36 @@ def test_python_and_numpy_filling_agree(inst: tuple) -> None:
     assert rates[0].keys() == rates[1].keys()
     for k in rates[0]:
         assert rates[0][k] == pytest.approx(rates[1][k], rel=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(instances(), st.lists(st.floats(0.1, 10.0), min_size=25, max_size=25), st.lists(st.floats(0.0, 3.0), min_size=25, max_size=25))
+def test_small_fluid_completes_flows_when_fluid_system_does(inst: tuple, amounts: list[float], starts: list[float]) -> None:
+    # psreal's arbiter runs SmallFluid, the simulator FluidSystem: one model, the same completions
+    from pssim.fluid import SmallFluid
+
+    caps, flows = inst
+    keys = list(flows)
+    order = sorted(range(len(keys)), key=lambda i: (starts[i], i))
+
+    def run(cls: type) -> dict[Hashable, float]:
+        fs = cls(caps)
+        done: dict[Hashable, float] = {}
+        pending = list(order)
+        while pending or len(fs):
+            t_next = fs.next_completion() if len(fs) else np.inf
+            t_start = starts[pending[0]] if pending else np.inf
+            if t_start <= t_next:
+                i = pending.pop(0)
+                res, cap = flows[keys[i]]
+                fs.add(t_start, res, amounts[i], keys[i], cap=cap)
+            else:
+                for k in fs.pop_completed(t_next):
+                    done[k] = t_next
+            fs.recompute()
+        return done
+
+    a, b = run(FluidSystem), run(SmallFluid)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-9)
