@@ -144,3 +144,10 @@ def synthetic_data(spec: ModelSpec, seed: int, worker: int, n: int) -> tuple[tor
         seq.append((a * seq[-1] + b) % v)
     toks = torch.cat(seq, dim=1)
     return toks[:, :-1].contiguous(), toks[:, 1:].contiguous()
+
+
+def local_batch(x: torch.Tensor, y: torch.Tensor, step: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step `step`'s batch of a worker's shard: samples [step*B, (step+1)*B) modulo the shard size
+    (the worker's compute phase starts with this gather; the profiler times it too)."""
+    idx = torch.arange(step * batch, (step + 1) * batch, device=x.device) % x.shape[0]
+    return x[idx], y[idx]

@@ -43,7 +43,7 @@ from pssim.sharding import plan_shards
 from pssim.workload import build_workload
 
 from .codec import decode_dense, decode_push, encode_dense, encode_push
-from .models import TORCH_DTYPES, build_model, synthetic_data
+from .models import TORCH_DTYPES, build_model, local_batch, synthetic_data
 from .roles import host_cores, set_threads
 
 _FLUSH: dict[str, torch.Tensor] = {}
@@ -119,13 +119,17 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
             torch.cuda.synchronize(device)
 
     x, y = synthetic_data(spec, scn.seed, 0, scn.training.samples_per_worker)
-    idx = torch.arange(B) % x.shape[0]
-    xb, yb = x[idx].to(device), y[idx].to(device)
+    x, y = x.to(device), y.to(device)
+    xb, yb = local_batch(x, y, 0, B)
     model = build_model(spec, scn.seed).to(device)
+    counter = iter(range(1 << 30))
 
-    def step() -> None:
+    def step() -> None:  # what a worker's compute phase does (psreal/worker.py)
+        xs, ys = local_batch(x, y, next(counter), B)
         model.zero_grad(set_to_none=True)
-        model.loss(model(xb), yb).backward()
+        loss = model.loss(model(xs), ys)
+        loss.backward()
+        float(loss.detach())
 
     # compute: the mean (what throughput sees) and the samples themselves (the simulator draws
     # each step's natural variation from them)

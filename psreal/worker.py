@@ -27,7 +27,7 @@ from pssim.sharding import plan_shards
 from pssim.workload import build_workload
 
 from .codec import decode_dense, encode_dense, encode_push
-from .models import TORCH_DTYPES, build_model, synthetic_data
+from .models import TORCH_DTYPES, build_model, local_batch, synthetic_data
 from .pipeline_mail import Mailbox
 from .roles import RoleContext, inject_fault
 
@@ -129,7 +129,7 @@ class WorkerRole:
             if not self.last:
                 tr.receive_from(p + 1, self.mail.put, pin=self.cuda)
         fixed = scn.compute.step_time_s
-        B, N = scn.training.batch_size, scn.training.samples_per_worker
+        B = scn.training.batch_size
         versions: dict[int, int] = {}
         who = ctx.layout.describe(ctx.rank, self.P)
         crashes = {f.at_step: f.restart_after_s for f in scn.faults if f.worker == self.replica}
@@ -170,8 +170,7 @@ class WorkerRole:
             T["wait_s"][p, step] = wait
             # ---- compute
             T["compute_start_s"][p, step] = time.monotonic()
-            idx = torch.arange(step * B, (step + 1) * B, device=self.dev) % N
-            xb, yb = self.x[idx], self.y[idx]
+            xb, yb = local_batch(self.x, self.y, step, B)
             if self.P == 1:
                 t0 = time.monotonic()
                 self.model.zero_grad(set_to_none=True)
