@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pssim.costs import link_layout
+from pssim.costs import link_layout, placement
 from pssim.records import Records, summarize
 from pssim.results import write_results
 from pssim.scenario import Scenario
@@ -104,9 +104,11 @@ def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clo
 
             role = WorkerRole(ctx, i)
         t0 = _start_together()
+        cpu0 = _process_cpu_s()
         role.run()
+        cpu_s = _process_cpu_s() - cpu0
         ctx.records.shift_time(t0)
-        out = {"rank": rank, "records": ctx.records, "kind": kind, "peak_memory": role.peak_memory()}
+        out = {"rank": rank, "records": ctx.records, "kind": kind, "peak_memory": role.peak_memory(), "cpu_s": cpu_s}
         if save_params and kind == "server":
             out["params"] = role.final_params()
     except BaseException as exc:
@@ -116,6 +118,13 @@ def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clo
         raise
     control.bye()
     return out
+
+
+def _process_cpu_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _pin(scn: Scenario, layout: Layout, rank: int) -> None:
@@ -229,11 +238,18 @@ class _Coordinator:
         rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
         peak: dict[str, int] = {}
         P = scn.pipeline.stages
+        place = placement(scn, host_cores())
+        cpu: dict[str, float] = {}
         for r in self.gathered[1:]:
             rec.merge(r["records"])
             kind, i = self.layout.role_of(r["rank"])
             key = "server" if kind == "server" else ("worker" if P == 1 else f"stage{i % P}")
             peak[key] = max(peak.get(key, 0), int(r["peak_memory"]))
+            if place.core_of_proc is not None:
+                core = place.core_of_proc[i] if kind == "worker" else place.core_of_server[i]  # type: ignore[index]
+                cpu[f"core{core}"] = cpu.get(f"core{core}", 0.0) + float(r.get("cpu_s", 0.0))
+        if self.control is not None and self.emulate:
+            cpu["arbiter"] = float(self.control.cpu_s)
         last = [rec.proc(w, P - 1) for w in range(scn.cluster.workers.count)]
         # each replica's last recorded loss (a worker that crashed for good stopped early)
         ends = [row[~np.isnan(row)][-1] for row in rec.loss[last] if (~np.isnan(row)).any()]
@@ -244,6 +260,7 @@ class _Coordinator:
             "final_loss": final_loss,
             "device": _device_name(self.device),
             "peak_memory_bytes": peak,
+            "cpu_seconds": dict(sorted(cpu.items())),
             "compute_source": "measured",
         }
         summary = summarize(scn, rec, extra)

@@ -416,6 +416,91 @@ def host_transport(force: bool = False) -> dict[str, Any]:
     return d
 
 
+# ------------------------------------------------------------------------- in situ
+CALIBRATION_STEPS, CALIBRATION_WARMUP = 40, 8
+
+
+def calibration_scenario(scn: Scenario) -> Scenario:
+    """The scenario's model, batch, wire format, links and optimiser, run by 1 worker and 1 shard
+    under BSP, with no pipeline, straggler, fault or overlap: the smallest real PS exchange."""
+    from pssim.scenario import scenario_from_dict
+
+    d = scn.model_dump(mode="json")
+    d["name"] = f"{scn.name}-calibration"[:100]
+    d["training"].update(steps=CALIBRATION_STEPS, warmup_steps=CALIBRATION_WARMUP)
+    d["cluster"]["workers"].update(count=1, per_device=1)
+    d["cluster"]["servers"]["count"] = 1
+    d["sync"] = {"mode": "bsp"}
+    d["pipeline"] = {"stages": 1, "microbatches": 1}
+    d["stragglers"] = {}
+    d["faults"] = []
+    d["communication"]["overlap"] = False
+    d["compute"] = {"step_time_s": None, "profile": "none"}
+    if d["model"].get("hidden") is None:
+        d["model"].pop("hidden", None)
+    return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
+
+
+def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any]) -> dict[str, Any]:
+    """What the roles cost inside a real run, where microbenchmarks are too kind (caches cold after
+    every message, threads waking, gloo's own threads): a short real run of
+    `calibration_scenario`, then from its records and each role's measured CPU time
+
+    - the compute phase's duration, step by step (the simulator's compute time and its noise);
+    - the CPU each message costs at a worker and at a server end, beyond the host ops measured
+      above and the per-byte cost measured by the transport streams: the worker sends a pull
+      request and a push and receives a reply per step, the server the reverse, so
+      a = (role CPU per step - ops - bytes x per-byte) / 3;
+    - the link arbiter's CPU per message (app emulation).
+    """
+    import csv
+    import tempfile
+
+    from pssim.costs import op_cost, per_partition_ops
+    from pssim.sharding import plan_shards
+    from pssim.wire import HEADER_BYTES, dense_payload_bytes, message_bytes, push_payload_bytes
+
+    from .launch import run_local
+
+    cal = calibration_scenario(scn)
+    with tempfile.TemporaryDirectory(prefix="psreal-calibration-") as tmp:
+        folder, summary = run_local(cal, tmp, device, timeout_s=600, stall_s=120)
+        with open(folder / "steps.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) >= CALIBRATION_WARMUP]
+    compute = [float(r["compute_end_s"]) - float(r["compute_start_s"]) for r in rows]
+    steps = cal.training.steps
+    cpu = summary.get("cpu_seconds", {})
+    comm = cal.communication
+    numels = [q.numel for q in plan_shards(cal).shards[0]]
+    pp = per_partition_ops(comm.compression.kind)
+
+    def op(name: str) -> float:
+        return op_cost(ops[name], name in pp, numels)
+
+    push = message_bytes(push_payload_bytes(numels, comm.wire_dtype, comm.compression.kind, comm.compression.ratio))
+    reply = message_bytes(dense_payload_bytes(sum(numels), comm.wire_dtype))
+    app = cal.cluster.network.emulation == "app"
+    send_b, recv_b = (tr["send_cpu_app"].b, tr["recv_cpu_app"].b) if app else (tr["send_cpu"].b, tr["recv_cpu"].b)
+    mean_compute = statistics.fmean(compute)
+    worker = cpu.get("core0", 0.0) / steps - mean_compute - op("worker_pack") - op("worker_unpack") \
+        - send_b * (HEADER_BYTES + push) - recv_b * reply
+    server = cpu.get("core1", 0.0) / steps - op("server_accumulate") - op("server_update") - op("server_reply") \
+        - recv_b * (HEADER_BYTES + push) - send_b * reply
+    floor = 10e-6  # a message never costs less than this (guards the subtraction against noise)
+    out = {
+        "compute_s": mean_compute,
+        "compute_samples_s": compute,
+        "msg_worker_a": max(worker / 3, floor),
+        "msg_server_a": max(server / 3, floor),
+        "send_b": send_b,
+        "recv_b": recv_b,
+        "samples": {"cpu_seconds": cpu, "steps": steps, "throughput_samples_per_s": summary["throughput_samples_per_s"]},
+    }
+    if app and "arbiter" in cpu:
+        out["arbiter_a"] = cpu["arbiter"] / (3 * steps)
+    return out
+
+
 # ------------------------------------------------------------------------------- entry
 def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: bool = True, force_transport: bool = False) -> tuple[Path, Profile]:
     set_threads()
@@ -431,9 +516,17 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         os.sched_setaffinity(0, old_aff)
     tr = host_transport(force_transport)
     app = scn.cluster.network.emulation == "app"
-    ops["msg_send"], ops["msg_recv"] = (tr["send_cpu_app"], tr["recv_cpu_app"]) if app else (tr["send_cpu"], tr["recv_cpu"])
+    situ = measure_in_situ(scn, device, ops, tr)
+    # per message end: the fixed CPU measured in situ (worker and server ends apart), the per-byte
+    # CPU from the transport's streams
+    ops["msg_send"] = LinearCost(a=situ["msg_worker_a"], b=situ["send_b"])
+    ops["msg_recv"] = LinearCost(a=situ["msg_worker_a"], b=situ["recv_b"])
+    ops["msg_send_server"] = LinearCost(a=situ["msg_server_a"], b=situ["send_b"])
+    ops["msg_recv_server"] = LinearCost(a=situ["msg_server_a"], b=situ["recv_b"])
     if app:
-        ops["arbiter"] = tr["arbiter_cpu"]
+        ops["arbiter"] = LinearCost(a=situ.get("arbiter_a", tr["arbiter_cpu"].a), b=tr["arbiter_cpu"].b)
+    if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it
+        step_s, s1 = situ["compute_s"], {**s1, "microbenchmark_step_compute_s": step_s, "compute_samples_s": situ["compute_samples_s"]}
     wire_rate = tr.get("wire_bytes_per_s")
     delay = tr["delay_app_s"] if scn.cluster.network.emulation == "app" else tr["delay_none_s"]
     prof = Profile(
@@ -451,7 +544,8 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         ops=ops,
         msg_overhead_s=delay,
         transport_bytes_per_s=wire_rate,
-        samples={"compute": s1, "ops": s2, "transport": tr["samples"], "model_params": build_workload(scn.model).numel},
+        samples={"compute": s1, "ops": s2, "transport": tr["samples"], "in_situ": situ["samples"],
+                 "model_params": build_workload(scn.model).numel},
     )
     path = Path(out) if out else cache_path(prof.key)
     write_atomic_text(path, prof.model_dump_json(indent=2))

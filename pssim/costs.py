@@ -101,15 +101,22 @@ class CostModel:
     per_partition: frozenset[str] = frozenset({"worker_unpack"})
 
     def op(self, name: str, part_numels: list[int] | tuple[int, ...]) -> float:
-        """Cost of `name` on one message's partitions: psreal handles them in one call (one cast,
-        one optimiser step over the segment), except the ops in `per_partition`, which loop over
-        partitions (unpacking into parameter slices; top-k and int8 coding)."""
-        if not part_numels:
-            return 0.0
-        f = self.ops[name]
-        if name in self.per_partition:
-            return sum(f(n) for n in part_numels)
-        return f(sum(part_numels))
+        return op_cost(self.ops[name], name in self.per_partition, part_numels)
+
+
+def per_partition_ops(compression: str) -> frozenset[str]:
+    """The host ops psreal runs partition by partition (unpacking into parameter slices; top-k
+    and int8 coding); the others handle a message's partitions in one call."""
+    return frozenset({"worker_unpack"} | ({"worker_pack", "server_accumulate", "server_apply"} if compression != "none" else set()))
+
+
+def op_cost(f: LinearCost, per_partition: bool, part_numels: list[int] | tuple[int, ...]) -> float:
+    """Cost of an op on one message's partitions (see `per_partition_ops`)."""
+    if not part_numels:
+        return 0.0
+    if per_partition:
+        return sum(f(n) for n in part_numels)
+    return f(sum(part_numels))
 
 
 def _catalog_ops(scn: Scenario) -> dict[str, LinearCost]:
@@ -227,8 +234,7 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         transport_bytes_per_s=transport,
         compute_samples_s=samples if scn.compute.step_time_s is None else (),
         profile_path=profile_path,
-        per_partition=frozenset({"worker_unpack"} | (
-            {"worker_pack", "server_accumulate", "server_apply"} if scn.communication.compression.kind != "none" else set())),
+        per_partition=per_partition_ops(scn.communication.compression.kind),
         notes=notes,
     )
 

@@ -83,6 +83,16 @@ def modelled_peak_memory(scn: Scenario, bounds: list[tuple[int, int]], topo: Top
     return out
 
 
+def _cpu_seconds(procs: Processors) -> dict[str, float]:
+    """Modelled CPU seconds per core over the run (as psreal reports them), the arbiter's apart."""
+    if not procs.n_cores:
+        return {}
+    out = {f"core{c}": w for c, w in enumerate(procs.cpu_work) if w > 0}
+    if procs.arbiter_work:
+        out["arbiter"] = procs.arbiter_work
+    return out
+
+
 def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, dict[str, Any]]:
     """Run the scenario in the simulator. Deterministic: same scenario, same records."""
     wall0 = time.perf_counter()
@@ -104,7 +114,11 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
         zero = type(costs.ops.get("msg_send") or costs.ops["msg_recv"])()
         # psreal pins the link arbiter to the last core, at real-time priority
         arbiter = (place.cores - 1, costs.ops["arbiter"]) if "arbiter" in costs.ops and place.cores else None
-        net.enable_endpoint_cpu(procs, costs.ops.get("msg_send", zero), costs.ops.get("msg_recv", zero),
+        send, recv = costs.ops.get("msg_send", zero), costs.ops.get("msg_recv", zero)
+        # a server's end of a message may cost it differently (its threads, its inbox)
+        send_s, recv_s = costs.ops.get("msg_send_server", send), costs.ops.get("msg_recv_server", recv)
+        n = topo.n_procs
+        net.enable_endpoint_cpu(procs, [send] * n + [send_s] * len(procs.server_res), [recv] * n + [recv_s] * len(procs.server_res),
                                 [*procs.host_res, *procs.server_res], arbiter)
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs)
     # the run ends when every worker has finished its last step and every shard has applied
@@ -131,6 +145,7 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
         "messages": net.messages,
         "compute_source": costs.source,
         "peak_memory_bytes": modelled_peak_memory(scn, bounds, topo),
+        "cpu_seconds": _cpu_seconds(procs),
         "wall_time_s": time.perf_counter() - wall0,
     }
     if costs.profile_path:

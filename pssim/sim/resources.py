@@ -111,11 +111,11 @@ class Network:
         a, b = src >= self.n_procs, dst >= self.n_procs
         return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
 
-    def enable_endpoint_cpu(self, procs: Processors, send_cost: Any, recv_cost: Any, core_of: list[int | None],
+    def enable_endpoint_cpu(self, procs: Processors, send_cost: list[Any], recv_cost: list[Any], core_of: list[int | None],
                             arbiter: tuple[int, Any] | None = None) -> None:
-        """Charge every message CPU at its two ends: `send_cost(bytes)` on the sender's core and
-        `recv_cost(bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its transfer;
-        and with `arbiter` = (core, cost), the link arbiter's work at real-time priority there."""
+        """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core and
+        `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
+        transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority."""
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
 
     _cpu: tuple | None = None
@@ -125,7 +125,7 @@ class Network:
         link part (bytes + delay) and both CPU jobs are done."""
         procs, send_cost, recv_cost, core_of, arbiter = self._cpu  # type: ignore[misc]
         src, dst = int(res[0]) // 2, (int(res[1]) - 1) // 2
-        jobs = [procs.run(core_of[src], send_cost(nbytes)), procs.run(core_of[dst], recv_cost(nbytes))]
+        jobs = [procs.run(core_of[src], send_cost[src](nbytes)), procs.run(core_of[dst], recv_cost[dst](nbytes))]
         if arbiter is not None:
             jobs.append(procs.run(arbiter[0], arbiter[1](nbytes), priority=0))
         gate = [len(jobs) + 1, msg]
@@ -343,6 +343,9 @@ class Processors:
             if r is not None:
                 users[r].add(("server", s))
         n_cores = place.cores or 0
+        self.n_cores = n_cores
+        self.cpu_work = [0.0] * n_cores  # standalone seconds of work given to each core
+        self.arbiter_work = 0.0  # ... of it, the link arbiter's (priority 0)
         self.shared: list[SharedProcessor | None] = [
             SharedProcessor(env, names[r]) if len(users[r]) > 1 or (overlapping and r < n_cores) else None
             for r in range(len(names))
@@ -355,6 +358,11 @@ class Processors:
             return self.env.timeout(0.0)
         if res is None:
             return self.env.timeout(work_s)
+        if res < self.n_cores:
+            if priority == 0:
+                self.arbiter_work += work_s
+            else:
+                self.cpu_work[res] += work_s
         sp = self.shared[res]
         if sp is None:
             return self.env.timeout(work_s)
