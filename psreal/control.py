@@ -66,6 +66,7 @@ class ControlServer:
         simulator models its work)."""
         self.core = core
         self.cpu_s = 0.0  # CPU seconds the control thread has used (read by psreal profile)
+        self.wakeups = 0  # loop passes that started, completed or delivered a message
         self.links = links
         self.fluid = SmallFluid(links.caps, links.names) if links else None
         self.sock = socket.create_server((bind, 0))
@@ -133,6 +134,8 @@ class ControlServer:
 
     def _tick(self, now: float, starts: list[tuple[int, int, int, int]]) -> None:
         fl, links = self.fluid, self.links
+        if starts or (self.deliveries and self.deliveries[0][0] <= now) or (fl is not None and fl.next_completion() <= now):
+            self.wakeups += 1
         if fl is not None and links is not None:
             # completions at their exact instants, even if this thread woke late
             while True:

@@ -266,6 +266,8 @@ class _Coordinator:
         summary = summarize(scn, rec, extra)
         summary["emulation"] = scn.cluster.network.emulation
         summary["arbiter_realtime"] = bool(self.control and self.control.realtime)
+        if self.control is not None and self.emulate:
+            summary["arbiter_wakeups"] = int(self.control.wakeups)
         if scn.cluster.network.emulation == "kernel":
             summary["kernel_latency"] = "transport" if self.transport_latency else "netem"
         folder = write_results(self.out, scn, "real", rec, summary)

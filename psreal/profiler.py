@@ -451,7 +451,8 @@ def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: 
       above and the per-byte cost measured by the transport streams: the worker sends a pull
       request and a push and receives a reply per step, the server the reverse, so
       a = (role CPU per step - ops - bytes x per-byte) / 3;
-    - the link arbiter's CPU per message (app emulation).
+    - the link arbiter's CPU per wake-up (app emulation): messages that start or end at one
+      instant are handled in one pass of its loop.
     """
     import csv
     import tempfile
@@ -494,10 +495,11 @@ def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: 
         "msg_server_a": max(server / 3, floor),
         "send_b": send_b,
         "recv_b": recv_b,
-        "samples": {"cpu_seconds": cpu, "steps": steps, "throughput_samples_per_s": summary["throughput_samples_per_s"]},
+        "samples": {"cpu_seconds": cpu, "steps": steps, "arbiter_wakeups": summary.get("arbiter_wakeups"),
+                    "throughput_samples_per_s": summary["throughput_samples_per_s"]},
     }
-    if app and "arbiter" in cpu:
-        out["arbiter_a"] = cpu["arbiter"] / (3 * steps)
+    if app and "arbiter" in cpu and summary.get("arbiter_wakeups"):
+        out["arbiter_wake_s"] = cpu["arbiter"] / summary["arbiter_wakeups"]
     return out
 
 
@@ -523,8 +525,8 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     ops["msg_recv"] = LinearCost(a=situ["msg_worker_a"], b=situ["recv_b"])
     ops["msg_send_server"] = LinearCost(a=situ["msg_server_a"], b=situ["send_b"])
     ops["msg_recv_server"] = LinearCost(a=situ["msg_server_a"], b=situ["recv_b"])
-    if app:
-        ops["arbiter"] = LinearCost(a=situ.get("arbiter_a", tr["arbiter_cpu"].a), b=tr["arbiter_cpu"].b)
+    if app:  # the arbiter's CPU per wake-up (messages starting or ending at one instant share one)
+        ops["arbiter"] = LinearCost(a=situ.get("arbiter_wake_s", tr["arbiter_cpu"].a))
     if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it
         step_s, s1 = situ["compute_s"], {**s1, "microbenchmark_step_compute_s": step_s, "compute_samples_s": situ["compute_samples_s"]}
     wire_rate = tr.get("wire_bytes_per_s")

@@ -127,13 +127,26 @@ class Network:
         src, dst = int(res[0]) // 2, (int(res[1]) - 1) // 2
         jobs = [procs.run(core_of[src], send_cost[src](nbytes)), procs.run(core_of[dst], recv_cost[dst](nbytes))]
         if arbiter is not None:
-            jobs.append(procs.run(arbiter[0], arbiter[1](nbytes), priority=0))
+            self._arbiter_wake()
         gate = [len(jobs) + 1, msg]
         for ev in jobs:
             ev.callbacks.append(lambda _e, g=gate: self._gate_part(g))  # type: ignore[union-attr]
         return (msg[0], self._gate_link_done, gate)
 
+    _arb_at = -1.0
+
+    def _arbiter_wake(self) -> None:
+        """psreal's link arbiter handles everything due at one instant in one pass of its loop:
+        one pass of CPU (measured per wake-up) at real-time priority on its core, per instant."""
+        now = self.env._now
+        if now != self._arb_at:
+            self._arb_at = now
+            procs, arbiter = self._cpu[0], self._cpu[4]  # type: ignore[index]
+            procs.run(arbiter[0], arbiter[1].a, priority=0)
+
     def _gate_link_done(self, fluid_msg: Message) -> None:
+        if self._cpu[4] is not None:  # type: ignore[index]
+            self._arbiter_wake()  # the arbiter sends DONE once the latency has passed
         self._gate_part(fluid_msg[2])
 
     def _gate_part(self, gate: list) -> None:
@@ -192,6 +205,8 @@ class Network:
             return  # a later recompute moved the next completion; its own timer handles it
         now = self.env._now
         msgs = self.sys.pop_completed(now)
+        if msgs and self._cpu is not None and self._cpu[4] is not None:
+            self._arbiter_wake()
         if msgs:
             if now != self._due_at:
                 self._due_at = now
