@@ -7,7 +7,12 @@ Each step (the simulator's Worker mirrors it):
            activations forward and their gradients back over the emulated links); GPU time is
            taken after synchronising; a straggler factor > 1 is added as a sleep afterwards;
   push     encode every shard's gradient for the wire (device -> pinned host memory on CUDA),
-           send them all, and wait until the last is delivered.
+           send them all, and wait until the last is delivered. With communication.overlap a
+           hook after each parameter's gradient sends a shard's push as soon as all of it exists.
+
+Scenario faults: a worker that crashes at step k loses its parameters; with restart_after_s it
+sleeps that long and redoes step k from a fresh pull, without it sends LEAVE to its shards (they
+take it out of the sync rule) and stops.
 
 Testing hook: `PSREAL_FAULT=worker:P:step:N:raise|kill|exit|hang` makes worker process P fail at
 the start of step N (see psreal/roles.py, `inject_fault`).
