@@ -496,6 +496,10 @@ def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
 
     if len(scns) > 1 or args.report_dir:
         report_dir = Path(args.report_dir or args.out)
+        if args.report_dir and report_dir.resolve() != out.resolve():
+            # a report folder is meant to be kept (committed): give it each scenario's report,
+            # comparison and plots, so its links do not point into the results folder
+            reports = [_keep_scenario_report(p, report_dir) if p.exists() else p for p in reports]
         for r, p in zip(rows, reports, strict=True):
             r["report"] = _rel(p, report_dir) if p.exists() else ""
         suite = write_suite(report_dir, rows)
@@ -506,6 +510,19 @@ def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
     elif reports[0].exists():
         print(f"report: {reports[0]}")
     return 1 if failed else 0
+
+
+def _keep_scenario_report(report_path: Path, report_dir: Path) -> Path:
+    """Copy a scenario's report.md, comparison.json and plots/ into report_dir/<scenario>/."""
+    src = report_path.parent
+    dst = report_dir / src.name
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("report.md", "comparison.json"):
+        if (src / name).exists():
+            shutil.copyfile(src / name, dst / name)
+    if (src / "plots").is_dir():
+        shutil.copytree(src / "plots", dst / "plots", dirs_exist_ok=True)
+    return dst / "report.md"
 
 
 def _compare_one(
