@@ -198,19 +198,8 @@ class ServerShard:
                 complete = self._leave(inbox.popleft()[3])
                 if complete is not None:
                     del st.bsp_count[complete]
-                    t1 = env.now
-                    yield procs.run(core, self.update_cost)
-                    st.version += 1
-                    spans.append((s, 1, t1, env.now, 0))
-                if self.parked:
-                    ready_now = [q for q in self.parked if self._ready(q[1])]
-                    if ready_now:
-                        self.parked = [q for q in self.parked if not self._ready(q[1])]
-                        t_ready = env.now
-                        if self.reply_version != st.version:
-                            yield procs.run(core, self.reply_cost)
-                            self.reply_version = st.version
-                        self._send_replies([q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready)
+                    yield from self._update()
+                yield from self._release()
                 if self.applied == self.expected:
                     self.drained.succeed()
                 continue
@@ -268,20 +257,30 @@ class ServerShard:
             self.applied += n_job
             if bsp and release:
                 del st.bsp_count[step]
-                yield procs.run(core, self.update_cost)
-                st.version += 1
-                spans.append((s, 1, t1, env.now, 0))
-            if self.parked:
-                ready_now = [q for q in self.parked if self._ready(q[1])]
-                if ready_now:
-                    self.parked = [q for q in self.parked if not self._ready(q[1])]
-                    t_ready = env.now
-                    if self.reply_version != st.version:
-                        yield procs.run(core, self.reply_cost)
-                        self.reply_version = st.version
-                    self._send_replies([q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready)
+                yield from self._update()
+            yield from self._release()
             if self.applied == self.expected:
                 self.drained.succeed()
+
+    def _update(self) -> Generator[simpy.Event, Any, None]:
+        """bsp: one optimiser step with the clock's summed gradient (version + 1)."""
+        t1 = self.env.now
+        yield self.m.procs.run(self.core, self.update_cost)
+        self.state.version += 1
+        self.m.rec.spans.append((self.s, 1, t1, self.env.now, 0))
+
+    def _release(self) -> Generator[simpy.Event, Any, None]:
+        """Answer the held pulls the sync rule now allows (packing the version once)."""
+        if not self.parked:
+            return
+        ready_now = [q for q in self.parked if self._ready(q[1])]
+        if ready_now:
+            self.parked = [q for q in self.parked if not self._ready(q[1])]
+            t_ready = self.env.now
+            if self.reply_version != self.state.version:
+                yield self.m.procs.run(self.core, self.reply_cost)
+                self.reply_version = self.state.version
+            self._send_replies([q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready)
 
     def _send_replies(self, procs: list[int], waits: list[float] | None, t_ready: float) -> None:
         """Send the current version to each proc; its wait is how long the sync rule held its
