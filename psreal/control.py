@@ -46,6 +46,9 @@ _FMT = {
 }
 
 
+_SELECT_FD_LIMIT = 1000  # select(2) handles descriptors below FD_SETSIZE (1024)
+
+
 def _try_realtime() -> bool:
     """Give the calling thread real-time priority where allowed, so its timers fire on time."""
     try:
@@ -71,7 +74,11 @@ class ControlServer:
         self.fluid = SmallFluid(links.caps, links.names) if links else None
         self.sock = socket.create_server((bind, 0))
         self.addr = (advertise, self.sock.getsockname()[1])
-        self.sel = selectors.DefaultSelector()
+        # select(2) takes its timeout in microseconds; epoll and poll round it up to a whole
+        # millisecond, which would deliver every message up to 1 ms late (twice: at its last byte
+        # and after its latency). select only watches descriptors below FD_SETSIZE: past that
+        # (hundreds of roles on one coordinator) the loop moves to the default selector.
+        self.sel: selectors.BaseSelector = selectors.SelectSelector()
         self.sel.register(self.sock, selectors.EVENT_READ, None)
         self.conns: dict[socket.socket, dict] = {}
         self.by_endpoint: dict[int, socket.socket] = {}
@@ -127,10 +134,20 @@ class ControlServer:
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     conn.setblocking(False)
                     self.conns[conn] = {"buf": b"", "rank": None, "ep": None}
+                    if isinstance(self.sel, selectors.SelectSelector) and conn.fileno() >= _SELECT_FD_LIMIT:
+                        self._to_default_selector()
                     self.sel.register(conn, selectors.EVENT_READ, 1)
                 else:
                     self._read(key.fileobj, starts)  # type: ignore[arg-type]
             self._tick(time.monotonic(), starts)
+
+    def _to_default_selector(self) -> None:
+        """Move every registration to the platform's default selector (no descriptor limit,
+        millisecond timeouts)."""
+        old, self.sel = self.sel, selectors.DefaultSelector()
+        for key in list(old.get_map().values()):
+            self.sel.register(key.fileobj, key.events, key.data)
+        old.close()
 
     def _tick(self, now: float, starts: list[tuple[int, int, int, int]]) -> None:
         fl, links = self.fluid, self.links

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 
 
 class LinearCost(BaseModel):

@@ -218,6 +218,28 @@ def test_on_done_calls_back_in_delivery_order_whether_registered_before_or_after
         server.stop()
 
 
+def test_the_arbiter_keeps_its_connections_when_it_outgrows_select(monkeypatch: pytest.MonkeyPatch) -> None:
+    # select(2) gives the arbiter microsecond timeouts but only watches descriptors below
+    # FD_SETSIZE; past the limit the loop moves to the default selector and goes on serving
+    import selectors
+
+    import psreal.control as control
+
+    monkeypatch.setattr(control, "_SELECT_FD_LIMIT", 0)  # every descriptor counts as past it
+    server = control.ControlServer(_one_worker_one_server())
+    assert isinstance(server.sel, selectors.SelectSelector)
+    server.start()
+    try:
+        a, b = control.ControlClient(server.addr, 1, 0), control.ControlClient(server.addr, 2, 1)
+        a.start_flow(1, 1, 1000)
+        a.wait_done(0, 1, 10.0)
+        b.wait_done(0, 1, 10.0)
+        assert not isinstance(server.sel, selectors.SelectSelector)
+        assert len(server.sel.get_map()) == 3  # the listening socket and both roles
+    finally:
+        server.stop()
+
+
 # ----------------------------------------------------------------- two-process transport
 SIZES = [0, 1, 13, 4096, 250_000, 3]
 
