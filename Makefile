@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_REQ ?= requirements/torch-cpu.txt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast validate bench lint clean
+.PHONY: setup demo test test-fast validate validate-sim bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-fast: setup
 
 validate: setup
 	$(BIN)/pssim compare scenarios/validation/*.yaml --repeats 3 --out results/validation --report-dir reports/validation
+
+# after a simulator change: simulate again against the real runs `make validate` left in results/
+validate-sim: setup
+	$(BIN)/pssim compare scenarios/validation/*.yaml --reuse-real --out results/validation --report-dir reports/validation
 
 bench: setup
 	$(BIN)/python benchmarks/sim_speed.py

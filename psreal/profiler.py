@@ -36,7 +36,15 @@ import numpy as np
 import torch
 
 from pssim.costs import stage_unit_bounds
-from pssim.profile import LinearCost, Profile, cache_path, host_cache_path, host_id, profile_key
+from pssim.profile import (
+    LinearCost,
+    Profile,
+    cache_path,
+    host_cache_path,
+    host_cpu_slice_s,
+    host_id,
+    profile_key,
+)
 from pssim.results import write_atomic_text
 from pssim.scenario import Scenario
 from pssim.sharding import plan_shards
@@ -546,6 +554,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         ops=ops,
         msg_overhead_s=delay,
         transport_bytes_per_s=wire_rate,
+        cpu_slice_s=host_cpu_slice_s(cores),
         samples={"compute": s1, "ops": s2, "transport": tr["samples"], "in_situ": situ["samples"],
                  "model_params": build_workload(scn.model).numel},
     )

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="real runs per scenario (the spread is the noise floor)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override cluster.workers.device")
     p.add_argument("--reprofile", action="store_true", help="measure the device profile even if one is cached")
+    p.add_argument("--reuse-real", action="store_true",
+                   help="compare against the real runs an earlier compare left in --out (and the cached "
+                        "profile) instead of running psreal again: only the simulator runs")
     _add_set(p)
 
     p = sub.add_parser("sweep", help="run a grid of variants of one scenario")

@@ -528,6 +528,28 @@ def _keep_scenario_report(report_path: Path, report_dir: Path) -> Path:
     return dst / "report.md"
 
 
+def _compare_reusing_real(file: str, scn: Scenario, out: Path, progress: Progress, tag: str) -> tuple[dict[str, Any], Path, bool]:
+    """`--reuse-real`: simulate, and compare with the real runs already in out/<scenario>/."""
+    from .run import run_sim
+
+    folder = out / scn.name
+    report_path = folder / "report.md"
+    if not (folder / "real" / "summary.json").exists():
+        print(f"error: {file}: {scn.name}: --reuse-real: no real run in {folder / 'real'} (run pssim compare without it first)", file=sys.stderr)
+        return failed_row(scn.name, "no real run to reuse"), report_path, False
+    repeat_dirs = sorted(d for d in folder.glob("real-repeat-*") if (d / "summary.json").exists())
+    notes = [f"real runs reused from an earlier compare ({1 + len(repeat_dirs)})"]
+    if needs_profile(scn):
+        notes.append("no cached profile for this host: the simulator used the catalog's roofline")
+        print(f"warning: {file}: {scn.name}: no cached profile for this host; the simulator uses the catalog's roofline", file=sys.stderr)
+    with progress.status(f"{tag}: simulator"):
+        t0 = time.perf_counter()
+        run_sim(scn, out)
+        progress.line(f"{tag}: sim   done ({time.perf_counter() - t0:.1f} s), real runs reused: {1 + len(repeat_dirs)}")
+    cmp = compare_folders(folder / "sim", folder / "real", folder, repeat_dirs, notes=notes)
+    return suite_row(cmp), report_path, True
+
+
 def _compare_one(
     file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace, progress: Progress, tag: str
 ) -> tuple[dict[str, Any], Path, bool]:
@@ -538,10 +560,12 @@ def _compare_one(
     folder = out / scn.name
     report_path = folder / "report.md"
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("real-repeat-*"):
-        shutil.rmtree(stale, ignore_errors=True)
     notes: list[str] = []
     problems: list[str] = []
+    if getattr(args, "reuse_real", False):
+        return _compare_reusing_real(file, scn, out, progress, tag)
+    for stale in folder.glob("real-repeat-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
     if needs_profile(scn, args.reprofile):
         with progress.status(f"{tag}: profiling the device"):

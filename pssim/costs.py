@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .catalog import DeviceEntry, load_catalog, roofline_s
-from .profile import LinearCost, Profile, find_profile
+from .profile import LinearCost, Profile, find_profile, linux_base_slice_s
 from .sharding import plan_shards
 from .workload import DTYPE_BYTES, build_workload
 
@@ -94,6 +94,7 @@ class CostModel:
     msg_overhead_s: float
     cores: int | None
     transport_bytes_per_s: float | None = None  # host transport bound per message (profiles only)
+    cpu_slice_s: float = 0.0  # the OS scheduler's slice on shared cores (profiles only; 0: pure sharing)
     compute_samples_s: tuple[float, ...] = ()  # measured step timings (profiles only)
     gpus: int | None = None
     profile_path: str | None = None
@@ -215,11 +216,13 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
     ops = _catalog_ops(scn)
     msg_overhead = 0.0
     cores = gpus = transport = None
+    cpu_slice = 0.0
     samples: tuple[float, ...] = ()
     if profile is not None:
         ops.update(profile.ops)
         msg_overhead = profile.msg_overhead_s
         cores, gpus = profile.cores, profile.gpus
+        cpu_slice = profile.cpu_slice_s or linux_base_slice_s(profile.cores)
         transport = profile.transport_bytes_per_s
         samples = tuple(profile.compute_samples_s)
     return CostModel(
@@ -232,6 +235,7 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         cores=cores,
         gpus=gpus,
         transport_bytes_per_s=transport,
+        cpu_slice_s=cpu_slice,
         compute_samples_s=samples if scn.compute.step_time_s is None else (),
         profile_path=profile_path,
         per_partition=per_partition_ops(scn.communication.compression.kind),

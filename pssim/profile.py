@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -53,7 +54,26 @@ class Profile(BaseModel):
     ops: dict[str, LinearCost] = Field(default_factory=dict, description="host-side costs, see costs.py")
     msg_overhead_s: float = Field(0.0, description="critical-path time of a message beyond its link time")
     transport_bytes_per_s: float | None = Field(None, description="most one connection of the host's transport moves")
+    cpu_slice_s: float | None = Field(None, gt=0, description="the OS scheduler's time slice: how long a compute-bound thread runs before another takes its core (None: the Linux default for `cores`)")
     samples: dict[str, Any] = Field(default_factory=dict, description="raw measurements behind the fits")
+
+
+def linux_base_slice_s(cores: int) -> float:
+    """Linux's default scheduler slice (EEVDF's `base_slice_ns`, CFS's `min_granularity` before it):
+    0.75 ms x (1 + log2(min(cores, 8))), the kernel's SCHED_TUNABLESCALING_LOG default
+    (kernel/sched/fair.c: sysctl_sched_base_slice, get_update_sysctl_factor)."""
+    return 0.75e-3 * (1 + int(math.log2(min(max(cores, 1), 8))))
+
+
+def host_cpu_slice_s(cores: int) -> float:
+    """The slice the kernel says it uses (debugfs, when mounted and readable), else its default."""
+    for path in ("/sys/kernel/debug/sched/base_slice_ns", "/proc/sys/kernel/sched_base_slice_ns",
+                 "/proc/sys/kernel/sched_min_granularity_ns"):
+        try:
+            return int(Path(path).read_text().split()[0]) * 1e-9
+        except (OSError, ValueError, IndexError):
+            continue
+    return linux_base_slice_s(cores)
 
 
 def cache_dir() -> Path:

@@ -252,6 +252,34 @@ def test_a_failed_real_run_is_reported_and_the_others_still_run(
     assert suite["fidelity"]["failed"] == ["broken"]
 
 
+def test_reuse_real_runs_only_the_simulator_against_the_kept_real_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    import pssim.compare as compare
+
+    run_real, calls = _fake_real(fail=set())
+    monkeypatch.setattr(compare, "run_real", run_real)
+    f = tmp_path / "good.yaml"
+    f.write_text(yaml.safe_dump({**TINY, "name": "good"}))
+    out = tmp_path / "out"
+    assert main(["compare", str(f), "--repeats", "2", "--out", str(out)]) == 0
+    first = json.loads((out / "good" / "comparison.json").read_text())
+    (out / "good" / "comparison.json").unlink()
+
+    assert main(["compare", str(f), "--reuse-real", "--out", str(out)]) == 0
+    assert calls == ["good", "good"]  # psreal was not run again
+    again = json.loads((out / "good" / "comparison.json").read_text())
+    assert again["real"]["runs"] == 2  # the first run and its repeat, both kept
+    assert again["metrics"]["throughput_samples_per_s"] == first["metrics"]["throughput_samples_per_s"]
+    assert any("reused" in n for n in again["notes"])
+
+    capsys.readouterr()
+    assert main(["compare", str(f), "--reuse-real", "--out", str(tmp_path / "empty")]) == 1
+    assert "--reuse-real: no real run in" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------ end to end
 SECOND = """\
 name: tiny-ssp

@@ -301,6 +301,62 @@ def test_shared_device_is_processor_sharing_like_the_fluid_model() -> None:
     assert drain(fs) == [(pytest.approx(3.0), ["A", "B"])]
 
 
+def _run_jobs(dev, env, jobs):  # noqa: ANN001, ANN202 - (name, start, work, priority) -> finish times
+    done: dict[str, float] = {}
+
+    def job(name: str, start: float, work: float, prio: int):  # noqa: ANN202 - SimPy process
+        yield env.timeout(start)
+        yield dev.run(work, prio)
+        done[name] = env.now
+
+    for name, start, work, prio in jobs:
+        env.process(job(name, start, work, prio))
+    env.run()
+    return done
+
+
+def test_compute_jobs_take_turns_in_slices_on_a_core() -> None:
+    # a kernel runs one thread per core at a time, for at most one slice q: with q = 0.5 s,
+    # A (1 s) and B (1 s) arriving at 0 alternate A B A B: A ends at 1.5, B at 2.0 (evenly
+    # shared, both would end at 2.0); a slice longer than the jobs is first come, first served
+    import simpy
+
+    from pssim.sim.resources import COMPUTE, SharedProcessor
+
+    for q, expect in ((0.5, {"A": 1.5, "B": 2.0}), (5.0, {"A": 1.0, "B": 2.0}), (0.0, {"A": 2.0, "B": 2.0})):
+        env = simpy.Environment()
+        got = _run_jobs(SharedProcessor(env, "core0", q), env, [("A", 0.0, 1.0, COMPUTE), ("B", 0.0, 1.0, COMPUTE)])
+        assert got == pytest.approx(expect, rel=1e-12), q
+
+
+def test_woken_work_preempts_compute_and_the_arbiter_preempts_both() -> None:
+    # C (compute, 2 s) from 0; M (a message's CPU, 0.5 s) arrives at 0.5 and runs at once, C
+    # paused: M ends at 1.0, C at 2.5. R (arbiter, 0.25 s) at 0.75 preempts M: M ends at 1.25,
+    # C at 2.75. A second message N (0.5 s) at 0.5 shares with M evenly.
+    import simpy
+
+    from pssim.sim.resources import ARBITER, COMPUTE, ORDINARY, SharedProcessor
+
+    env = simpy.Environment()
+    got = _run_jobs(SharedProcessor(env, "core0", 0.1), env, [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY)])
+    assert got == pytest.approx({"M": 1.0, "C": 2.5}, rel=1e-12)
+    env = simpy.Environment()
+    got = _run_jobs(SharedProcessor(env, "core0", 0.1), env,
+                    [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("R", 0.75, 0.25, ARBITER)])
+    assert got == pytest.approx({"R": 1.0, "M": 1.25, "C": 2.75}, rel=1e-12)
+    env = simpy.Environment()
+    got = _run_jobs(SharedProcessor(env, "core0"), env,
+                    [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("N", 0.5, 0.5, ORDINARY)])
+    assert got == pytest.approx({"M": 1.5, "N": 1.5, "C": 3.0}, rel=1e-12)
+
+
+def test_the_default_slice_is_linux_s() -> None:
+    # kernel/sched/fair.c: base_slice = 0.75 ms x (1 + ilog2(min(cpus, 8)))
+    from pssim.profile import linux_base_slice_s
+
+    assert [linux_base_slice_s(c) for c in (1, 2, 3, 4, 8, 64)] == pytest.approx([0.75e-3, 1.5e-3, 1.5e-3, 2.25e-3, 3e-3, 3e-3])
+
+
 @settings(max_examples=200, deadline=None)
 @given(instances())
 def test_python_and_numpy_filling_agree(inst: tuple) -> None:

@@ -36,6 +36,7 @@ import simpy
 from .. import sync, wire
 from ..draws import compute_factors, natural_factors, straggle_delay
 from ..records import STEP_TIME_FIELDS, Records
+from .resources import COMPUTE
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
@@ -416,7 +417,7 @@ class Worker:
             elif m.stages == 1:
                 t0 = env.now
                 # a fixed step time (compute.step_time_s) is a what-if: it holds no device
-                yield procs.run(compute_res, compute_s * natural[step])
+                yield procs.run(compute_res, compute_s * natural[step], COMPUTE)
                 f = factors[step]
                 if f > 1.0:
                     yield env.timeout(straggle_delay(env.now - t0, f))
@@ -445,12 +446,12 @@ class Worker:
         fwd_s, bwd_s, ready_at = m.overlap  # type: ignore[misc]
         res = None if m.fixed_compute else self.device
         t0 = env.now
-        yield m.procs.run(res, fwd_s * natural)
+        yield m.procs.run(res, fwd_s * natural, COMPUTE)
         self.pushes_left = len(self.shards)
         self.push_done = env.event()
         first = None
         for u in range(len(bwd_s) - 1, -1, -1):
-            yield m.procs.run(res, bwd_s[u] * natural)
+            yield m.procs.run(res, bwd_s[u] * natural, COMPUTE)
             for i in ready_at[u]:
                 s = self.shards[i]
                 if first is None:
@@ -467,7 +468,7 @@ class Worker:
         """One pipeline action (a microbatch's forward or backward) on the stage's device."""
         env, m = self.m.env, self.m
         t0 = env.now
-        yield m.procs.run(self.device, work_s * m.natural[self.replica, self.stage, step])
+        yield m.procs.run(self.device, work_s * m.natural[self.replica, self.stage, step], COMPUTE)
         f = m.factors[self.replica, self.stage, step]
         if f > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, f))

@@ -256,32 +256,50 @@ class Network:
         self._hooks.append(fn)
 
 
-class SharedProcessor:
-    """One device or core shared by several processes: egalitarian processor sharing, with
-    strict priority classes.
+# Priority classes of work on a shared core or device (a lower number runs first; SharedProcessor)
+ARBITER, ORDINARY, COMPUTE = 0, 1, 2
 
-    With k jobs of the most urgent class present each of them progresses at 1/k and jobs of other
-    classes wait (psreal's link arbiter runs at real-time priority: it preempts the roles on its
-    core). A job of w standalone seconds that runs alone takes w. Jobs that finish within
-    `_DONE_TOL_S` of each other complete together, in arrival order.
+
+class SharedProcessor:
+    """One device or core shared by several processes, with strict priority classes.
+
+    Jobs of the most urgent class present run; the others wait. ARBITER (psreal's link arbiter,
+    real-time priority) preempts everything on its core. ORDINARY work (a message's CPU at either
+    end, the codec and optimiser calls of a role woken by a message) preempts COMPUTE: a thread
+    that wakes after a short sleep runs before a compute-bound one (the kernel's wake-up
+    preemption). Within a class, jobs share egalitarianly (k jobs progress at 1/k each), except
+    COMPUTE jobs on a core with a time slice (`quantum_s` > 0, the OS scheduler's slice, see
+    `pssim.profile.linux_base_slice_s`): they take turns, first come first served, each running
+    alone for at most one slice before going to the back of the queue, as a kernel runs one
+    thread per core at a time. So two compute jobs of 1 ms that arrive together end at 1 ms and
+    2 ms, not both at 2 ms as under even sharing. A job of w standalone seconds that runs alone
+    takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
+    order.
     """
 
-    def __init__(self, env: simpy.Environment, name: str) -> None:
+    def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
         self.env = env
         self.name = name
-        self.jobs: list[list[Any]] = []  # [standalone seconds left, event, priority], in arrival order
+        self.quantum = quantum_s  # > 0: COMPUTE jobs take turns, one slice each (see the class doc)
+        # [standalone seconds left, event, priority, slice left], in arrival order (a COMPUTE job
+        # whose slice ran out goes to the back)
+        self.jobs: list[list[Any]] = []
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
 
     def run(self, work_s: float, priority: int = 1) -> simpy.Event:
         ev = simpy.Event(self.env)
         self._drain()
-        self.jobs.append([work_s, ev, priority])
+        self.jobs.append([work_s, ev, priority, self.quantum])
         self._arm()
         return ev
 
     def _active(self) -> list[list[Any]]:
         top = min(j[2] for j in self.jobs)
+        if top == COMPUTE and self.quantum > 0.0:
+            for j in self.jobs:  # the first in the queue has the core
+                if j[2] == top:
+                    return [j]
         return [j for j in self.jobs if j[2] == top]
 
     def _drain(self) -> None:
@@ -291,6 +309,7 @@ class SharedProcessor:
             d = (now - self._t) / len(active)
             for j in active:
                 j[0] -= d
+                j[3] -= d
         self._t = now
 
     def _arm(self) -> None:
@@ -298,7 +317,10 @@ class SharedProcessor:
             self._next_t = float("inf")
             return
         active = self._active()
-        left = max(min(j[0] for j in active), 0.0) * len(active)
+        if active[0][2] == COMPUTE and self.quantum > 0.0:
+            left = max(min(active[0][0], active[0][3]), 0.0)
+        else:
+            left = max(min(j[0] for j in active), 0.0) * len(active)
         t = self.env.now + left
         self._next_t = t
         self.env.timeout(left, t).callbacks.append(self._on_timer)  # type: ignore[union-attr]
@@ -315,15 +337,23 @@ class SharedProcessor:
             self.jobs = [j for j in self.jobs if id(j) not in ids]
             for j in done:
                 j[1].succeed()
+        elif active[0][2] == COMPUTE and self.quantum > 0.0 and active[0][3] <= _DONE_TOL_S:
+            head = active[0]  # its slice is over: to the back of the queue, with a new one
+            self.jobs.remove(head)
+            head[3] = self.quantum
+            self.jobs.append(head)
         self._arm()
 
 
 class Processors:
     """Devices and host cores as processor-sharing resources (n jobs on one get 1/n each)."""
 
-    def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement, overlapping: bool = False) -> None:
+    def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement, overlapping: bool = False,
+                 cpu_slice_s: float = 0.0) -> None:
         """`overlapping`: a process may run several jobs at once on its core (its receiver
-        threads' message work beside its main thread), so every core is shared."""
+        threads' message work beside its main thread), so every core is shared. `cpu_slice_s`:
+        the OS scheduler's slice, with which compute jobs take turns on a shared core (0: they
+        share it evenly)."""
         self.env = env
         cpu = scn.cluster.workers.device == "cpu"
         names: list[str] = []
@@ -362,7 +392,7 @@ class Processors:
         self.cpu_work = [0.0] * n_cores  # standalone seconds of work given to each core
         self.arbiter_work = 0.0  # ... of it, the link arbiter's (priority 0)
         self.shared: list[SharedProcessor | None] = [
-            SharedProcessor(env, names[r]) if len(users[r]) > 1 or (overlapping and r < n_cores) else None
+            SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0) if len(users[r]) > 1 or (overlapping and r < n_cores) else None
             for r in range(len(names))
         ]
 
