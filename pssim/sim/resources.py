@@ -134,15 +134,31 @@ class Network:
         return (msg[0], self._gate_link_done, gate)
 
     _arb_at = -1.0
+    _arb_busy = False  # a pass of the arbiter's loop is running
+    _arb_pending = False  # something arrived meanwhile: one more pass once it ends
 
     def _arbiter_wake(self) -> None:
         """psreal's link arbiter handles everything due at one instant in one pass of its loop:
-        one pass of CPU (measured per wake-up) at real-time priority on its core, per instant."""
+        one pass of CPU (measured per wake-up) at real-time priority on its core. What arrives
+        while a pass runs waits for the next one, which then handles all of it at once."""
         now = self.env._now
-        if now != self._arb_at:
-            self._arb_at = now
-            procs, arbiter = self._cpu[0], self._cpu[4]  # type: ignore[index]
-            procs.run(arbiter[0], arbiter[1].a, priority=0)
+        if now == self._arb_at:
+            return
+        if self._arb_busy:
+            self._arb_pending = True
+            return
+        self._arb_pass(now)
+
+    def _arb_pass(self, now: float) -> None:
+        self._arb_at, self._arb_busy = now, True
+        procs, arbiter = self._cpu[0], self._cpu[4]  # type: ignore[index]
+        procs.run(arbiter[0], arbiter[1].a, priority=0).callbacks.append(self._arb_pass_done)  # type: ignore[union-attr]
+
+    def _arb_pass_done(self, _ev: simpy.Event) -> None:
+        self._arb_busy = False
+        if self._arb_pending:
+            self._arb_pending = False
+            self._arb_pass(self.env._now)
 
     def _gate_link_done(self, fluid_msg: Message) -> None:
         if self._cpu[4] is not None:  # type: ignore[index]
