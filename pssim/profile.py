@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
 
 
 class LinearCost(BaseModel):
