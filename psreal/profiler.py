@@ -554,6 +554,13 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     ops["msg_recv"] = LinearCost(a=situ["msg_worker_a"], b=situ["recv_b"])
     ops["msg_send_server"] = LinearCost(a=situ["msg_server_a"], b=situ["send_b"])
     ops["msg_recv_server"] = LinearCost(a=situ["msg_server_a"], b=situ["recv_b"])
+    # an end that is already awake (working on another message) pays what a message costs in a
+    # back-to-back stream: the CPU per message of the streams' smallest messages, never more
+    # than the in-situ cost of a message that wakes its end
+    stream = tr["samples"]["streams"]["emulated" if app else "plain"]
+    smallest = min(stream, key=int)
+    ops["msg_send_busy"] = LinearCost(a=min(stream[smallest]["send"][0], situ["msg_worker_a"]), b=situ["send_b"])
+    ops["msg_recv_busy"] = LinearCost(a=min(stream[smallest]["recv"][0], situ["msg_worker_a"]), b=situ["recv_b"])
     if app:  # the arbiter's CPU per wake-up (messages starting or ending at one instant share one)
         ops["arbiter"] = LinearCost(a=situ.get("arbiter_wake_s", tr["arbiter_cpu"].a))
     if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it

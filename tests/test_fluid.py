@@ -445,3 +445,36 @@ def test_the_arbiter_handles_what_arrives_during_a_pass_in_one_more_pass() -> No
     env.run()
     assert len(delivered) == 3
     assert procs.arbiter_work == pytest.approx(2e-3, rel=1e-9)
+
+
+def test_an_end_that_is_awake_pays_the_busy_cost_for_its_next_message() -> None:
+    # a message's CPU at an end costs `wake` (1 ms) when the end was idle and `busy` (0.1 ms) when
+    # it is still working on another message: two messages sent together from worker 0 to the
+    # server cost 1 + 0.1 ms at each end; a third, sent once all is done, 1 ms again
+    import simpy
+
+    from pssim.costs import build_costs, placement
+    from pssim.profile import LinearCost
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import Network, Processors
+
+    nic = {"bandwidth_gbps": 1.0, "latency_us": 0}
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    env = simpy.Environment()
+    net = Network(env, scn, 1, build_costs(scn))
+    procs = Processors(env, scn, placement(scn, 2), overlapping=True)
+    wake, busy = LinearCost(a=1e-3), LinearCost(a=1e-4)
+    net.enable_endpoint_cpu(procs, [wake, wake], [wake, wake], [0, 1], busy_cost=([busy, busy], [busy, busy]))
+    delivered: list[float] = []
+
+    def sender():  # noqa: ANN202 - SimPy process
+        for _ in range(2):
+            net.send(net.resources(0, 1), 1000.0, (0.0, lambda _m: delivered.append(env.now)))
+        yield env.timeout(0.01)
+        net.send(net.resources(0, 1), 1000.0, (0.0, lambda _m: delivered.append(env.now)))
+
+    env.process(sender())
+    env.run()
+    assert len(delivered) == 3
+    assert procs.cpu_work == pytest.approx([2.1e-3, 2.1e-3], rel=1e-9)

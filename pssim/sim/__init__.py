@@ -118,8 +118,12 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
         # a server's end of a message may cost it differently (its threads, its inbox)
         send_s, recv_s = costs.ops.get("msg_send_server", send), costs.ops.get("msg_recv_server", recv)
         n = topo.n_procs
+        busy = None
+        if "msg_send_busy" in costs.ops and "msg_recv_busy" in costs.ops:
+            ends = n + len(procs.server_res)  # an end that is awake already pays the same everywhere
+            busy = ([costs.ops["msg_send_busy"]] * ends, [costs.ops["msg_recv_busy"]] * ends)
         net.enable_endpoint_cpu(procs, [send] * n + [send_s] * len(procs.server_res), [recv] * n + [recv_s] * len(procs.server_res),
-                                [*procs.host_res, *procs.server_res], arbiter)
+                                [*procs.host_res, *procs.server_res], arbiter, busy)
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)

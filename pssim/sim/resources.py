@@ -112,20 +112,43 @@ class Network:
         return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
 
     def enable_endpoint_cpu(self, procs: Processors, send_cost: list[Any], recv_cost: list[Any], core_of: list[int | None],
-                            arbiter: tuple[int, Any] | None = None) -> None:
+                            arbiter: tuple[int, Any] | None = None,
+                            busy_cost: tuple[list[Any], list[Any]] | None = None) -> None:
         """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core and
         `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
-        transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority."""
+        transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority.
+        With `busy_cost` = (send, recv): an end that is still working on another message (its
+        threads awake, its caches warm) pays that cheaper cost instead."""
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
+        self._busy_cost = busy_cost
+        self._ep_jobs = [0] * len(core_of)  # message CPU jobs in progress at each endpoint
 
     _cpu: tuple | None = None
+    _busy_cost: tuple[list[Any], list[Any]] | None = None
+
+    def _end_job(self, ep: int, cost: Any, nbytes: float) -> simpy.Event:
+        """The CPU job of one message end at endpoint `ep`."""
+        procs, core_of = self._cpu[0], self._cpu[3]  # type: ignore[index]
+        ev = procs.run(core_of[ep], cost(nbytes))
+        if self._busy_cost is not None:
+            self._ep_jobs[ep] += 1
+            ev.callbacks.append(lambda _e: self._ep_done(ep))  # type: ignore[union-attr]
+        return ev
+
+    def _ep_done(self, ep: int) -> None:
+        self._ep_jobs[ep] -= 1
 
     def _gated(self, res: Sequence[int], nbytes: float, msg: Message) -> Message:
         """The fluid message for `msg` when both ends also pay CPU: `msg` is delivered once the
         link part (bytes + delay) and both CPU jobs are done."""
-        procs, send_cost, recv_cost, core_of, arbiter = self._cpu  # type: ignore[misc]
+        _, send_cost, recv_cost, _, arbiter = self._cpu  # type: ignore[misc]
         src, dst = int(res[0]) // 2, (int(res[1]) - 1) // 2
-        jobs = [procs.run(core_of[src], send_cost[src](nbytes)), procs.run(core_of[dst], recv_cost[dst](nbytes))]
+        busy = self._busy_cost
+        if busy is None:
+            jobs = [self._end_job(src, send_cost[src], nbytes), self._end_job(dst, recv_cost[dst], nbytes)]
+        else:
+            jobs = [self._end_job(src, (busy[0] if self._ep_jobs[src] else send_cost)[src], nbytes),
+                    self._end_job(dst, (busy[1] if self._ep_jobs[dst] else recv_cost)[dst], nbytes)]
         if arbiter is not None:
             self._arbiter_wake()
         gate = [len(jobs) + 1, msg]
