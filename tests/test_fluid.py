@@ -414,36 +414,45 @@ def test_small_fluid_completes_flows_when_fluid_system_does(inst: tuple, amounts
         assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-9)
 
 
+def _one_link(gbps: float):  # noqa: ANN202 - (env, network, processors) of 1 worker and 1 server on 2 cores
+    import simpy
+
+    from pssim.costs import build_costs, placement
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import Network, Processors
+
+    nic = {"bandwidth_gbps": gbps, "latency_us": 0}
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    env = simpy.Environment()
+    return env, Network(env, scn, 1, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True)
+
+
+def _send_at(env, net, times: list[float], nbytes: float) -> list[float]:  # noqa: ANN001
+    """Send worker -> server messages at `times`; run; the delivery times."""
+    delivered: list[float] = []
+
+    def sender():  # noqa: ANN202 - SimPy process
+        for t in times:
+            yield env.timeout(t - env.now)
+            net.send(net.resources(0, 1), nbytes, (0.0, lambda _m: delivered.append(env.now)))
+
+    env.process(sender())
+    env.run()
+    return delivered
+
+
 def test_the_arbiter_handles_what_arrives_during_a_pass_in_one_more_pass() -> None:
     # psreal's arbiter loop: a pass costs a (here 1 ms) of CPU; what arrives while a pass runs
     # is handled by the next pass, all at once. Three tiny messages started at 0, 0.3 and 0.6 ms
     # (each starting, draining and being delivered at once): pass 1 at 0 ms, then one pass at
     # 1 ms for the rest -> 2 ms of arbiter CPU (one pass per instant would be 6 ms).
-    import simpy
-
-    from pssim.costs import build_costs, placement
     from pssim.profile import LinearCost
-    from pssim.scenario import scenario_from_dict
-    from pssim.sim.resources import Network, Processors
 
-    nic = {"bandwidth_gbps": 100.0, "latency_us": 0}
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
-    env = simpy.Environment()
-    net = Network(env, scn, 1, build_costs(scn))
-    procs = Processors(env, scn, placement(scn, 2), overlapping=True)
+    env, net, procs = _one_link(100.0)
     free = LinearCost()
     net.enable_endpoint_cpu(procs, [free, free], [free, free], [0, 1], arbiter=(1, LinearCost(a=1e-3)))
-    delivered: list[float] = []
-
-    def sender():  # noqa: ANN202 - SimPy process
-        for t in (0.0, 0.3e-3, 0.6e-3):
-            yield env.timeout(t - env.now)
-            net.send(net.resources(0, 1), 1.0, (0.0, lambda _m: delivered.append(env.now)))
-
-    env.process(sender())
-    env.run()
-    assert len(delivered) == 3
+    assert len(_send_at(env, net, [0.0, 0.3e-3, 0.6e-3], 1.0)) == 3
     assert procs.arbiter_work == pytest.approx(2e-3, rel=1e-9)
 
 
@@ -451,30 +460,10 @@ def test_an_end_that_is_awake_pays_the_busy_cost_for_its_next_message() -> None:
     # a message's CPU at an end costs `wake` (1 ms) when the end was idle and `busy` (0.1 ms) when
     # it is still working on another message: two messages sent together from worker 0 to the
     # server cost 1 + 0.1 ms at each end; a third, sent once all is done, 1 ms again
-    import simpy
-
-    from pssim.costs import build_costs, placement
     from pssim.profile import LinearCost
-    from pssim.scenario import scenario_from_dict
-    from pssim.sim.resources import Network, Processors
 
-    nic = {"bandwidth_gbps": 1.0, "latency_us": 0}
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
-    env = simpy.Environment()
-    net = Network(env, scn, 1, build_costs(scn))
-    procs = Processors(env, scn, placement(scn, 2), overlapping=True)
+    env, net, procs = _one_link(1.0)
     wake, busy = LinearCost(a=1e-3), LinearCost(a=1e-4)
     net.enable_endpoint_cpu(procs, [wake, wake], [wake, wake], [0, 1], busy_cost=([busy, busy], [busy, busy]))
-    delivered: list[float] = []
-
-    def sender():  # noqa: ANN202 - SimPy process
-        for _ in range(2):
-            net.send(net.resources(0, 1), 1000.0, (0.0, lambda _m: delivered.append(env.now)))
-        yield env.timeout(0.01)
-        net.send(net.resources(0, 1), 1000.0, (0.0, lambda _m: delivered.append(env.now)))
-
-    env.process(sender())
-    env.run()
-    assert len(delivered) == 3
+    assert len(_send_at(env, net, [0.0, 0.0, 0.01], 1000.0)) == 3
     assert procs.cpu_work == pytest.approx([2.1e-3, 2.1e-3], rel=1e-9)
