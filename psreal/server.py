@@ -70,10 +70,7 @@ class ServerRole:
         init = initial_flat_params(scn.model, scn.seed)
         stages = sorted({p % self.P for p in self.pushers})
         self.segments = {k: _Segment(ctx, shard, k, init) for k in stages}
-        self.version = 0
-        self.clocks = {p: 0 for p in self.pushers}  # gradients received from each pusher still in
-        self.left_clocks: list[int] = []  # gradients received from each pusher that left (faults)
-        self.bsp_count: dict[int, int] = {}
+        self.sync = sync.ShardSync(self.mode, self.bound, self.pushers)  # the simulator's rule, shared
         self.parked: list[tuple[int, int, float]] = []
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.reply_version = -1
@@ -83,23 +80,12 @@ class ServerRole:
         comm = scn.communication
         self.codec = (comm.wire_dtype, comm.compression.kind, comm.compression.ratio)
 
-    def min_clock(self) -> int:
-        return min(self.clocks.values()) if self.clocks else 1 << 60
-
-    def ready(self, step: int) -> bool:
-        return sync.pull_ready(self.mode, self.bound, step, self.version, self.min_clock())
-
-    def bsp_needed(self, step: int) -> int:
-        """Gradients that complete clock `step`: every pusher still in, and those that left after
-        pushing it (the simulator's ServerShard.bsp_needed)."""
-        return len(self.clocks) + sum(1 for c in self.left_clocks if c > step)
-
     def _update(self) -> None:
         """Under bsp: one optimiser step per segment with the clock's summed gradient."""
         for sg in self.segments.values():
             sg.step(sg.acc)  # type: ignore[arg-type]
             sg.acc = torch.zeros_like(sg.param.data)
-        self.version += 1
+        self.sync.updated()
 
     def run(self) -> None:
         ctx, rec, steps = self.ctx, self.ctx.records, self.ctx.scn.training.steps
@@ -117,12 +103,9 @@ class ServerRole:
             if msg.kind == -1:
                 raise ctx.transport.receive_failed(msg.src)
             if msg.kind == wire.LEAVE:  # a worker crashed for good: out of the sync rule
-                pushed = self.clocks.pop(msg.src)
-                self.left_clocks.append(pushed)
+                pushed, done = self.sync.leave(msg.src)
                 total -= steps - pushed
-                done = [c for c, n in self.bsp_count.items() if n == self.bsp_needed(c)] if self.mode == "bsp" else []
-                for c in done:
-                    del self.bsp_count[c]
+                for _ in done:
                     t1 = time.monotonic()
                     self._update()
                     rec.spans.append((self.s, 1, t1, time.monotonic(), 0))
@@ -130,7 +113,7 @@ class ServerRole:
                 continue
             if msg.kind == wire.PULL:
                 now = time.monotonic()
-                if self.ready(msg.step):
+                if self.sync.ready(msg.step):
                     self._reply([(msg.src, msg.step, now)])
                 else:  # held by the sync rule from now on
                     self.parked.append((msg.src, msg.step, now))
@@ -144,17 +127,12 @@ class ServerRole:
             seg = self.segments[p % self.P]
             t0 = time.monotonic()
             grad = decode_push(msg.payload, seg.numels, *self.codec)  # type: ignore[arg-type]
-            applied = self.version
-            self.clocks[p] += 1
-            release = False
-            if self.mode == "bsp":
+            applied = self.sync.version
+            if self.mode == "bsp":  # summed; the update once the clock is complete
                 seg.acc.add_(grad)  # type: ignore[union-attr]
-                n = self.bsp_count.get(step, 0) + 1
-                self.bsp_count[step] = n
-                release = n == self.bsp_needed(step)
-            else:
+            else:  # applied now
                 seg.step(grad)
-                self.version += 1
+            release = self.sync.push(p, step)
             t1 = time.monotonic()
             rec.spans.append((self.s, 0 if self.mode == "bsp" else 1, t0, t1, 0))
             rec.grad_read[p, step, self.s] = msg.version
@@ -163,7 +141,6 @@ class ServerRole:
             rec.grad_done_s[p, step, self.s] = t1
             rec.grad_bytes[p, step, self.s] = msg.nbytes
             if release:
-                del self.bsp_count[step]
                 self._update()
                 rec.spans.append((self.s, 1, t1, time.monotonic(), 0))
             self._release()
@@ -176,9 +153,9 @@ class ServerRole:
     def _release(self) -> None:
         """Answer the held pulls the sync rule now allows."""
         if self.parked:
-            ready = [q for q in self.parked if self.ready(q[1])]
+            ready = [q for q in self.parked if self.sync.ready(q[1])]
             if ready:
-                self.parked = [q for q in self.parked if not self.ready(q[1])]
+                self.parked = [q for q in self.parked if not self.sync.ready(q[1])]
                 self._reply(ready)
 
     def peak_memory(self) -> int:
@@ -190,15 +167,15 @@ class ServerRole:
 
     def _reply(self, pulls: list[tuple[int, int, float]]) -> None:
         t_ready = time.monotonic()
-        if self.reply_version != self.version:
+        if self.reply_version != self.sync.version:
             for sg in self.segments.values():
                 sg.wire = encode_dense(sg.param.data, self.codec[0])
-            self.reply_version = self.version
+            self.reply_version = self.sync.version
         t_packed = time.monotonic()
         for p, step, t_held in pulls:
             payload = self.segments[p % self.P].wire
             wait_us = int(round((t_ready - t_held) * 1e6))
-            h = self.ctx.transport.send(p, wire.REPLY, step=step, version=self.version, payload=payload, aux=wait_us)
+            h = self.ctx.transport.send(p, wire.REPLY, step=step, version=self.sync.version, payload=payload, aux=wait_us)
             self.sends.append(h)
             self.ctx.records.spans.append((self.s, 2, t_ready, t_packed, wire.HEADER_BYTES + payload.numel()))  # type: ignore[union-attr]
             self.pulls_answered += 1

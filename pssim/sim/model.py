@@ -27,7 +27,7 @@ happens and folded into the columnar `Records` once the run ends.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,26 +68,6 @@ class Topology:
     shard_parts: list[list[int]]
 
 
-@dataclass
-class ShardState:
-    """What the sync rule looks at on one shard: its version, and (ssp/asp) each pusher's clock."""
-
-    version: int = 0
-    clocks: dict[int, int] = field(default_factory=dict)  # pusher proc -> gradients received
-    clock_hist: dict[int, int] = field(default_factory=dict)  # clock value -> number of pushers there
-    min_clock: int = 0
-    bsp_count: dict[int, int] = field(default_factory=dict)  # clock -> gradients summed so far
-
-    def record_push(self, proc: int) -> None:
-        c = self.clocks[proc]
-        self.clocks[proc] = c + 1
-        self.clock_hist[c] -= 1
-        self.clock_hist[c + 1] = self.clock_hist.get(c + 1, 0) + 1
-        while self.clock_hist.get(self.min_clock, 0) == 0:
-            self.clock_hist.pop(self.min_clock, None)
-            self.min_clock += 1
-
-
 class ServerShard:
     """One PS shard process: applies gradients and answers pulls, one message at a time."""
 
@@ -98,17 +78,13 @@ class ServerShard:
         self.endpoint = model.topo.n_procs + shard
         self.core = model.procs.server_res[shard]
         pushers = model.topo.pushers_of[shard]
-        self.state = ShardState(clocks={p: 0 for p in pushers}, clock_hist={0: len(pushers)})
-        self.n_pushers = len(pushers)
+        self.mode = model.scn.sync.mode
+        self.state = sync.ShardSync(self.mode, model.scn.sync.bound, pushers)
         self.inbox: deque[Sequence[Any]] = deque()  # pull requests and pushes, in arrival order
         self.parked: list[tuple[int, int, float]] = []  # (proc, step, time it was found not ready)
         self.wake: simpy.Event | None = None
         self.reply_version = -1
-        self.mode = model.scn.sync.mode
-        self.bound = model.scn.sync.bound
-        self.expected = self.n_pushers * model.scn.training.steps  # gradients it will apply
-        self.pushed = {p: 0 for p in pushers}  # gradients received from each pusher
-        self.left_clocks: list[int] = []  # gradients received from each pusher that left
+        self.expected = len(pushers) * model.scn.training.steps  # gradients it will apply
         self.applied = 0
         self.grad_cols: tuple[list, ...] = ([], [], [], [], [])  # see `run`
         self.grad_done: list[tuple[int, float]] = []
@@ -145,46 +121,11 @@ class ServerShard:
         if not w.pushes_left:
             w.push_done.succeed()
 
-    def _ready(self, step: int) -> bool:
-        return sync.pull_ready(self.mode, self.bound, step, self.state.version, self.state.min_clock)
-
-    def deliver_leave(self, msg: tuple) -> None:
-        self.inbox.append(msg)
-        if self.wake is not None:
-            w, self.wake = self.wake, None
-            w.succeed()
-
-    def _leave(self, proc: int) -> int | None:
-        """Take a worker process that crashed for good out of the sync rule; returns a bsp clock
-        that is now complete (its other gradients are all in), if any."""
-        st = self.state
-        pushed = self.pushed.pop(proc)
-        self.left_clocks.append(pushed)
-        self.expected -= self.m.scn.training.steps - pushed
-        self.n_pushers -= 1
-        c = st.clocks.pop(proc)
-        st.clock_hist[c] -= 1
-        if not st.clock_hist[c]:
-            del st.clock_hist[c]
-        st.min_clock = min(st.clock_hist) if st.clock_hist else st.min_clock
-        if self.mode == "bsp":
-            for step, n in st.bsp_count.items():
-                if n == self.bsp_needed(step):
-                    return step
-        return None
-
-    def bsp_needed(self, step: int) -> int:
-        """Gradients that make clock `step` complete: every pusher still in, and those that left
-        after pushing it."""
-        if not self.left_clocks:
-            return self.n_pushers
-        return self.n_pushers + sum(1 for c in self.left_clocks if c > step)
 
     # ----------------------------------------------------------------------------- process
     def run(self) -> Generator[simpy.Event, Any, None]:
         env, m, st = self.m.env, self.m, self.state
-        mode, bound, bsp = self.mode, self.bound, self.mode == "bsp"
-        pull_ready = sync.pull_ready
+        bsp = self.mode == "bsp"
         inbox, spans = self.inbox, m.rec.spans
         # gradient log, one column each: pusher, step, version read, version applied to, arrival
         g_proc, g_step, g_read, g_applied, g_arr = (c.append for c in self.grad_cols)
@@ -195,10 +136,10 @@ class ServerShard:
                 self.wake = env.event()
                 yield self.wake
                 continue
-            if inbox[0][2] == LEAVE:
-                complete = self._leave(inbox.popleft()[3])
-                if complete is not None:
-                    del st.bsp_count[complete]
+            if inbox[0][2] == LEAVE:  # a worker crashed for good: out of the sync rule
+                pushed, complete = st.leave(inbox.popleft()[3])
+                self.expected -= m.scn.training.steps - pushed
+                for _ in complete:
                     yield from self._update()
                 yield from self._release()
                 if self.applied == self.expected:
@@ -212,7 +153,7 @@ class ServerShard:
                 while inbox and inbox[0][2] == PULL:
                     step = inbox[0][4].step
                     if step != last_step:
-                        last_step, ready = step, pull_ready(mode, bound, step, st.version, st.min_clock)
+                        last_step, ready = step, st.ready(step)
                     if not ready:  # held by the sync rule from now until ready: that is its wait
                         parked.append((inbox.popleft()[3], step, now))
                     elif self.reply_version == st.version:
@@ -234,7 +175,6 @@ class ServerShard:
             parked_min = min(q[1] for q in self.parked) if self.parked else None
             while inbox and inbox[0][2] == PUSH and not release:
                 _, _, _, proc, step, read, _, t_arr, _ = inbox.popleft()
-                self.pushed[proc] += 1
                 n_job += 1
                 cost += push_cost[proc]
                 g_proc(proc)
@@ -242,14 +182,8 @@ class ServerShard:
                 g_read(read)
                 g_applied(st.version)
                 g_arr(t_arr)
-                if bsp:  # the clock's gradients are summed, the version moves once all W are in
-                    n = st.bsp_count.get(step, 0) + 1
-                    st.bsp_count[step] = n
-                    release = n == self.bsp_needed(step)
-                else:
-                    st.record_push(proc)
-                    st.version += 1
-                    release = parked_min is not None and pull_ready(mode, bound, parked_min, st.version, st.min_clock)
+                # bsp: summed, the version moves once the clock is complete; else applied now
+                release = st.push(proc, step) or (not bsp and parked_min is not None and st.ready(parked_min))
             t0 = env.now
             yield procs.run(core, cost)
             t1 = env.now
@@ -257,7 +191,6 @@ class ServerShard:
             g_done((n_job, t1))
             self.applied += n_job
             if bsp and release:
-                del st.bsp_count[step]
                 yield from self._update()
             yield from self._release()
             if self.applied == self.expected:
@@ -267,16 +200,17 @@ class ServerShard:
         """bsp: one optimiser step with the clock's summed gradient (version + 1)."""
         t1 = self.env.now
         yield self.m.procs.run(self.core, self.update_cost)
-        self.state.version += 1
+        self.state.updated()
         self.m.rec.spans.append((self.s, 1, t1, self.env.now, 0))
 
     def _release(self) -> Generator[simpy.Event, Any, None]:
         """Answer the held pulls the sync rule now allows (packing the version once)."""
         if not self.parked:
             return
-        ready_now = [q for q in self.parked if self._ready(q[1])]
+        ready = self.state.ready
+        ready_now = [q for q in self.parked if ready(q[1])]
         if ready_now:
-            self.parked = [q for q in self.parked if not self._ready(q[1])]
+            self.parked = [q for q in self.parked if not ready(q[1])]
             t_ready = self.env.now
             if self.reply_version != self.state.version:
                 yield self.m.procs.run(self.core, self.reply_cost)
@@ -395,7 +329,7 @@ class Worker:
             if step in crashes:  # faults: the process crashes as it reaches this step
                 restart_after = crashes[step]
                 if restart_after is None:  # for good: its shards take it out of the sync rule
-                    leaves = [(delay, m.servers[s].deliver_leave, LEAVE, p) for s in shards]
+                    leaves = [(delay, m.servers[s].deliver, LEAVE, p) for s in shards]
                     send(routes, self.request_bytes, leaves)
                     return
                 yield env.timeout(restart_after)  # down, then back with a fresh pull
