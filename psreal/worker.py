@@ -137,7 +137,7 @@ class WorkerRole:
         B = scn.training.batch_size
         versions: dict[int, int] = {}
         who = ctx.layout.describe(ctx.rank, self.P)
-        crashes = {f.at_step: f.restart_after_s for f in scn.faults if f.worker == self.replica}
+        crashes = scn.crashes_of(self.replica)
         overlap = scn.communication.overlap
         if overlap:
             self._hook_grads()

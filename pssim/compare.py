@@ -528,42 +528,24 @@ def _keep_scenario_report(report_path: Path, report_dir: Path) -> Path:
     return dst / "report.md"
 
 
-def _compare_reusing_real(file: str, scn: Scenario, out: Path, progress: Progress, tag: str) -> tuple[dict[str, Any], Path, bool]:
-    """`--reuse-real`: simulate, and compare with the real runs already in out/<scenario>/."""
-    from .run import run_sim
-
-    folder = out / scn.name
-    report_path = folder / "report.md"
+def _reuse_real(file: str, scn: Scenario, folder: Path, notes: list[str]) -> tuple[BackendRun, list[Path]]:
+    """`--reuse-real`: the real runs an earlier compare left in `folder` (and the cached profile)."""
     if not (folder / "real" / "summary.json").exists():
-        print(f"error: {file}: {scn.name}: --reuse-real: no real run in {folder / 'real'} (run pssim compare without it first)", file=sys.stderr)
-        return failed_row(scn.name, "no real run to reuse"), report_path, False
+        msg = f"--reuse-real: no real run in {folder / 'real'} (run pssim compare without it first)"
+        print(f"error: {file}: {scn.name}: {msg}", file=sys.stderr)
+        return BackendRun(False, 2, [msg]), []
     repeat_dirs = sorted(d for d in folder.glob("real-repeat-*") if (d / "summary.json").exists())
-    notes = [f"real runs reused from an earlier compare ({1 + len(repeat_dirs)})"]
+    notes.append(f"real runs reused from an earlier compare ({1 + len(repeat_dirs)})")
     if needs_profile(scn):
         notes.append("no cached profile for this host: the simulator used the catalog's roofline")
         print(f"warning: {file}: {scn.name}: no cached profile for this host; the simulator uses the catalog's roofline", file=sys.stderr)
-    with progress.status(f"{tag}: simulator"):
-        t0 = time.perf_counter()
-        run_sim(scn, out)
-        progress.line(f"{tag}: sim   done ({time.perf_counter() - t0:.1f} s), real runs reused: {1 + len(repeat_dirs)}")
-    cmp = compare_folders(folder / "sim", folder / "real", folder, repeat_dirs, notes=notes)
-    return suite_row(cmp), report_path, True
+    return BackendRun(True, 0), repeat_dirs
 
 
-def _compare_one(
-    file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace, progress: Progress, tag: str
-) -> tuple[dict[str, Any], Path, bool]:
-    """Profile, real run(s), simulation and comparison of one scenario: (suite row, report.md, ok)."""
-    from . import report
-    from .run import run_sim
-
+def _measure(file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace, progress: Progress,
+             tag: str, notes: list[str], problems: list[str]) -> tuple[BackendRun, list[Path]]:
+    """Profile the device if needed, then the real run and its repeats: (first run, repeat folders)."""
     folder = out / scn.name
-    report_path = folder / "report.md"
-    folder.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    problems: list[str] = []
-    if getattr(args, "reuse_real", False):
-        return _compare_reusing_real(file, scn, out, progress, tag)
     for stale in folder.glob("real-repeat-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -587,7 +569,7 @@ def _compare_one(
     else:
         warnings = [ln for ln in first.lines if ln.startswith("warning")]
         _err(warnings)
-        notes += [f"real backend: {ln}" for ln in warnings]  # e.g. cuda asked for, ran on cpu
+        notes.extend(f"real backend: {ln}" for ln in warnings)  # e.g. cuda asked for, ran on cpu
         progress.line(f"{tag}: real  done ({first.seconds:.1f} s)")
     repeat_dirs: list[Path] = []
     if first.ok:
@@ -606,6 +588,26 @@ def _compare_one(
                 print(f"error: {file}: {scn.name}: real backend repeat {k} failed (exit {res.rc})", file=sys.stderr)
                 _err(res.lines)
             shutil.rmtree(tmp, ignore_errors=True)
+
+    return first, repeat_dirs
+
+
+def _compare_one(
+    file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace, progress: Progress, tag: str
+) -> tuple[dict[str, Any], Path, bool]:
+    """Profile, real run(s), simulation and comparison of one scenario: (suite row, report.md, ok)."""
+    from . import report
+    from .run import run_sim
+
+    folder = out / scn.name
+    report_path = folder / "report.md"
+    folder.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    problems: list[str] = []
+    if args.reuse_real:
+        first, repeat_dirs = _reuse_real(file, scn, folder, notes)
+    else:
+        first, repeat_dirs = _measure(file, scn, overrides, out, args, progress, tag, notes, problems)
 
     sim_ok = True
     with progress.status(f"{tag}: simulator"):

@@ -536,6 +536,10 @@ class Scenario(_Strict):
     def measured_steps(self) -> int:
         return self.training.steps - self.training.warmup_steps
 
+    def crashes_of(self, worker: int) -> dict[int, float | None]:
+        """The faults of `worker`: step it crashes at -> seconds it is down (None: for good)."""
+        return {f.at_step: f.restart_after_s for f in self.faults if f.worker == worker}
+
 
 # ------------------------------------------------------------------------------- error reporting
 class _FieldProblem(ValueError):

@@ -464,6 +464,6 @@ def test_an_end_that_is_awake_pays_the_busy_cost_for_its_next_message() -> None:
 
     env, net, procs = _one_link(1.0)
     wake, busy = LinearCost(a=1e-3), LinearCost(a=1e-4)
-    net.enable_endpoint_cpu(procs, [wake, wake], [wake, wake], [0, 1], busy_cost=([busy, busy], [busy, busy]))
+    net.enable_endpoint_cpu(procs, [wake, wake], [wake, wake], [0, 1], busy_cost=(busy, busy))
     assert len(_send_at(env, net, [0.0, 0.0, 0.01], 1000.0)) == 3
     assert procs.cpu_work == pytest.approx([2.1e-3, 2.1e-3], rel=1e-9)

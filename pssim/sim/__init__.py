@@ -120,8 +120,7 @@ def simulate(scn: Scenario, costs: CostModel | None = None) -> tuple[Records, di
         n = topo.n_procs
         busy = None
         if "msg_send_busy" in costs.ops and "msg_recv_busy" in costs.ops:
-            ends = n + len(procs.server_res)  # an end that is awake already pays the same everywhere
-            busy = ([costs.ops["msg_send_busy"]] * ends, [costs.ops["msg_recv_busy"]] * ends)
+            busy = (costs.ops["msg_send_busy"], costs.ops["msg_recv_busy"])
         net.enable_endpoint_cpu(procs, [send] * n + [send_s] * len(procs.server_res), [recv] * n + [recv_s] * len(procs.server_res),
                                 [*procs.host_res, *procs.server_res], arbiter, busy)
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs)

@@ -323,7 +323,7 @@ class Worker:
         compute_res, compute_s = None if m.fixed_compute else self.device, m.costs.compute_s
         factors = m.factors[self.replica, self.stage].tolist()
         natural = m.natural[self.replica, self.stage].tolist()
-        crashes = m.crashes.get(self.replica, {})
+        crashes = m.scn.crashes_of(self.replica)
         overlap = m.overlap is not None
         for step in range(m.scn.training.steps):
             if step in crashes:  # faults: the process crashes as it reaches this step
@@ -466,10 +466,6 @@ class SimModel:
         self.env, self.scn, self.costs, self.place, self.topo = env, scn, costs, place, topo
         self.schedule, self.act_bytes, self.net, self.procs = schedule, act_bytes, net, procs
         self.stages = scn.pipeline.stages
-        # faults: replica -> {step: restart_after_s or None (crashed for good)}
-        self.crashes: dict[int, dict[int, float | None]] = {}
-        for f in scn.faults:
-            self.crashes.setdefault(f.worker, {})[f.at_step] = f.restart_after_s
         self.overlap = overlap_plan(scn, costs, topo) if scn.communication.overlap else None
         self.fixed_compute = scn.compute.step_time_s is not None
         self.factors = compute_factors(scn)

@@ -56,6 +56,10 @@ def at_end_of_instant(env: simpy.Environment, fn: Callable[[simpy.Event], None])
     env.schedule(ev, END_OF_INSTANT)
 
 
+# Priority classes of work on a shared core or device (a lower number runs first; SharedProcessor)
+ARBITER, ORDINARY, COMPUTE = 0, 1, 2
+
+
 class Network:
     """Full-duplex NICs for every worker process and server, and the optional fabric.
 
@@ -113,18 +117,18 @@ class Network:
 
     def enable_endpoint_cpu(self, procs: Processors, send_cost: list[Any], recv_cost: list[Any], core_of: list[int | None],
                             arbiter: tuple[int, Any] | None = None,
-                            busy_cost: tuple[list[Any], list[Any]] | None = None) -> None:
+                            busy_cost: tuple[Any, Any] | None = None) -> None:
         """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core and
         `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
         transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority.
         With `busy_cost` = (send, recv): an end that is still working on another message (its
-        threads awake, its caches warm) pays that cheaper cost instead."""
+        threads awake, its caches warm) pays that cheaper cost instead, whatever its role."""
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
         self._busy_cost = busy_cost
         self._ep_jobs = [0] * len(core_of)  # message CPU jobs in progress at each endpoint
 
     _cpu: tuple | None = None
-    _busy_cost: tuple[list[Any], list[Any]] | None = None
+    _busy_cost: tuple[Any, Any] | None = None
 
     def _end_job(self, ep: int, cost: Any, nbytes: float) -> simpy.Event:
         """The CPU job of one message end at endpoint `ep`."""
@@ -144,11 +148,9 @@ class Network:
         _, send_cost, recv_cost, _, arbiter = self._cpu  # type: ignore[misc]
         src, dst = int(res[0]) // 2, (int(res[1]) - 1) // 2
         busy = self._busy_cost
-        if busy is None:
-            jobs = [self._end_job(src, send_cost[src], nbytes), self._end_job(dst, recv_cost[dst], nbytes)]
-        else:
-            jobs = [self._end_job(src, (busy[0] if self._ep_jobs[src] else send_cost)[src], nbytes),
-                    self._end_job(dst, (busy[1] if self._ep_jobs[dst] else recv_cost)[dst], nbytes)]
+        send = busy[0] if busy is not None and self._ep_jobs[src] else send_cost[src]
+        recv = busy[1] if busy is not None and self._ep_jobs[dst] else recv_cost[dst]
+        jobs = [self._end_job(src, send, nbytes), self._end_job(dst, recv, nbytes)]
         if arbiter is not None:
             self._arbiter_wake()
         gate = [len(jobs) + 1, msg]
@@ -175,7 +177,7 @@ class Network:
     def _arb_pass(self, now: float) -> None:
         self._arb_at, self._arb_busy = now, True
         procs, arbiter = self._cpu[0], self._cpu[4]  # type: ignore[index]
-        procs.run(arbiter[0], arbiter[1].a, priority=0).callbacks.append(self._arb_pass_done)  # type: ignore[union-attr]
+        procs.run(arbiter[0], arbiter[1].a, ARBITER).callbacks.append(self._arb_pass_done)  # type: ignore[union-attr]
 
     def _arb_pass_done(self, _ev: simpy.Event) -> None:
         self._arb_busy = False
@@ -295,10 +297,6 @@ class Network:
         self._hooks.append(fn)
 
 
-# Priority classes of work on a shared core or device (a lower number runs first; SharedProcessor)
-ARBITER, ORDINARY, COMPUTE = 0, 1, 2
-
-
 class SharedProcessor:
     """One device or core shared by several processes, with strict priority classes.
 
@@ -326,7 +324,7 @@ class SharedProcessor:
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
 
-    def run(self, work_s: float, priority: int = 1) -> simpy.Event:
+    def run(self, work_s: float, priority: int = ORDINARY) -> simpy.Event:
         ev = simpy.Event(self.env)
         self._drain()
         self.jobs.append([work_s, ev, priority, self.quantum])
@@ -429,21 +427,21 @@ class Processors:
         n_cores = place.cores or 0
         self.n_cores = n_cores
         self.cpu_work = [0.0] * n_cores  # standalone seconds of work given to each core
-        self.arbiter_work = 0.0  # ... of it, the link arbiter's (priority 0)
+        self.arbiter_work = 0.0  # ... of it, the link arbiter's
         self.shared: list[SharedProcessor | None] = [
             SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0) if len(users[r]) > 1 or (overlapping and r < n_cores) else None
             for r in range(len(names))
         ]
 
-    def run(self, res: int | None, work_s: float, priority: int = 1) -> simpy.Event:
-        """An event that fires when `work_s` seconds of standalone work have been done on `res`
-        (priority 0 preempts the ordinary work, 1, on a shared resource)."""
+    def run(self, res: int | None, work_s: float, priority: int = ORDINARY) -> simpy.Event:
+        """An event that fires when `work_s` seconds of standalone work of class `priority`
+        (ARBITER, ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`."""
         if work_s <= 0.0:
             return self.env.timeout(0.0)
         if res is None:
             return self.env.timeout(work_s)
         if res < self.n_cores:
-            if priority == 0:
+            if priority == ARBITER:
                 self.arbiter_work += work_s
             else:
                 self.cpu_work[res] += work_s
