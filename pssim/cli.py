@@ -43,13 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="simulate this many replicas (differing only in the compute's natural variation) and "
+                        "write the median one, with every replica's throughput in summary.json (default 1)")
     _add_set(p)
 
     p = sub.add_parser("compare", help="run simulator and real backend, write comparison and plots")
     p.add_argument("files", nargs="+")
     p.add_argument("--out", default="results")
     p.add_argument("--report-dir", default=None, help="also write the suite report (table, parity plot) here")
-    p.add_argument("--repeats", type=int, default=1, help="real runs per scenario (the spread is the noise floor)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="real runs per scenario (the spread is the noise floor); with several scenarios the "
+                        "repeats run round by round, so each scenario's runs span the whole session")
+    p.add_argument("--sim-replicas", type=int, default=5,
+                   help="simulator replicas per scenario (see `pssim simulate --replicas`; default 5)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override cluster.workers.device")
     p.add_argument("--reprofile", action="store_true", help="measure the device profile even if one is cached")
     p.add_argument("--reuse-real", action="store_true",
@@ -133,7 +140,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         (scn,) = load_all([args.file], args.overrides)
         from .run import run_sim
 
-        folder, summary = run_sim(scn, args.out)
+        if args.replicas < 1:
+            print(f"error: --replicas: must be >= 1 (got {args.replicas})", file=sys.stderr)
+            return 2
+        folder, summary = run_sim(scn, args.out, replicas=args.replicas)
         if not args.quiet:
             print_summary(summary, folder)
         return 0

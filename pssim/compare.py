@@ -3,7 +3,9 @@
 For each scenario the command measures a device profile when none is cached (so the simulator
 predicts with measured compute costs), runs the real backend as a subprocess (never imported
 here: `import pssim.compare` must not pull torch), optionally repeats it to measure its
-run-to-run noise, runs the simulator, and then compares the two result folders.
+run-to-run noise (round by round over all scenarios, so each one's runs span the session),
+runs the simulator (several replicas, see `pssim.run.run_sim`), and then compares the two
+result folders.
 
 The comparison is a pure function of two result folders (`compare_folders`): every numeric
 summary metric flattened to a dotted name (`step_time_s.p50`) gets its simulated and measured
@@ -45,7 +47,7 @@ NOT_METRICS = frozenset(
     {"workers", "servers", "pipeline_stages", "microbatches", "wall_time_s", "simulated_time_s", "events"}
 )
 # Distributions compared by plots, not number by number.
-NOT_METRIC_PREFIXES = ("staleness.histogram",)
+NOT_METRIC_PREFIXES = ("staleness.histogram", "replicas")
 
 # The fidelity figures of DESIGN.md section 8: suite column prefix -> flattened metric name.
 SUITE_METRICS = {
@@ -60,6 +62,9 @@ SUITE_COLUMNS = (
     *(f"{p}_{s}" for p in SUITE_METRICS for s in ("sim", "real", "rel_error")),
     "real_runs",
     "real_throughput_spread",
+    "sim_replicas",
+    "sim_throughput_spread",
+    "within_noise",
     "compute_source",
     "report",
     "error",
@@ -195,12 +200,16 @@ def compare_folders(
             "real": "the measured value: the median over the real runs when there are several",
             "abs_error": "sim - real, in the metric's unit",
             "real_spread": "over all real runs (first + repeats): min, max, mean, std, rel_spread = (max - min) / mean",
+            "sim.replicas": "with several simulator replicas (they differ only in the compute's natural variation): "
+            "the simulated values are the median replica's, the throughput range is over all replicas",
+            "within_noise": "the simulated throughput range (over replicas) and the measured one (over real runs) overlap",
         },
         "sim": {
             "folder": _rel(sim_dir, out_dir),
             "backend": sim.get("backend"),
             "compute_source": sim.get("compute_source"),
             "profile": sim.get("profile"),
+            "replicas": sim.get("replicas"),
         },
         "real": {
             "folder": _rel(real_dir, out_dir),
@@ -212,6 +221,7 @@ def compare_folders(
             "repeat_folders": [_rel(Path(d), out_dir) for d in real_repeat_dirs],
         },
         **cmp,
+        "within_noise": within_noise(sim, cmp["metrics"].get("throughput_samples_per_s", {})),
         "notes": list(notes),
     }
     write_atomic_text(out_dir / "comparison.json", dumps_json(comparison))
@@ -226,6 +236,18 @@ def compare_folders(
 
 
 # -------------------------------------------------------------------------------- the suite
+def within_noise(sim: dict[str, Any], thr: dict[str, Any]) -> bool | None:
+    """Whether the simulated throughput range (over the simulator's replicas, or its one value)
+    and the measured range (over the real runs, or the one run) overlap; None when neither side
+    has a range (one replica, one real run: then only the error says anything)."""
+    reps, spread = sim.get("replicas"), thr.get("real_spread")
+    if thr.get("sim") is None or thr.get("real") is None or (not reps and not spread):
+        return None
+    lo_s, hi_s = (reps["throughput_min"], reps["throughput_max"]) if reps else (thr["sim"], thr["sim"])
+    lo_r, hi_r = (spread["min"], spread["max"]) if spread else (thr["real"], thr["real"])
+    return bool(lo_s <= hi_r and lo_r <= hi_s)
+
+
 def suite_row(comparison: dict[str, Any], report_path: str = "") -> dict[str, Any]:
     """One suite row (SUITE_COLUMNS) from a scenario's comparison."""
     m = comparison["metrics"]
@@ -238,6 +260,10 @@ def suite_row(comparison: dict[str, Any], report_path: str = "") -> dict[str, An
     row["real_runs"] = comparison["real"]["runs"]
     spread = m.get("throughput_samples_per_s", {}).get("real_spread")
     row["real_throughput_spread"] = spread["rel_spread"] if spread else None
+    reps = comparison["sim"].get("replicas")
+    row["sim_replicas"] = reps["n"] if reps else 1
+    row["sim_throughput_spread"] = reps["rel_spread"] if reps and reps["n"] > 1 else None
+    row["within_noise"] = comparison.get("within_noise")
     row["compute_source"] = comparison["sim"].get("compute_source")
     row["report"] = report_path
     row["error"] = ""
@@ -292,6 +318,9 @@ def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
       of the best measured.
     - noise_floor: the real backend's run-to-run spread of throughput, (max - min) / mean over
       repeats, median and max over scenarios (None without --repeats >= 2).
+    - sim_spread: the same over the simulator's replicas (None with one replica).
+    - within_noise: how many scenarios have overlapping simulated and measured throughput
+      ranges, and which do not (None when no scenario has a range on either side).
     """
     ok = [r for r in rows if r.get("status") == "ok"]
     out: dict[str, Any] = {"scenarios": len(rows), "ok": len(ok), "failed": [r["scenario"] for r in rows if r.get("status") != "ok"]}
@@ -321,6 +350,17 @@ def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["noise_floor"] = (
         {"n": len(spreads), "median_rel_spread": float(np.median(spreads)), "max_rel_spread": float(np.max(spreads))}
         if spreads
+        else None
+    )
+    sims = [r["sim_throughput_spread"] for r in ok if r.get("sim_throughput_spread") is not None]
+    out["sim_spread"] = (
+        {"n": len(sims), "median_rel_spread": float(np.median(sims)), "max_rel_spread": float(np.max(sims))} if sims else None
+    )
+    judged = [r for r in ok if r.get("within_noise") is not None]
+    out["within_noise"] = (
+        {"n": len(judged), "count": sum(bool(r["within_noise"]) for r in judged),
+         "outside": [r["scenario"] for r in judged if not r["within_noise"]]}
+        if judged
         else None
     )
     return out
@@ -382,6 +422,8 @@ def write_suite(report_dir: str | Path, rows: Sequence[dict[str, Any]], plots: b
             "sim is 0 too (exact agreement), real_zero those where sim is not; both are left out of median/max",
             "spearman_rho_throughput": "Spearman rank correlation of simulated vs measured throughput (ties: average rank)",
             "noise_floor": "real throughput (max - min) / mean over repeated real runs; median and max over scenarios",
+            "sim_spread": "simulated throughput (max - min) / mean over the simulator's replicas; median and max over scenarios",
+            "within_noise": "scenarios whose simulated throughput range (replicas) overlaps the measured one (real runs)",
         },
         "fidelity": stats,
         "scenarios": list(rows),
@@ -476,6 +518,8 @@ def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.repeats < 1:
         return _bad("--repeats", f"must be >= 1 (got {args.repeats})")
+    if args.sim_replicas < 1:
+        return _bad("--sim-replicas", f"must be >= 1 (got {args.sim_replicas})")
     if args.device:
         overrides.append(f"cluster.workers.device={args.device}")
         scns = load_all(files, overrides)  # validated again with the device set (exit 2 if that is wrong)
@@ -490,9 +534,12 @@ def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     reports: list[Path] = []
     failed = False
+    measured: list[Measured] | list[None] = (
+        [None] * len(scns) if args.reuse_real else measure_all(files, scns, overrides, out, args, progress)
+    )
     for i, (file, scn) in enumerate(zip(files, scns, strict=True)):
         tag = f"[{i + 1}/{len(scns)}] {scn.name}"
-        row, report_path, ok = _compare_one(file, scn, overrides, out, args, progress, tag)
+        row, report_path, ok = _compare_one(file, scn, out, args, progress, tag, measured[i])
         failed |= not ok
         rows.append(row)
         reports.append(report_path)
@@ -542,13 +589,25 @@ def _reuse_real(file: str, scn: Scenario, folder: Path, notes: list[str]) -> tup
     return BackendRun(True, 0), repeat_dirs
 
 
-def _measure(file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace, progress: Progress,
-             tag: str, notes: list[str], problems: list[str]) -> tuple[BackendRun, list[Path]]:
-    """Profile the device if needed, then the real run and its repeats: (first run, repeat folders)."""
+@dataclass
+class Measured:
+    """A scenario's real runs so far: the first, the repeat folders, notes and problems."""
+
+    first: BackendRun
+    repeat_dirs: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _measure_first(file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace,
+                   progress: Progress, tag: str) -> Measured:
+    """Profile the device if needed, then the first real run."""
     folder = out / scn.name
+    folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("real-repeat-*"):
         shutil.rmtree(stale, ignore_errors=True)
-
+    notes: list[str] = []
+    problems: list[str] = []
     if needs_profile(scn, args.reprofile):
         with progress.status(f"{tag}: profiling the device"):
             res = run_profile(file, overrides)
@@ -571,49 +630,70 @@ def _measure(file: str, scn: Scenario, overrides: list[str], out: Path, args: ar
         _err(warnings)
         notes.extend(f"real backend: {ln}" for ln in warnings)  # e.g. cuda asked for, ran on cpu
         progress.line(f"{tag}: real  done ({first.seconds:.1f} s)")
-    repeat_dirs: list[Path] = []
-    if first.ok:
-        for k in range(1, args.repeats):
-            tmp = folder / f".repeat-{k}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            with progress.status(f"{tag}: real backend, repeat {k}/{args.repeats - 1}"):
-                res = run_real(file, overrides, tmp)
-            if res.ok:
-                dest = folder / f"real-repeat-{k}"
-                os.replace(tmp / scn.name / "real", dest)
-                repeat_dirs.append(dest)
-                progress.line(f"{tag}: real  repeat {k} done ({res.seconds:.1f} s)")
-            else:
-                problems.append(f"real repeat {k} failed (exit {res.rc})")
-                print(f"error: {file}: {scn.name}: real backend repeat {k} failed (exit {res.rc})", file=sys.stderr)
-                _err(res.lines)
-            shutil.rmtree(tmp, ignore_errors=True)
+    return Measured(first, [], notes, problems)
 
-    return first, repeat_dirs
+
+def _measure_repeat(file: str, scn: Scenario, overrides: list[str], out: Path, k: int, n: int, m: Measured,
+                    progress: Progress, tag: str) -> None:
+    """Real run number k + 1 of a scenario whose first run succeeded, into real-repeat-k/."""
+    folder = out / scn.name
+    tmp = folder / f".repeat-{k}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with progress.status(f"{tag}: real backend, repeat {k}/{n - 1}"):
+        res = run_real(file, overrides, tmp)
+    if res.ok:
+        dest = folder / f"real-repeat-{k}"
+        os.replace(tmp / scn.name / "real", dest)
+        m.repeat_dirs.append(dest)
+        progress.line(f"{tag}: real  repeat {k} done ({res.seconds:.1f} s)")
+    else:
+        m.problems.append(f"real repeat {k} failed (exit {res.rc})")
+        print(f"error: {file}: {scn.name}: real backend repeat {k} failed (exit {res.rc})", file=sys.stderr)
+        _err(res.lines)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure_all(files: Sequence[str], scns: Sequence[Scenario], overrides: list[str], out: Path,
+                args: argparse.Namespace, progress: Progress) -> list[Measured]:
+    """Every scenario's real runs, round by round: first each scenario's profile (when none is
+    cached) and first run, then one repeat of each scenario per further round. A scenario's runs
+    are thus spread over the whole session, so the host's drift (other tenants of a shared machine
+    come and go over minutes) shows in each scenario's spread, and its median is not one quiet or
+    one busy moment."""
+    n = len(scns)
+    done = [_measure_first(f, s, overrides, out, args, progress, f"[{i + 1}/{n}] {s.name}")
+            for i, (f, s) in enumerate(zip(files, scns, strict=True))]
+    for k in range(1, args.repeats):
+        for i, (f, s) in enumerate(zip(files, scns, strict=True)):
+            if done[i].first.ok:
+                _measure_repeat(f, s, overrides, out, k, args.repeats, done[i], progress, f"[{i + 1}/{n}] {s.name}")
+    return done
 
 
 def _compare_one(
-    file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace, progress: Progress, tag: str
+    file: str, scn: Scenario, out: Path, args: argparse.Namespace, progress: Progress, tag: str,
+    measured: Measured | None,
 ) -> tuple[dict[str, Any], Path, bool]:
-    """Profile, real run(s), simulation and comparison of one scenario: (suite row, report.md, ok)."""
+    """Simulation and comparison of one scenario against its real runs (`measured`, or with
+    --reuse-real those an earlier compare left): (suite row, report.md, ok)."""
     from . import report
     from .run import run_sim
 
     folder = out / scn.name
     report_path = folder / "report.md"
     folder.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    problems: list[str] = []
-    if args.reuse_real:
+    if measured is None:
+        notes: list[str] = []
+        problems: list[str] = []
         first, repeat_dirs = _reuse_real(file, scn, folder, notes)
     else:
-        first, repeat_dirs = _measure(file, scn, overrides, out, args, progress, tag, notes, problems)
+        first, repeat_dirs, notes, problems = measured.first, measured.repeat_dirs, measured.notes, measured.problems
 
     sim_ok = True
     with progress.status(f"{tag}: simulator"):
         try:
             t0 = time.perf_counter()
-            run_sim(scn, out)
+            run_sim(scn, out, replicas=args.sim_replicas)
             progress.line(f"{tag}: sim   done ({time.perf_counter() - t0:.1f} s)")
         except Exception as exc:  # a simulator bug must not lose the other scenarios' results
             sim_ok = False

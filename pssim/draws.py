@@ -12,6 +12,9 @@ adding workers leaves the others' draws unchanged.
 With a measured profile, the simulator also gives each step the compute's natural variation
 (`natural_factors`): real compute times vary step to step, and that variation is what breaks the
 lock-step of identical workers (under ASP it lets pushes and pulls of different workers overlap).
+It is simulator-only, so it is what a simulator *replica* varies: replica 0 draws from stream
+(seed, 2, worker, stage), replica r > 0 from (seed, 2, worker, stage, r); the straggler and
+jitter draws, which the real backend shares, are the same in every replica.
 """
 
 from __future__ import annotations
@@ -44,10 +47,11 @@ def compute_factors(scn: Scenario) -> np.ndarray:
     return out
 
 
-def natural_factors(scn: Scenario, samples: list[float] | None) -> np.ndarray | None:
+def natural_factors(scn: Scenario, samples: list[float] | None, replica: int = 0) -> np.ndarray | None:
     """factor[w, stage, step]: the compute's own step-to-step variation, drawn (seeded, stream
-    (seed, 2, worker, stage)) from measured timings and divided by their mean, so it is 1 on
-    average. None without samples (a fixed step time or the roofline have none)."""
+    (seed, 2, worker, stage), with `replica` appended for replicas > 0) from measured timings and
+    divided by their mean, so it is 1 on average. None without samples (a fixed step time or the
+    roofline have none)."""
     if not samples:
         return None
     W, P, T = scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps
@@ -56,7 +60,7 @@ def natural_factors(scn: Scenario, samples: list[float] | None) -> np.ndarray | 
     out = np.ones((W, P, T))
     for w in range(W):
         for s in range(P):
-            rng = np.random.Generator(np.random.PCG64([scn.seed, 2, w, s]))
+            rng = np.random.Generator(np.random.PCG64([scn.seed, 2, w, s] + ([replica] if replica else [])))
             out[w, s] = rel[rng.integers(0, rel.size, size=T)]
     return out
 

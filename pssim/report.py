@@ -135,8 +135,12 @@ def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: d
     out += [*scenario_setup_lines(scn), ""]
 
     out.append("## Headline metrics\n")
+    reps = sim.get("replicas") or {}
     out.append("Relative error = (sim - real) / real; positive means the simulator over-predicts."
-               + (f" The real backend ran {runs} times: 'real' is the first run, the spread is (max - min) / mean over all {runs}." if runs > 1 else "")
+               + (f" The real backend ran {runs} times: 'real' is the median over the runs, the spread is (max - min) / mean over all {runs}." if runs > 1 else "")
+               + (f" The simulator ran {reps['n']} replicas (they differ only in the compute's natural variation): "
+                  f"'sim' is the median replica, whose throughput ranges over {fmt_num(reps['throughput_min'])}"
+                  f" to {fmt_num(reps['throughput_max'])} samples/s across them." if reps.get("n", 1) > 1 else "")
                + "\n")
     headers = ["metric", "sim", "real", "error"] + (["real spread"] if runs > 1 else [])
     rows = []
@@ -152,6 +156,10 @@ def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: d
             row.append(fmt_pct(sp["rel_spread"], signed=False) if sp else "n/a")
         rows.append(row)
     out.append(md_table(headers, rows))
+    wn = comparison.get("within_noise")
+    if wn is not None:
+        out.append(("The simulated and measured throughput ranges overlap: the error is within the noise of the two."
+                    if wn else "The simulated and measured throughput ranges do not overlap.") + "\n")
 
     out.append("## Where the numbers came from\n")
     out.append(f"- simulator compute times: {compute_source_text(sim.get('compute_source'), sim.get('profile'))}")
@@ -227,6 +235,15 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
                    f"over {nf['n']} scenarios; errors below it cannot be told from noise")
     else:
         out.append("- noise floor: not measured (run with `--repeats 3` to measure the real backend's run-to-run spread)")
+    ss = stats.get("sim_spread")
+    if ss:
+        out.append(f"- simulator spread (throughput (max - min) / mean over its replicas, which differ only in the "
+                   f"compute's natural variation): median {fmt_pct(ss['median_rel_spread'], signed=False)}, "
+                   f"max {fmt_pct(ss['max_rel_spread'], signed=False)}")
+    wn = stats.get("within_noise")
+    if wn:
+        out.append(f"- within noise (simulated and measured throughput ranges overlap): {wn['count']} of {wn['n']}"
+                   + (f"; outside: {', '.join(wn['outside'])}" if wn["outside"] else ""))
     out.append("- relative error = (sim - real) / real. Mean staleness is 0 under BSP and whenever no gradient was "
                "stale; a relative error is then undefined, so such scenarios are left out of the staleness "
                "median/max and listed above.\n")
@@ -237,16 +254,17 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
     for r in rows:
         name = f"[{r['scenario']}]({r['report']})" if r.get("report") else r["scenario"]
         if r.get("status") != "ok":
-            trows.append([name, "failed", "", "", "", "", "", "", r.get("error", "")])
+            trows.append([name, "failed", "", "", "", "", "", "", "", r.get("error", "")])
             continue
         trows.append([
             name, fmt_num(r["throughput_sim"]), fmt_num(r["throughput_real"]), fmt_pct(r["throughput_rel_error"]),
             fmt_pct(r["step_time_p50_rel_error"]), fmt_pct(r["step_time_p95_rel_error"]),
             _staleness_cell(r), fmt_pct(r["real_throughput_spread"], signed=False) if r.get("real_throughput_spread") is not None else "-",
+            fmt_pct(r["sim_throughput_spread"], signed=False) if r.get("sim_throughput_spread") is not None else "-",
             r.get("error") or "",
         ])
     out.append(md_table(["scenario", "sim samples/s", "real samples/s", "throughput error", "p50 error", "p95 error",
-                         "staleness error", "real spread", "notes"], trows, "lrrrrrrrl"))
+                         "staleness error", "real spread", "sim spread", "notes"], trows, "lrrrrrrrrl"))
     return "\n".join(out)
 
 

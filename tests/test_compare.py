@@ -230,14 +230,16 @@ def test_a_failed_real_run_is_reported_and_the_others_still_run(
     run_real, calls = _fake_real(fail={"broken"})
     monkeypatch.setattr(compare, "run_real", run_real)
     files = []
-    for name in ("good", "broken"):
+    for name in ("good", "broken", "other"):
         f = tmp_path / f"{name}.yaml"
         f.write_text(yaml.safe_dump({**TINY, "name": name}))
         files.append(str(f))
     out = tmp_path / "out"
     rc = main(["compare", *files, "--repeats", "3", "--out", str(out)])
     assert rc == 1
-    assert calls == ["good", "good", "good", "broken"]  # the first run and two repeats; a failure is not repeated
+    # round by round: every scenario's first run, then a repeat of each per round; a failed
+    # scenario is not repeated
+    assert calls == ["good", "broken", "other", "good", "other", "good", "other"]
     captured = capsys.readouterr()
     assert "error: worker 1 (rank 2): RuntimeError: boom" in captured.err
     assert f"report: {out / 'suite.md'}" in captured.out
@@ -248,7 +250,7 @@ def test_a_failed_real_run_is_reported_and_the_others_still_run(
     assert not (out / "broken" / "comparison.json").exists()
     assert "boom" in (out / "broken" / "report.md").read_text()
     suite = json.loads((out / "suite.json").read_text())
-    assert [(r["scenario"], r["status"]) for r in suite["scenarios"]] == [("good", "ok"), ("broken", "failed")]
+    assert [(r["scenario"], r["status"]) for r in suite["scenarios"]] == [("good", "ok"), ("broken", "failed"), ("other", "ok")]
     assert suite["fidelity"]["failed"] == ["broken"]
 
 
