@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("--replicas", type=int, default=1,
-                   help="simulate this many replicas (differing only in the compute's natural variation) and "
-                        "write the median one, with every replica's throughput in summary.json (default 1)")
+    p.add_argument("--runs", type=int, default=1,
+                   help="simulate this many times, each with its own draw of the compute's natural variation, and "
+                        "write the median run, with every run's throughput in summary.json (default 1)")
     _add_set(p)
 
     p = sub.add_parser("compare", help="run simulator and real backend, write comparison and plots")
@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1,
                    help="real runs per scenario (the spread is the noise floor); with several scenarios the "
                         "repeats run round by round, so each scenario's runs span the whole session")
-    p.add_argument("--sim-replicas", type=int, default=5,
-                   help="simulator replicas per scenario (see `pssim simulate --replicas`; default 5)")
+    p.add_argument("--sim-runs", type=int, default=5,
+                   help="simulator runs per scenario (see `pssim simulate --runs`; default 5)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override cluster.workers.device")
     p.add_argument("--reprofile", action="store_true", help="measure the device profile even if one is cached")
     p.add_argument("--reuse-real", action="store_true",
@@ -140,10 +140,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         (scn,) = load_all([args.file], args.overrides)
         from .run import run_sim
 
-        if args.replicas < 1:
-            print(f"error: --replicas: must be >= 1 (got {args.replicas})", file=sys.stderr)
+        if args.runs < 1:
+            print(f"error: --runs: must be >= 1 (got {args.runs})", file=sys.stderr)
             return 2
-        folder, summary = run_sim(scn, args.out, replicas=args.replicas)
+        folder, summary = run_sim(scn, args.out, runs=args.runs)
         if not args.quiet:
             print_summary(summary, folder)
         return 0

@@ -4,7 +4,7 @@ For each scenario the command measures a device profile when none is cached (so 
 predicts with measured compute costs), runs the real backend as a subprocess (never imported
 here: `import pssim.compare` must not pull torch), optionally repeats it to measure its
 run-to-run noise (round by round over all scenarios, so each one's runs span the session),
-runs the simulator (several replicas, see `pssim.run.run_sim`), and then compares the two
+runs the simulator (several times, see `pssim.run.run_sim`), and then compares the two
 result folders.
 
 The comparison is a pure function of two result folders (`compare_folders`): every numeric
@@ -47,7 +47,7 @@ NOT_METRICS = frozenset(
     {"workers", "servers", "pipeline_stages", "microbatches", "wall_time_s", "simulated_time_s", "events"}
 )
 # Distributions compared by plots, not number by number.
-NOT_METRIC_PREFIXES = ("staleness.histogram", "replicas")
+NOT_METRIC_PREFIXES = ("staleness.histogram", "sim_runs")
 
 # The fidelity figures of DESIGN.md section 8: suite column prefix -> flattened metric name.
 SUITE_METRICS = {
@@ -62,7 +62,7 @@ SUITE_COLUMNS = (
     *(f"{p}_{s}" for p in SUITE_METRICS for s in ("sim", "real", "rel_error")),
     "real_runs",
     "real_throughput_spread",
-    "sim_replicas",
+    "sim_runs",
     "sim_throughput_spread",
     "within_noise",
     "compute_source",
@@ -200,16 +200,16 @@ def compare_folders(
             "real": "the measured value: the median over the real runs when there are several",
             "abs_error": "sim - real, in the metric's unit",
             "real_spread": "over all real runs (first + repeats): min, max, mean, std, rel_spread = (max - min) / mean",
-            "sim.replicas": "with several simulator replicas (they differ only in the compute's natural variation): "
-            "the simulated values are the median replica's, the throughput range is over all replicas",
-            "within_noise": "the simulated throughput range (over replicas) and the measured one (over real runs) overlap",
+            "sim.runs": "with several simulator runs (they differ only in the compute's natural variation): "
+            "the simulated values are the median run's, the throughput range is over all runs",
+            "within_noise": "the simulated throughput range (over its runs) and the measured one (over the real runs) overlap",
         },
         "sim": {
             "folder": _rel(sim_dir, out_dir),
             "backend": sim.get("backend"),
             "compute_source": sim.get("compute_source"),
             "profile": sim.get("profile"),
-            "replicas": sim.get("replicas"),
+            "runs": sim.get("sim_runs"),
         },
         "real": {
             "folder": _rel(real_dir, out_dir),
@@ -237,10 +237,10 @@ def compare_folders(
 
 # -------------------------------------------------------------------------------- the suite
 def within_noise(sim: dict[str, Any], thr: dict[str, Any]) -> bool | None:
-    """Whether the simulated throughput range (over the simulator's replicas, or its one value)
-    and the measured range (over the real runs, or the one run) overlap; None when neither side
-    has a range (one replica, one real run: then only the error says anything)."""
-    reps, spread = sim.get("replicas"), thr.get("real_spread")
+    """Whether the simulated throughput range (over the simulator's runs, or its one value) and
+    the measured range (over the real runs, or the one run) overlap; None when neither side has a
+    range (one simulator run, one real run: then only the error says anything)."""
+    reps, spread = sim.get("sim_runs"), thr.get("real_spread")
     if thr.get("sim") is None or thr.get("real") is None or (not reps and not spread):
         return None
     lo_s, hi_s = (reps["throughput_min"], reps["throughput_max"]) if reps else (thr["sim"], thr["sim"])
@@ -260,8 +260,8 @@ def suite_row(comparison: dict[str, Any], report_path: str = "") -> dict[str, An
     row["real_runs"] = comparison["real"]["runs"]
     spread = m.get("throughput_samples_per_s", {}).get("real_spread")
     row["real_throughput_spread"] = spread["rel_spread"] if spread else None
-    reps = comparison["sim"].get("replicas")
-    row["sim_replicas"] = reps["n"] if reps else 1
+    reps = comparison["sim"].get("runs")
+    row["sim_runs"] = reps["n"] if reps else 1
     row["sim_throughput_spread"] = reps["rel_spread"] if reps and reps["n"] > 1 else None
     row["within_noise"] = comparison.get("within_noise")
     row["compute_source"] = comparison["sim"].get("compute_source")
@@ -318,7 +318,7 @@ def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
       of the best measured.
     - noise_floor: the real backend's run-to-run spread of throughput, (max - min) / mean over
       repeats, median and max over scenarios (None without --repeats >= 2).
-    - sim_spread: the same over the simulator's replicas (None with one replica).
+    - sim_spread: the same over the simulator's runs (None with one run).
     - within_noise: how many scenarios have overlapping simulated and measured throughput
       ranges, and which do not (None when no scenario has a range on either side).
     """
@@ -422,8 +422,8 @@ def write_suite(report_dir: str | Path, rows: Sequence[dict[str, Any]], plots: b
             "sim is 0 too (exact agreement), real_zero those where sim is not; both are left out of median/max",
             "spearman_rho_throughput": "Spearman rank correlation of simulated vs measured throughput (ties: average rank)",
             "noise_floor": "real throughput (max - min) / mean over repeated real runs; median and max over scenarios",
-            "sim_spread": "simulated throughput (max - min) / mean over the simulator's replicas; median and max over scenarios",
-            "within_noise": "scenarios whose simulated throughput range (replicas) overlaps the measured one (real runs)",
+            "sim_spread": "simulated throughput (max - min) / mean over the simulator's runs; median and max over scenarios",
+            "within_noise": "scenarios whose simulated throughput range (its runs) overlaps the measured one (real runs)",
         },
         "fidelity": stats,
         "scenarios": list(rows),
@@ -518,8 +518,8 @@ def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.repeats < 1:
         return _bad("--repeats", f"must be >= 1 (got {args.repeats})")
-    if args.sim_replicas < 1:
-        return _bad("--sim-replicas", f"must be >= 1 (got {args.sim_replicas})")
+    if args.sim_runs < 1:
+        return _bad("--sim-runs", f"must be >= 1 (got {args.sim_runs})")
     if args.device:
         overrides.append(f"cluster.workers.device={args.device}")
         scns = load_all(files, overrides)  # validated again with the device set (exit 2 if that is wrong)
@@ -693,7 +693,7 @@ def _compare_one(
     with progress.status(f"{tag}: simulator"):
         try:
             t0 = time.perf_counter()
-            run_sim(scn, out, replicas=args.sim_replicas)
+            run_sim(scn, out, runs=args.sim_runs)
             progress.line(f"{tag}: sim   done ({time.perf_counter() - t0:.1f} s)")
         except Exception as exc:  # a simulator bug must not lose the other scenarios' results
             sim_ok = False

@@ -12,9 +12,9 @@ adding workers leaves the others' draws unchanged.
 With a measured profile, the simulator also gives each step the compute's natural variation
 (`natural_factors`): real compute times vary step to step, and that variation is what breaks the
 lock-step of identical workers (under ASP it lets pushes and pulls of different workers overlap).
-It is simulator-only, so it is what a simulator *replica* varies: replica 0 draws from stream
-(seed, 2, worker, stage), replica r > 0 from (seed, 2, worker, stage, r); the straggler and
-jitter draws, which the real backend shares, are the same in every replica.
+It is simulator-only, so it is what repeated simulator runs vary (`pssim.run.run_sim`): run 0
+draws from stream (seed, 2, worker, stage), run k > 0 from (seed, 2, worker, stage, k); the
+straggler and jitter draws, which the real backend shares, are the same in every run.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def compute_factors(scn: Scenario) -> np.ndarray:
     return out
 
 
-def natural_factors(scn: Scenario, samples: list[float] | None, replica: int = 0) -> np.ndarray | None:
+def natural_factors(scn: Scenario, samples: list[float] | None, draw: int = 0) -> np.ndarray | None:
     """factor[w, stage, step]: the compute's own step-to-step variation, drawn (seeded, stream
-    (seed, 2, worker, stage), with `replica` appended for replicas > 0) from measured timings and
+    (seed, 2, worker, stage), with `draw` appended for draws > 0) from measured timings and
     divided by their mean, so it is 1 on average. None without samples (a fixed step time or the
     roofline have none)."""
     if not samples:
@@ -60,7 +60,7 @@ def natural_factors(scn: Scenario, samples: list[float] | None, replica: int = 0
     out = np.ones((W, P, T))
     for w in range(W):
         for s in range(P):
-            rng = np.random.Generator(np.random.PCG64([scn.seed, 2, w, s] + ([replica] if replica else [])))
+            rng = np.random.Generator(np.random.PCG64([scn.seed, 2, w, s] + ([draw] if draw else [])))
             out[w, s] = rel[rng.integers(0, rel.size, size=T)]
     return out
 

@@ -135,12 +135,12 @@ def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: d
     out += [*scenario_setup_lines(scn), ""]
 
     out.append("## Headline metrics\n")
-    reps = sim.get("replicas") or {}
+    reps = sim.get("runs") or {}
     out.append("Relative error = (sim - real) / real; positive means the simulator over-predicts."
                + (f" The real backend ran {runs} times: 'real' is the median over the runs, the spread is (max - min) / mean over all {runs}." if runs > 1 else "")
-               + (f" The simulator ran {reps['n']} replicas (they differ only in the compute's natural variation): "
-                  f"'sim' is the median replica, whose throughput ranges over {fmt_num(reps['throughput_min'])}"
-                  f" to {fmt_num(reps['throughput_max'])} samples/s across them." if reps.get("n", 1) > 1 else "")
+               + (f" The simulator ran {reps['n']} times, each with its own draw of the compute's natural variation: "
+                  f"'sim' is the median run; the simulated throughput ranges from {fmt_num(reps['throughput_min'])}"
+                  f" to {fmt_num(reps['throughput_max'])} samples/s over the runs." if reps.get("n", 1) > 1 else "")
                + "\n")
     headers = ["metric", "sim", "real", "error"] + (["real spread"] if runs > 1 else [])
     rows = []
@@ -237,7 +237,7 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
         out.append("- noise floor: not measured (run with `--repeats 3` to measure the real backend's run-to-run spread)")
     ss = stats.get("sim_spread")
     if ss:
-        out.append(f"- simulator spread (throughput (max - min) / mean over its replicas, which differ only in the "
+        out.append(f"- simulator spread (throughput (max - min) / mean over its runs, which differ only in the "
                    f"compute's natural variation): median {fmt_pct(ss['median_rel_spread'], signed=False)}, "
                    f"max {fmt_pct(ss['max_rel_spread'], signed=False)}")
     wn = stats.get("within_noise")

@@ -93,9 +93,9 @@ def _cpu_seconds(procs: Processors) -> dict[str, float]:
     return out
 
 
-def simulate(scn: Scenario, costs: CostModel | None = None, replica: int = 0) -> tuple[Records, dict[str, Any]]:
-    """Run the scenario in the simulator. Deterministic: same scenario and replica, same records.
-    Replicas differ only in the compute's natural variation (`pssim.draws.natural_factors`)."""
+def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tuple[Records, dict[str, Any]]:
+    """Run the scenario in the simulator. Deterministic: same scenario and draw, same records.
+    Draws differ only in the compute's natural variation (`pssim.draws.natural_factors`)."""
     wall0 = time.perf_counter()
     costs = costs or build_costs(scn)
     place = placement(scn, costs.cores)
@@ -124,7 +124,7 @@ def simulate(scn: Scenario, costs: CostModel | None = None, replica: int = 0) ->
             busy = (costs.ops["msg_send_busy"], costs.ops["msg_recv_busy"])
         net.enable_endpoint_cpu(procs, [send] * n + [send_s] * len(procs.server_res), [recv] * n + [recv_s] * len(procs.server_res),
                                 [*procs.host_res, *procs.server_res], arbiter, busy)
-    model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs, replica)
+    model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs, draw)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)
     workers_done = simpy.AllOf(env, [w.proc for w in model.workers])

@@ -462,7 +462,7 @@ class SimModel:
     def __init__(
         self, env: simpy.Environment, scn: Scenario, costs: CostModel, place: Placement, topo: Topology,
         schedule: list[list[tuple[str, int]]], act_bytes: list[int], net: Network, procs: Processors,
-        replica: int = 0,
+        draw: int = 0,
     ) -> None:
         self.env, self.scn, self.costs, self.place, self.topo = env, scn, costs, place, topo
         self.schedule, self.act_bytes, self.net, self.procs = schedule, act_bytes, net, procs
@@ -470,7 +470,7 @@ class SimModel:
         self.overlap = overlap_plan(scn, costs, topo) if scn.communication.overlap else None
         self.fixed_compute = scn.compute.step_time_s is not None
         self.factors = compute_factors(scn)
-        nat = natural_factors(scn, list(costs.compute_samples_s), replica)
+        nat = natural_factors(scn, list(costs.compute_samples_s), draw)
         self.natural = nat if nat is not None else np.ones_like(self.factors)
         self.rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
         # rows logged as things happen, folded into self.rec by `finish`
