@@ -36,7 +36,8 @@ fi
 REPORT=${REPORT_DIR:-reports/gpu/$DEV}
 RESULTS=${RESULTS_DIR:-/tmp/pssim-gpu-results}
 export PSSIM_CACHE=${PSSIM_CACHE:-/tmp/pssim-gpu-cache}
-CMD=($PY -m pssim.cli compare "${SCEN[@]}" --device cuda --out "$RESULTS" --report-dir "$REPORT")
+# as `make validate`: 3 real runs per scenario, round by round (REPEATS=1 to fit a short device lease)
+CMD=($PY -m pssim.cli compare "${SCEN[@]}" --device cuda --repeats "${REPEATS:-3}" --out "$RESULTS" --report-dir "$REPORT")
 if [ $DRY -eq 1 ]; then
   echo "device: $DEV"
   echo "would run: ${CMD[*]}"
