@@ -96,6 +96,8 @@ def test_runs_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str
     f.write_text(yaml.safe_dump(_dict()))
     assert main(["simulate", str(f), "--runs", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--runs" in capsys.readouterr().err
+    assert main(["compare", str(f), "--sim-runs", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--sim-runs" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
