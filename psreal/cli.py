@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="measure compute and host costs for the simulator")
     p.add_argument("file")
     p.add_argument("--out", default=None, help="profile file (default: the per-host cache pssim reads)")
+    p.add_argument("--more", action="store_true",
+                   help="add calibration runs to the profile already there and take its in-situ figures over all "
+                        "of them (a whole new profile if there is none)")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="a.b=v")
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "profile":
         from .profiler import profile_scenario
 
-        path, prof = profile_scenario(scn, device, args.out, quiet=args.quiet)
+        path, prof = profile_scenario(scn, device, args.out, quiet=args.quiet, more=args.more)
         if not args.quiet:
             print(f"profile: {path}")
             print(f"  step compute {prof.step_compute_s * 1e3:.3f} ms, per-message overhead {prof.msg_overhead_s * 1e6:.1f} us, cores {prof.cores}")

@@ -28,7 +28,7 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from pssim.profile import (
     host_cache_path,
     host_cpu_slice_s,
     host_id,
+    load_profile,
     profile_key,
 )
 from pssim.results import write_atomic_text
@@ -450,8 +451,11 @@ def calibration_scenario(scn: Scenario) -> Scenario:
     return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
 
 
+IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s")
+
+
 def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any],
-                    runs: int = CALIBRATION_RUNS) -> dict[str, Any]:
+                    runs: int = CALIBRATION_RUNS, previous: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """What the roles cost inside a real run, where microbenchmarks are too kind (caches cold after
     every message, threads waking, gloo's own threads): `runs` short real runs of
     `calibration_scenario`, then from each run's records and each role's measured CPU time
@@ -464,21 +468,30 @@ def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: 
     - the link arbiter's CPU per wake-up (app emulation): messages that start or end at one
       instant are handled in one pass of its loop.
 
-    Each figure is the median over the runs (a shared host's other tenants can slow one run by
-    tens of percent); the compute samples are those of the run whose mean compute is the median.
+    Each figure is the median over the runs, these and `previous` ones (the `runs` list an
+    earlier call returned under "samples": `psreal profile --more` adds runs made later, so that
+    the figures span the host's drift over minutes); the compute samples are those of the run
+    whose mean compute is the median.
     """
-    per_run = [_in_situ_once(scn, device, ops, tr) for _ in range(max(1, runs))]
+    per_run = [*previous, *(_in_situ_once(scn, device, ops, tr) for _ in range(max(1, runs)))]
     out: dict[str, Any] = {}
-    for k in ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s"):
+    for k in IN_SITU_FIGURES:
         vals = [r[k] for r in per_run if k in r]
         if vals:
             out[k] = statistics.median(vals)
-    mid = sorted(per_run, key=lambda r: r["compute_s"])[len(per_run) // 2]
+    mid = sorted(per_run, key=lambda r: r["compute_s"])[(len(per_run) - 1) // 2]
     out["compute_samples_s"] = mid["compute_samples_s"]
     out["send_b"], out["recv_b"] = per_run[0]["send_b"], per_run[0]["recv_b"]
-    out["samples"] = {"runs": [r["samples"] | {k: r[k] for k in ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s") if k in r}
-                               for r in per_run]}
+    out["samples"] = {"runs": per_run}
     return out
+
+
+def previous_in_situ_runs(prof: Profile) -> list[dict[str, Any]]:
+    """The calibration runs behind a profile, as `measure_in_situ` takes them back (empty for a
+    profile that did not keep each run's compute samples)."""
+    runs = prof.samples.get("in_situ", {}).get("runs", [])
+    keep = ("compute_samples_s", "send_b", "recv_b", "compute_s")
+    return [r for r in runs if all(k in r for k in keep)]
 
 
 def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any]) -> dict[str, Any]:
@@ -533,21 +546,49 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
 
 
 # ------------------------------------------------------------------------------- entry
-def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: bool = True, force_transport: bool = False) -> tuple[Path, Profile]:
+_DERIVED_OPS = ("msg_send", "msg_recv", "msg_send_server", "msg_recv_server", "msg_send_busy", "msg_recv_busy", "arbiter")
+
+
+def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: bool = True, force_transport: bool = False,
+                     more: bool = False) -> tuple[Path, Profile]:
+    """Measure the scenario's profile and write it (default: the per-host cache pssim reads).
+
+    `more`: if that file holds a profile of the same key that kept its calibration runs, measure
+    only CALIBRATION_RUNS more calibration runs and recompute the in-situ figures over all of them
+    (the microbenchmarks are kept); else measure a whole profile. `pssim compare --repeats` does
+    this once per round, so a profile's calibration spans the session as the real runs do.
+    """
     set_threads()
     allowed = sorted(os.sched_getaffinity(0))
     cores = len(allowed)
-    old_aff = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {allowed[0]})  # one core, like a role
-    try:
-        dev = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
-        step_s, fwd, bwd, s1 = measure_compute(scn, dev)
-        ops, s2 = measure_ops(scn, dev)
-    finally:
-        os.sched_setaffinity(0, old_aff)
+    key = profile_key(scn, device)
+    path = Path(out) if out else cache_path(key)
+    old: Profile | None = None
+    if more and path.is_file():
+        try:
+            old = load_profile(path)
+        except (OSError, ValueError):
+            old = None
+        if old is not None and (old.key != json.loads(json.dumps(key)) or not previous_in_situ_runs(old)):
+            old = None
     tr = host_transport(force_transport)
+    if old is not None:
+        s1, s2 = dict(old.samples.get("compute", {})), old.samples.get("ops", {})
+        step_s = float(s1.get("microbenchmark_step_compute_s", old.step_compute_s))
+        fwd, bwd = list(old.stage_fwd_s), list(old.stage_bwd_s)
+        ops = {k: v for k, v in old.ops.items() if k not in _DERIVED_OPS}
+        situ = measure_in_situ(scn, device, ops, tr, previous=previous_in_situ_runs(old))
+    else:
+        old_aff = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {allowed[0]})  # one core, like a role
+        try:
+            dev = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
+            step_s, fwd, bwd, s1 = measure_compute(scn, dev)
+            ops, s2 = measure_ops(scn, dev)
+        finally:
+            os.sched_setaffinity(0, old_aff)
+        situ = measure_in_situ(scn, device, ops, tr)
     app = scn.cluster.network.emulation == "app"
-    situ = measure_in_situ(scn, device, ops, tr)
     # per message end: the fixed CPU measured in situ (worker and server ends apart), the per-byte
     # CPU from the transport's streams
     ops["msg_send"] = LinearCost(a=situ["msg_worker_a"], b=situ["send_b"])
@@ -568,7 +609,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     wire_rate = tr.get("wire_bytes_per_s")
     delay = tr["delay_app_s"] if scn.cluster.network.emulation == "app" else tr["delay_none_s"]
     prof = Profile(
-        key=profile_key(scn, device),
+        key=key,
         host=host_id(),
         device_name=torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         cores=cores,
@@ -586,6 +627,5 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         samples={"compute": s1, "ops": s2, "transport": tr["samples"], "in_situ": situ["samples"],
                  "model_params": build_workload(scn.model).numel},
     )
-    path = Path(out) if out else cache_path(prof.key)
     write_atomic_text(path, prof.model_dump_json(indent=2))
     return path, prof

@@ -463,9 +463,10 @@ def run_real(file: str, overrides: Sequence[str], out: str | Path) -> BackendRun
     return _psreal(["run", str(file), "--out", str(out), "--quiet", *_sets(overrides)])
 
 
-def run_profile(file: str, overrides: Sequence[str]) -> BackendRun:
-    """`psreal profile FILE --quiet --set ...`: writes the profile into the per-host cache."""
-    return _psreal(["profile", str(file), "--quiet", *_sets(overrides)])
+def run_profile(file: str, overrides: Sequence[str], more: bool = False) -> BackendRun:
+    """`psreal profile FILE --quiet --set ...`: writes the profile into the per-host cache; with
+    `more`, adds calibration runs to the profile there (`psreal profile --more`)."""
+    return _psreal(["profile", str(file), "--quiet", *(["--more"] if more else []), *_sets(overrides)])
 
 
 def needs_profile(scn: Scenario, reprofile: bool = False) -> bool:
@@ -597,6 +598,7 @@ class Measured:
     repeat_dirs: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    profiled: bool = False  # this compare measured the scenario's profile
 
 
 def _measure_first(file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace,
@@ -608,9 +610,11 @@ def _measure_first(file: str, scn: Scenario, overrides: list[str], out: Path, ar
         shutil.rmtree(stale, ignore_errors=True)
     notes: list[str] = []
     problems: list[str] = []
+    profiled = False
     if needs_profile(scn, args.reprofile):
         with progress.status(f"{tag}: profiling the device"):
             res = run_profile(file, overrides)
+        profiled = res.ok
         if res.ok:
             progress.line(f"{tag}: profile measured ({res.seconds:.1f} s)")
         else:
@@ -630,7 +634,7 @@ def _measure_first(file: str, scn: Scenario, overrides: list[str], out: Path, ar
         _err(warnings)
         notes.extend(f"real backend: {ln}" for ln in warnings)  # e.g. cuda asked for, ran on cpu
         progress.line(f"{tag}: real  done ({first.seconds:.1f} s)")
-    return Measured(first, [], notes, problems)
+    return Measured(first, [], notes, problems, profiled)
 
 
 def _measure_repeat(file: str, scn: Scenario, overrides: list[str], out: Path, k: int, n: int, m: Measured,
@@ -659,11 +663,28 @@ def measure_all(files: Sequence[str], scns: Sequence[Scenario], overrides: list[
     cached) and first run, then one repeat of each scenario per further round. A scenario's runs
     are thus spread over the whole session, so the host's drift (other tenants of a shared machine
     come and go over minutes) shows in each scenario's spread, and its median is not one quiet or
-    one busy moment."""
+    one busy moment. Each further round also adds calibration runs to every profile this compare
+    measured (`psreal profile --more`, once per profile), so that the simulator's costs are
+    medians over the same span."""
+    from .profile import profile_key
+
     n = len(scns)
     done = [_measure_first(f, s, overrides, out, args, progress, f"[{i + 1}/{n}] {s.name}")
             for i, (f, s) in enumerate(zip(files, scns, strict=True))]
+    refine: dict[str, tuple[str, Scenario]] = {}  # one scenario per profile this compare measured
+    for f, s, m in zip(files, scns, done, strict=True):
+        if m.profiled:
+            refine.setdefault(dumps_json(profile_key(s)), (f, s))
     for k in range(1, args.repeats):
+        for f, s in refine.values():
+            with progress.status(f"{s.name}: more calibration runs for its profile (round {k + 1})"):
+                res = run_profile(f, overrides, more=True)
+            if res.ok:
+                progress.line(f"{s.name}: profile refined, round {k + 1} ({res.seconds:.1f} s)")
+            else:  # the profile measured before stays as it was
+                print(f"warning: {f}: {s.name}: adding calibration runs to its profile failed (exit {res.rc}); "
+                      "the profile keeps its earlier runs", file=sys.stderr)
+                _err(res.lines)
         for i, (f, s) in enumerate(zip(files, scns, strict=True)):
             if done[i].first.ok:
                 _measure_repeat(f, s, overrides, out, k, args.repeats, done[i], progress, f"[{i + 1}/{n}] {s.name}")

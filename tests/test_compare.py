@@ -23,6 +23,7 @@ import pytest
 
 from pssim.cli import main
 from pssim.compare import (
+    BackendRun,
     compare_folders,
     compare_summaries,
     flatten_metrics,
@@ -254,6 +255,41 @@ def test_a_failed_real_run_is_reported_and_the_others_still_run(
     assert suite["fidelity"]["failed"] == ["broken"]
 
 
+def test_later_rounds_add_calibration_runs_to_the_profiles_this_compare_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    import pssim.compare as compare
+
+    run_real, calls = _fake_real(fail=set())
+    profiles: list[tuple[str, bool]] = []
+
+    def run_profile(file: str, overrides: list[str], more: bool = False) -> BackendRun:
+        profiles.append((Path(file).stem, more))
+        return BackendRun(True, 0, [])
+
+    monkeypatch.setattr(compare, "run_real", run_real)
+    monkeypatch.setattr(compare, "run_profile", run_profile)
+    cached: set[int] = set()  # models profiled so far: the second scenario of a model finds its profile
+
+    def needs_profile(scn: Any, reprofile: bool = False) -> bool:
+        if scn.model.hidden[0] in cached:
+            return False
+        cached.add(scn.model.hidden[0])
+        return True
+
+    monkeypatch.setattr(compare, "needs_profile", needs_profile)
+    files = []
+    for name, hidden in (("a", 32), ("b", 32), ("c", 16)):  # a and b share a profile, c has its own
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(yaml.safe_dump({**TINY, "name": name, "model": {**TINY["model"], "hidden": [hidden]}}))
+        files.append(str(f))
+    assert main(["compare", *files, "--repeats", "3", "--out", str(tmp_path / "out")]) == 0
+    assert profiles == [("a", False), ("c", False), ("a", True), ("c", True), ("a", True), ("c", True)]
+    assert calls == ["a", "b", "c"] * 3
+
+
 def test_reuse_real_runs_only_the_simulator_against_the_kept_real_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -312,7 +348,10 @@ def test_compare_end_to_end_with_the_real_backend(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert f"report: {rep / 'suite.md'}" in proc.stdout
-    assert list((tmp_path / "cache" / "profiles").glob("*.json"))  # profiled into the given cache
+    profiles = [json.loads(f.read_text()) for f in (tmp_path / "cache" / "profiles").glob("*.json") if not f.name.startswith("host-")]
+    assert profiles  # profiled into the given cache
+    for prof in profiles:  # 3 calibration runs in round 1, 3 more (psreal profile --more) in round 2
+        assert len(prof["samples"]["in_situ"]["runs"]) == 6
     for name in ("quickstart", "tiny-ssp"):
         d = out / name
         for f in ("comparison.json", "report.md", *(f"plots/{p}" for p in PLOTS),
