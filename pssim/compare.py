@@ -62,8 +62,12 @@ SUITE_COLUMNS = (
     *(f"{p}_{s}" for p in SUITE_METRICS for s in ("sim", "real", "rel_error")),
     "real_runs",
     "real_throughput_spread",
+    "real_throughput_min",
+    "real_throughput_max",
     "sim_runs",
     "sim_throughput_spread",
+    "sim_throughput_min",
+    "sim_throughput_max",
     "within_noise",
     "compute_source",
     "report",
@@ -260,9 +264,12 @@ def suite_row(comparison: dict[str, Any], report_path: str = "") -> dict[str, An
     row["real_runs"] = comparison["real"]["runs"]
     spread = m.get("throughput_samples_per_s", {}).get("real_spread")
     row["real_throughput_spread"] = spread["rel_spread"] if spread else None
+    row["real_throughput_min"], row["real_throughput_max"] = (spread["min"], spread["max"]) if spread else (None, None)
     reps = comparison["sim"].get("runs")
     row["sim_runs"] = reps["n"] if reps else 1
     row["sim_throughput_spread"] = reps["rel_spread"] if reps and reps["n"] > 1 else None
+    row["sim_throughput_min"], row["sim_throughput_max"] = (
+        (reps["throughput_min"], reps["throughput_max"]) if reps and reps["n"] > 1 else (None, None))
     row["within_noise"] = comparison.get("within_noise")
     row["compute_source"] = comparison["sim"].get("compute_source")
     row["report"] = report_path
@@ -407,11 +414,17 @@ def write_suite(report_dir: str | Path, rows: Sequence[dict[str, Any]], plots: b
 
         pts = [r for r in rows if r.get("status") == "ok" and r.get("throughput_sim") and r.get("throughput_real")]
         if pts:
+            def rng(r: dict[str, Any], side: str) -> tuple[float, float] | None:
+                lo, hi = r.get(f"{side}_throughput_min"), r.get(f"{side}_throughput_max")
+                return (lo, hi) if lo is not None and hi is not None else None
+
             parity = plotting.parity_plot(
                 [r["scenario"] for r in pts],
                 [r["throughput_real"] for r in pts],
                 [r["throughput_sim"] for r in pts],
                 report_dir / "parity.png",
+                [rng(r, "real") for r in pts],
+                [rng(r, "sim") for r in pts],
             )
     doc = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

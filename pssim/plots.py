@@ -14,6 +14,7 @@ in any process and never opens a window.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -208,8 +209,19 @@ def scenario_plots(
     }
 
 
-def parity_plot(names: Sequence[str], measured: Sequence[float], predicted: Sequence[float], path: Path) -> Path:
-    """Predicted vs measured throughput, one labelled point per scenario; log-log when the range is wide."""
+def _short_labels(names: Sequence[str]) -> list[str]:
+    """`v04-bsp-4w2s-straggler` -> `v04` when every name starts with a distinct id like that."""
+    ids = [n.split("-", 1)[0] for n in names]
+    if all(re.fullmatch(r"[A-Za-z]{0,2}\d+", i) for i in ids) and len(set(ids)) == len(ids):
+        return ids
+    return list(names)
+
+
+def parity_plot(names: Sequence[str], measured: Sequence[float], predicted: Sequence[float], path: Path,
+                measured_range: Sequence[tuple[float, float] | None] | None = None,
+                predicted_range: Sequence[tuple[float, float] | None] | None = None) -> Path:
+    """Predicted vs measured throughput, one labelled point per scenario; log-log when the range is
+    wide. With ranges (min, max over the real runs / the simulator's runs), bars show them."""
     fig, ax = _figure(6.0, 5.4)
     x, y = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
     lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
@@ -223,8 +235,18 @@ def parity_plot(names: Sequence[str], measured: Sequence[float], predicted: Sequ
         line = np.linspace(max(lo - pad, 0.0), hi + pad, 200)
     ax.fill_between(line, line * 0.95, line * 1.05, color="0.85", label="+-5%")
     ax.plot(line, line, color="0.3", lw=1, label="y = x")
+    def bars(ranges: Sequence[tuple[float, float] | None] | None, centre: np.ndarray) -> np.ndarray | None:
+        if not ranges or all(r is None for r in ranges):
+            return None
+        lo_hi = np.array([r if r is not None else (c, c) for r, c in zip(ranges, centre, strict=True)], dtype=float)
+        return np.vstack([np.maximum(centre - lo_hi[:, 0], 0.0), np.maximum(lo_hi[:, 1] - centre, 0.0)])
+
+    xerr, yerr = bars(measured_range, x), bars(predicted_range, y)
+    if xerr is not None or yerr is not None:
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=SIM_COLOR, alpha=0.5, lw=1, capsize=2, zorder=2,
+                    label="min-max over runs")
     ax.scatter(x, y, color=SIM_COLOR, zorder=3)
-    for n, a, b in zip(names, x, y, strict=True):
+    for n, a, b in zip(_short_labels(names), x, y, strict=True):
         ax.annotate(n, (a, b), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlim(line[0], line[-1])
     ax.set_ylim(line[0], line[-1])

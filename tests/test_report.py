@@ -149,6 +149,22 @@ def test_parity_plot_with_a_wide_range_is_drawn(tmp_path: Path) -> None:
     assert (tmp_path / "parity.png").is_file()
 
 
+def test_parity_plot_draws_the_run_ranges_and_short_ids(tmp_path: Path) -> None:
+    from pssim.plots import _short_labels, parity_plot
+
+    assert _short_labels(["v01-bsp-a", "v02-asp-b"]) == ["v01", "v02"]
+    assert _short_labels(["quickstart", "tiny-ssp"]) == ["quickstart", "tiny-ssp"]  # no ids: names kept
+    assert _short_labels(["v01-a", "v01-b"]) == ["v01-a", "v01-b"]  # ids not distinct: names kept
+    p = parity_plot(["v01-a", "v02-b"], [100.0, 200.0], [110.0, 190.0], tmp_path / "p.png",
+                    [(90.0, 105.0), None], [(100.0, 120.0), (180.0, 195.0)])
+    assert p.read_bytes()[:4] == b"\x89PNG"
+    r = {**row("a", 110, 100), "real_throughput_min": 95.0, "real_throughput_max": 104.0,
+         "sim_throughput_min": 105.0, "sim_throughput_max": 111.0}
+    write_suite(tmp_path / "s", [r, row("b", 12, 10)])
+    assert (tmp_path / "s" / "parity.png").is_file()
+    assert "real_throughput_min" in (tmp_path / "s" / "suite.csv").read_text().splitlines()[0]
+
+
 # ------------------------------------------------------------------------------- formatting
 def test_number_and_table_formatting() -> None:
     assert fmt_pct(0.1234) == "+12.3%" and fmt_pct(-0.05) == "-5.0%" and fmt_pct(None) == "n/a"
