@@ -35,6 +35,8 @@ import numpy as np
 from pssim.costs import LinkLayout
 from pssim.fluid import SmallFluid
 
+from . import msgtrace
+
 _HELLO, _START, _DONE, _PROG, _BYE, _ERR = b"H", b"S", b"D", b"P", b"B", b"E"
 _FMT = {
     _HELLO: struct.Struct("<ii"),  # rank, endpoint (-1 for none)
@@ -169,7 +171,8 @@ class ControlServer:
         if self.deliveries and self.deliveries[0][0] <= now:
             out: dict[int, list[bytes]] = {}  # one send per endpoint for all that are due
             while self.deliveries and self.deliveries[0][0] <= now:
-                _, src, seq, dst = heapq.heappop(self.deliveries)
+                due, src, seq, dst = heapq.heappop(self.deliveries)
+                msgtrace.mark("done", src, seq, dst, due)
                 msg = _DONE + _FMT[_DONE].pack(src, seq)
                 out.setdefault(src, []).append(msg)
                 out.setdefault(dst, []).append(msg)
@@ -225,6 +228,7 @@ class ControlServer:
                 continue
             i += 1 + fmt.size
             if kind == _START:
+                msgtrace.mark("start", *fields)
                 self.flows_started += 1
                 starts.append(fields)
             elif kind == _HELLO:
@@ -354,6 +358,7 @@ class ControlClient:
                 with self._cv:
                     for i in range(n):
                         key = _FMT[_DONE].unpack_from(buf, i * size + 1)
+                        msgtrace.mark("done_rx", *key)
                         fn = self._callbacks.pop(key, None)
                         if fn is None:
                             self._done.add(key)

@@ -45,6 +45,7 @@ from pssim.records import Records, summarize
 from pssim.results import write_results
 from pssim.scenario import Scenario
 
+from . import msgtrace
 from .control import ControlClient, ControlServer
 from .roles import Layout, RoleContext, build_topology, host_cores, layout_of, pin_role, set_threads
 from .transport import Transport, is_peer_loss
@@ -107,6 +108,7 @@ def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clo
         cpu0 = _process_cpu_s()
         role.run()
         cpu_s = _process_cpu_s() - cpu0
+        msgtrace.dump(f"rank{rank}")
         ctx.records.shift_time(t0)
         out = {"rank": rank, "records": ctx.records, "kind": kind, "peak_memory": role.peak_memory(), "cpu_s": cpu_s}
         if save_params and kind == "server":
@@ -470,6 +472,7 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
         _kill_all(procs)
         if coord.control is not None:
             coord.control.stop()
+            msgtrace.dump("arbiter")
         if kernel is not None:
             kernel.close()
         if threading.current_thread() is threading.main_thread():
@@ -506,4 +509,5 @@ def run_torchrun(scn: Scenario, out: str, device: str, timeout_s: float = DEFAUL
     th = threading.Thread(target=coord.body, args=({},), daemon=True)
     th.start()
     _watch(coord, [], timeout_s, stall_s, progress)
+    msgtrace.dump("arbiter")
     return coord.results(time.perf_counter() - wall0)

@@ -29,6 +29,7 @@ import torch
 from pssim import sync, wire
 from pssim.sharding import plan_shards
 
+from . import msgtrace
 from .codec import decode_push, encode_dense
 from .models import initial_flat_params
 from .roles import RoleContext, inject_fault
@@ -100,6 +101,7 @@ class ServerRole:
                 raise TimeoutError(
                     f"no message for {STALL_S:.0f} s (pushes {pushes}/{total}, pulls answered {self.pulls_answered}/{total})"
                 ) from None
+            msgtrace.mark("srv_get", msg.src, msg.seq, msg.kind)
             if msg.kind == -1:
                 raise ctx.transport.receive_failed(msg.src)
             if msg.kind == wire.LEAVE:  # a worker crashed for good: out of the sync rule

@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 from pssim import wire
 
+from . import msgtrace
 from .control import ControlClient
 
 TAG = 7
@@ -88,8 +89,10 @@ class SendHandle:
             if is_peer_loss(exc):
                 raise PeerLost(f"sending to endpoint {self.dst} failed: {short_error(exc)}") from exc
             raise
+        msgtrace.mark("gloo_done", self.t.endpoint, self.seq)
         if self.t.control is not None and self.t.emulate:
             self.t.control.wait_done(self.t.endpoint, self.seq, DELIVERY_TIMEOUT_S)
+        msgtrace.mark("handle_done", self.t.endpoint, self.seq)
 
 
 class Transport:
@@ -111,6 +114,7 @@ class Transport:
         seq = next(self._seq)
         n = 0 if payload is None else payload.numel()
         nbytes = wire.HEADER_BYTES + n
+        msgtrace.mark("send", self.endpoint, seq, dst, kind, nbytes)
         if self.emulate:
             self.control.start_flow(dst, seq, nbytes)  # type: ignore[union-attr]
         header = torch.tensor([kind, self.endpoint, step, seq, version, n, aux, aux2], dtype=torch.int64)
@@ -150,6 +154,7 @@ class Transport:
                     first = torch.empty(wire.HEADER_BYTES + INLINE_MAX, dtype=torch.uint8, pin_memory=pin)
                     dist.recv(first, rank, tag=TAG)
                     kind, sender, step, seq, version, n, aux, aux2 = first[: wire.HEADER_BYTES].view(torch.int64).tolist()
+                    msgtrace.mark("hdr", sender, seq, kind)
                     if kind == wire.STOP:
                         return
                     payload = None
@@ -172,6 +177,7 @@ class Transport:
 
         def deliver(msg: Message) -> None:
             msg.t_delivered = time.monotonic()
+            msgtrace.mark("deliver", msg.src, msg.seq, msg.kind)
             on_message(msg)
 
         if self.emulate:
