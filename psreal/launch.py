@@ -213,7 +213,7 @@ class _Coordinator:
                 if self.gloo_ifname:
                     os.environ.pop("GLOO_SOCKET_IFNAME", None)
             links = link_layout(self.scn, self.layout.n_procs) if self.emulate else None
-            local = "init_method" in init
+            local = "store" in init  # run_local hands over its store; torchrun's env:// has none
             # the arbiter thread runs on the last core (pssim.costs.placement: arbiter_core)
             self.control = ControlServer(links, bind=self.host if local else "0.0.0.0",
                                          advertise=self.host if local else os.environ.get("MASTER_ADDR", "127.0.0.1"),
@@ -325,12 +325,6 @@ def _device_name(device: str) -> str:
     return f"cpu:{platform.processor() or platform.machine()} x{host_cores()}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _watch(coord: _Coordinator, procs: list[Any], timeout_s: float, stall_s: float, progress: Any) -> None:
     """Watch the run from the main thread; raise RunFailed on the first failure."""
     t_start = time.monotonic()
@@ -430,8 +424,12 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
         kernel = KernelNet.for_scenario(scn, layout).__enter__()  # closed in the finally below
     host = kernel.bridge_ip if kernel else "127.0.0.1"
     wall0 = time.perf_counter()
-    port = _free_port()
-    init_method = f"tcp://{host}:{port}"
+    # the coordinator's rendezvous store listens before anything else starts, on a port the OS
+    # picks and that stays bound (a port found free and released first can be taken meanwhile by
+    # any other socket of the host: EADDRINUSE at init_process_group)
+    store = dist.TCPStore(host, 0, layout.world, is_master=True, timeout=datetime.timedelta(seconds=DEFAULT_STALL_S),
+                          wait_for_workers=False)
+    init_method = f"tcp://{host}:{store.port}"
     ctx = mp.get_context("spawn")
     scn_json = scn.model_dump_json()
     procs = []
@@ -456,7 +454,8 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
                              daemon=True)
             pr.start()
             procs.append((rank, pr))
-        th = threading.Thread(target=coord.body, args=({"init_method": init_method},), daemon=True)
+        # the roles' tcp:// rendezvous keys their group under "default_pg": the coordinator's too
+        th = threading.Thread(target=coord.body, args=({"store": dist.PrefixStore("default_pg", store)},), daemon=True)
         th.start()
         _watch(coord, procs, timeout_s, stall_s, progress)
         for _, pr in procs:

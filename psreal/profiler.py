@@ -328,7 +328,6 @@ def _transport_child(rank: int, world: int, init_method: str, n_ping: int) -> No
 
 def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     """Per-message and per-byte costs of the real transport between two pinned processes."""
-    import socket
 
     import torch.distributed as dist
     import torch.multiprocessing as mp
@@ -337,10 +336,9 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
 
     from .control import ControlServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    init = f"tcp://127.0.0.1:{port}"
+    # the rendezvous store listens on a port the OS picks and keeps (see psreal.launch.run_local)
+    store = dist.TCPStore("127.0.0.1", 0, 3, is_master=True, timeout=datetime.timedelta(seconds=300), wait_for_workers=False)
+    init = f"tcp://127.0.0.1:{store.port}"
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_transport_child, args=(r, 3, init, n_ping), daemon=True) for r in (1, 2)]
     for p in procs:
@@ -350,7 +348,8 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     server.start()
     arbiter: list[float] = []
     try:
-        dist.init_process_group("gloo", init_method=init, rank=0, world_size=3, timeout=datetime.timedelta(seconds=300))
+        dist.init_process_group("gloo", store=dist.PrefixStore("default_pg", store), rank=0, world_size=3,
+                                timeout=datetime.timedelta(seconds=300))
         dist.broadcast_object_list([server.addr], src=0)
         dist.barrier()  # plain ping-pong
         for _ in _STREAM_SIZES:
