@@ -155,9 +155,8 @@ class ServerRole:
     def _release(self) -> None:
         """Answer the held pulls the sync rule now allows."""
         if self.parked:
-            ready = [q for q in self.parked if self.sync.ready(q[1])]
+            ready, self.parked = self.sync.split_ready(self.parked)
             if ready:
-                self.parked = [q for q in self.parked if not self.sync.ready(q[1])]
                 self._reply(ready)
 
     def peak_memory(self) -> int:

@@ -61,6 +61,14 @@ class ShardSync:
         """Whether a pull for `step` may be answered now."""
         return pull_ready(self.mode, self.bound, step, self.version, self.min_clock)
 
+    def split_ready(self, held: list[tuple[int, int, float]]) -> tuple[list, list]:
+        """Held pulls (proc, step, time held) split into those the rule now allows and the rest."""
+        ready: list[tuple[int, int, float]] = []
+        still: list[tuple[int, int, float]] = []
+        for q in held:
+            (ready if self.ready(q[1]) else still).append(q)
+        return ready, still
+
     def needed(self, step: int) -> int:
         """Gradients that complete bsp clock `step`."""
         if not self.left:

@@ -50,3 +50,12 @@ def test_one_pusher_completes_each_bsp_clock_alone() -> None:
         assert s.push(0, step)
         s.updated()
     assert s.version == 3 and not s.bsp_count
+
+
+def test_held_pulls_split_into_those_now_allowed_and_the_rest() -> None:
+    s = ShardSync("ssp", 0, [0, 1])
+    held = [(0, 1, 0.5), (1, 2, 0.7)]
+    assert s.split_ready(held) == ([], held)
+    s.push(0, 0)
+    s.push(1, 0)  # every clock is 1: a pull for step 1 may go, step 2 still waits
+    assert s.split_ready(held) == ([(0, 1, 0.5)], [(1, 2, 0.7)])

@@ -207,10 +207,8 @@ class ServerShard:
         """Answer the held pulls the sync rule now allows (packing the version once)."""
         if not self.parked:
             return
-        ready = self.state.ready
-        ready_now = [q for q in self.parked if ready(q[1])]
+        ready_now, self.parked = self.state.split_ready(self.parked)
         if ready_now:
-            self.parked = [q for q in self.parked if not ready(q[1])]
             t_ready = self.env.now
             if self.reply_version != self.state.version:
                 yield self.m.procs.run(self.core, self.reply_cost)

@@ -383,7 +383,8 @@ class SharedProcessor:
 
 
 class Processors:
-    """Devices and host cores as processor-sharing resources (n jobs on one get 1/n each)."""
+    """Devices and host cores; one a single process uses runs its jobs as plain timeouts, a shared
+    one is a SharedProcessor (priority classes, compute in turns of the scheduler's slice)."""
 
     def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement, overlapping: bool = False,
                  cpu_slice_s: float = 0.0) -> None:
