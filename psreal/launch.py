@@ -325,6 +325,18 @@ def _device_name(device: str) -> str:
     return f"cpu:{platform.processor() or platform.machine()} x{host_cores()}"
 
 
+def local_rendezvous(host: str, world: int, timeout_s: float) -> tuple[dist.Store, str]:
+    """Rank 0's rendezvous for processes it starts itself: (the store rank 0 passes to
+    init_process_group, the tcp:// init_method the others use). The store listens before any
+    other process starts, on a port the OS picks and that stays bound (a port found free and
+    released first can be taken meanwhile by any other socket of the host: EADDRINUSE at
+    init_process_group). The others' tcp:// rendezvous keys the group under "default_pg"
+    (torch.distributed.init_process_group), so rank 0's store gets that prefix too."""
+    store = dist.TCPStore(host, 0, world, is_master=True, timeout=datetime.timedelta(seconds=timeout_s),
+                          wait_for_workers=False)
+    return dist.PrefixStore("default_pg", store), f"tcp://{host}:{store.port}"
+
+
 def _watch(coord: _Coordinator, procs: list[Any], timeout_s: float, stall_s: float, progress: Any) -> None:
     """Watch the run from the main thread; raise RunFailed on the first failure."""
     t_start = time.monotonic()
@@ -424,12 +436,7 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
         kernel = KernelNet.for_scenario(scn, layout).__enter__()  # closed in the finally below
     host = kernel.bridge_ip if kernel else "127.0.0.1"
     wall0 = time.perf_counter()
-    # the coordinator's rendezvous store listens before anything else starts, on a port the OS
-    # picks and that stays bound (a port found free and released first can be taken meanwhile by
-    # any other socket of the host: EADDRINUSE at init_process_group)
-    store = dist.TCPStore(host, 0, layout.world, is_master=True, timeout=datetime.timedelta(seconds=DEFAULT_STALL_S),
-                          wait_for_workers=False)
-    init_method = f"tcp://{host}:{store.port}"
+    store, init_method = local_rendezvous(host, layout.world, DEFAULT_STALL_S)
     ctx = mp.get_context("spawn")
     scn_json = scn.model_dump_json()
     procs = []
@@ -454,8 +461,7 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
                              daemon=True)
             pr.start()
             procs.append((rank, pr))
-        # the roles' tcp:// rendezvous keys their group under "default_pg": the coordinator's too
-        th = threading.Thread(target=coord.body, args=({"store": dist.PrefixStore("default_pg", store)},), daemon=True)
+        th = threading.Thread(target=coord.body, args=({"store": store},), daemon=True)
         th.start()
         _watch(coord, procs, timeout_s, stall_s, progress)
         for _, pr in procs:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pssim.costs import stage_unit_bounds
+from pssim.costs import OPS, stage_unit_bounds
 from pssim.profile import (
     LinearCost,
     Profile,
@@ -197,7 +197,7 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
             torch.cuda.synchronize(device)
 
     sizes = _sizes(scn)
-    raw: dict[str, list[float]] = {k: [] for k in ("worker_pack", "worker_unpack", "server_accumulate", "server_apply", "server_update", "server_reply")}
+    raw: dict[str, list[float]] = {k: [] for k in OPS}
     for n in sizes:
         g = torch.randn(n, device=device, dtype=cdt)
         param = torch.randn(n, device=device, dtype=cdt)
@@ -335,10 +335,9 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     from pssim.costs import LinkLayout
 
     from .control import ControlServer
+    from .launch import local_rendezvous
 
-    # the rendezvous store listens on a port the OS picks and keeps (see psreal.launch.run_local)
-    store = dist.TCPStore("127.0.0.1", 0, 3, is_master=True, timeout=datetime.timedelta(seconds=300), wait_for_workers=False)
-    init = f"tcp://127.0.0.1:{store.port}"
+    store, init = local_rendezvous("127.0.0.1", 3, 300.0)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_transport_child, args=(r, 3, init, n_ping), daemon=True) for r in (1, 2)]
     for p in procs:
@@ -348,8 +347,7 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     server.start()
     arbiter: list[float] = []
     try:
-        dist.init_process_group("gloo", store=dist.PrefixStore("default_pg", store), rank=0, world_size=3,
-                                timeout=datetime.timedelta(seconds=300))
+        dist.init_process_group("gloo", store=store, rank=0, world_size=3, timeout=datetime.timedelta(seconds=300))
         dist.broadcast_object_list([server.addr], src=0)
         dist.barrier()  # plain ping-pong
         for _ in _STREAM_SIZES:
@@ -545,9 +543,6 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
 
 
 # ------------------------------------------------------------------------------- entry
-_DERIVED_OPS = ("msg_send", "msg_recv", "msg_send_server", "msg_recv_server", "msg_send_busy", "msg_recv_busy", "arbiter")
-
-
 def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: bool = True, force_transport: bool = False,
                      more: bool = False) -> tuple[Path, Profile]:
     """Measure the scenario's profile and write it (default: the per-host cache pssim reads).
@@ -575,7 +570,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         s1, s2 = dict(old.samples.get("compute", {})), old.samples.get("ops", {})
         step_s = float(s1.get("microbenchmark_step_compute_s", old.step_compute_s))
         fwd, bwd = list(old.stage_fwd_s), list(old.stage_bwd_s)
-        ops = {k: v for k, v in old.ops.items() if k not in _DERIVED_OPS}
+        ops = {k: v for k, v in old.ops.items() if k in OPS}  # its microbenchmarks; the message costs follow below
         situ = measure_in_situ(scn, device, ops, tr, previous=previous_in_situ_runs(old))
     else:
         old_aff = os.sched_getaffinity(0)
