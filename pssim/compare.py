@@ -548,9 +548,8 @@ def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     reports: list[Path] = []
     failed = False
-    measured: list[Measured] | list[None] = (
-        [None] * len(scns) if args.reuse_real else measure_all(files, scns, overrides, out, args, progress)
-    )
+    measured = ([_reuse_real(f, s, out) for f, s in zip(files, scns, strict=True)] if args.reuse_real
+                else measure_all(files, scns, overrides, out, args, progress))
     for i, (file, scn) in enumerate(zip(files, scns, strict=True)):
         tag = f"[{i + 1}/{len(scns)}] {scn.name}"
         row, report_path, ok = _compare_one(file, scn, out, args, progress, tag, measured[i])
@@ -589,29 +588,31 @@ def _keep_scenario_report(report_path: Path, report_dir: Path) -> Path:
     return dst / "report.md"
 
 
-def _reuse_real(file: str, scn: Scenario, folder: Path, notes: list[str]) -> tuple[BackendRun, list[Path]]:
-    """`--reuse-real`: the real runs an earlier compare left in `folder` (and the cached profile)."""
-    if not (folder / "real" / "summary.json").exists():
-        msg = f"--reuse-real: no real run in {folder / 'real'} (run pssim compare without it first)"
-        print(f"error: {file}: {scn.name}: {msg}", file=sys.stderr)
-        return BackendRun(False, 2, [msg]), []
-    repeat_dirs = sorted(d for d in folder.glob("real-repeat-*") if (d / "summary.json").exists())
-    notes.append(f"real runs reused from an earlier compare ({1 + len(repeat_dirs)})")
-    if needs_profile(scn):
-        notes.append("no cached profile for this host: the simulator used the catalog's roofline")
-        print(f"warning: {file}: {scn.name}: no cached profile for this host; the simulator uses the catalog's roofline", file=sys.stderr)
-    return BackendRun(True, 0), repeat_dirs
-
-
 @dataclass
 class Measured:
-    """A scenario's real runs so far: the first, the repeat folders, notes and problems."""
+    """A scenario's real runs (made now, or kept from an earlier compare): the first, the repeat
+    folders, notes and problems."""
 
     first: BackendRun
     repeat_dirs: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     profiled: bool = False  # this compare measured the scenario's profile
+
+
+def _reuse_real(file: str, scn: Scenario, out: Path) -> Measured:
+    """`--reuse-real`: the real runs an earlier compare left in OUT/<scenario> (and the cached profile)."""
+    folder = out / scn.name
+    if not (folder / "real" / "summary.json").exists():
+        msg = f"--reuse-real: no real run in {folder / 'real'} (run pssim compare without it first)"
+        print(f"error: {file}: {scn.name}: {msg}", file=sys.stderr)
+        return Measured(BackendRun(False, 2, [msg]))
+    repeat_dirs = sorted(d for d in folder.glob("real-repeat-*") if (d / "summary.json").exists())
+    notes = [f"real runs reused from an earlier compare ({1 + len(repeat_dirs)})"]
+    if needs_profile(scn):
+        notes.append("no cached profile for this host: the simulator used the catalog's roofline")
+        print(f"warning: {file}: {scn.name}: no cached profile for this host; the simulator uses the catalog's roofline", file=sys.stderr)
+    return Measured(BackendRun(True, 0), repeat_dirs, notes)
 
 
 def _measure_first(file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace,
@@ -705,23 +706,16 @@ def measure_all(files: Sequence[str], scns: Sequence[Scenario], overrides: list[
 
 
 def _compare_one(
-    file: str, scn: Scenario, out: Path, args: argparse.Namespace, progress: Progress, tag: str,
-    measured: Measured | None,
+    file: str, scn: Scenario, out: Path, args: argparse.Namespace, progress: Progress, tag: str, measured: Measured,
 ) -> tuple[dict[str, Any], Path, bool]:
-    """Simulation and comparison of one scenario against its real runs (`measured`, or with
-    --reuse-real those an earlier compare left): (suite row, report.md, ok)."""
+    """Simulation and comparison of one scenario against its real runs: (suite row, report.md, ok)."""
     from . import report
     from .run import run_sim
 
     folder = out / scn.name
     report_path = folder / "report.md"
     folder.mkdir(parents=True, exist_ok=True)
-    if measured is None:
-        notes: list[str] = []
-        problems: list[str] = []
-        first, repeat_dirs = _reuse_real(file, scn, folder, notes)
-    else:
-        first, repeat_dirs, notes, problems = measured.first, measured.repeat_dirs, measured.notes, measured.problems
+    first, repeat_dirs, notes, problems = measured.first, measured.repeat_dirs, measured.notes, measured.problems
 
     sim_ok = True
     with progress.status(f"{tag}: simulator"):
