@@ -26,7 +26,7 @@ from .workload import DTYPE_BYTES, build_workload
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-# Host-side operations, per partition of n elements (see psreal/codec.py and psreal/server.py).
+# Host-side operations on a message's partitions (see psreal/codec.py and psreal/server.py).
 OPS = (
     "worker_pack",  # gradient slice -> wire (cast, compress; device->host copy on cuda)
     "worker_unpack",  # wire params -> model params (cast; host->device copy on cuda)
@@ -112,11 +112,13 @@ def per_partition_ops(compression: str) -> frozenset[str]:
 
 
 def op_cost(f: LinearCost, per_partition: bool, part_numels: list[int] | tuple[int, ...]) -> float:
-    """Cost of an op on one message's partitions (see `per_partition_ops`)."""
+    """Cost of an op on one message's partitions (see `per_partition_ops`): one call, which pays
+    `f.a` once and, run partition by partition, `f.p + f.b * n` per partition (else `f.p` once,
+    the whole message being one piece)."""
     if not part_numels:
         return 0.0
     if per_partition:
-        return sum(f(n) for n in part_numels)
+        return f.a + sum(f.p + f.b * n for n in part_numels)
     return f(sum(part_numels))
 
 

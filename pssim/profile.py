@@ -18,23 +18,30 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-PROFILE_VERSION = 3
+PROFILE_VERSION = 4  # 4: an op run partition by partition pays `a` once per call and `p` per partition
+# the ops psreal may run partition by partition (pssim.costs.per_partition_ops); a profile of
+# version 3 measured them one partition per call, so its `a` was a cost per partition
+_PARTITIONED = ("worker_pack", "worker_unpack", "server_accumulate", "server_apply")
 
 
 class LinearCost(BaseModel):
-    """seconds = a + b * n (n: elements)."""
+    """seconds = a + p + b * n for one call on n elements (n: elements). An op psreal runs
+    partition by partition costs a + sum(p + b * n_i) for a message of partitions n_i: `a` once
+    per call (what the first partition pays: the call, cold caches), `p` per partition (see
+    pssim.costs.op_cost)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     a: float = 0.0
     b: float = 0.0
+    p: float = 0.0
 
     def __call__(self, n: float) -> float:
-        return self.a + self.b * n
+        return self.a + self.p + self.b * n
 
 
 class Profile(BaseModel):
@@ -56,6 +63,19 @@ class Profile(BaseModel):
     transport_bytes_per_s: float | None = Field(None, description="most one connection of the host's transport moves")
     cpu_slice_s: float | None = Field(None, gt=0, description="the OS scheduler's time slice: how long a compute-bound thread runs before another takes its core (None: the Linux default for `cores`)")
     samples: dict[str, Any] = Field(default_factory=dict, description="raw measurements behind the fits")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_version_3(cls, data: Any) -> Any:
+        """A version-3 profile timed each op on one partition per call: its `a` is paid per
+        partition, which is `p` now (the same costs, call by call and partition by partition)."""
+        if isinstance(data, dict) and data.get("version", PROFILE_VERSION) < 4 and isinstance(data.get("ops"), dict):
+            ops = dict(data["ops"])
+            for k in _PARTITIONED:
+                if isinstance(ops.get(k), dict) and "p" not in ops[k]:
+                    ops[k] = {**ops[k], "a": 0.0, "p": ops[k].get("a", 0.0)}
+            data = {**data, "ops": ops}
+        return data
 
 
 def linux_base_slice_s(cores: int) -> float:

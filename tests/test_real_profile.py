@@ -42,3 +42,40 @@ def test_more_calibration_runs_join_the_earlier_ones(monkeypatch: pytest.MonkeyP
     assert len(got["samples"]["runs"]) == 5  # the earlier three and two more
     assert got["compute_s"] == 3.0 and got["compute_samples_s"] == [3.0]  # median of 1, 2, 3, 10, 10
     assert got["msg_worker_a"] == pytest.approx(1e-4)
+
+
+def test_fit_parts_splits_the_cold_call_from_the_warm_partitions() -> None:
+    import psreal.profiler as profiler
+
+    a, p, b, k = 90e-6, 6e-6, 1.5e-9, profiler.PARTS_K
+    sizes = [10, 1000, 10_000, 50_000]
+    one = [a + p + b * n for n in sizes]
+    many = [a + k * (p + b * n) for n in sizes]
+    got = profiler._fit_parts(sizes, one, many, k)
+    assert (got.a, got.p, got.b) == (pytest.approx(a), pytest.approx(p), pytest.approx(b))
+
+
+def test_op_cost_pays_the_call_once_and_each_partition_its_own() -> None:
+    from pssim.costs import op_cost
+    from pssim.profile import LinearCost
+
+    f = LinearCost(a=100e-6, p=10e-6, b=1e-9)
+    parts = [1000, 2000, 3000]
+    assert op_cost(f, True, parts) == pytest.approx(100e-6 + 3 * 10e-6 + 6000e-9)
+    assert op_cost(f, False, parts) == pytest.approx(100e-6 + 10e-6 + 6000e-9)  # one piece
+    assert op_cost(f, True, []) == 0.0
+
+
+def test_a_version_3_profile_keeps_its_costs() -> None:
+    """Version 3 timed the partitioned ops one partition per call (its a was per partition)."""
+    from pssim.costs import op_cost
+    from pssim.profile import PROFILE_VERSION, Profile
+
+    old = {"version": 3, "key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.01,
+           "ops": {"worker_unpack": {"a": 1e-4, "b": 1e-9}, "server_update": {"a": 3e-4, "b": 2e-9}}}
+    prof = Profile.model_validate(old)
+    parts = [1000, 2000]
+    assert op_cost(prof.ops["worker_unpack"], True, parts) == pytest.approx(2 * 1e-4 + 3000e-9)  # as version 3 had it
+    assert op_cost(prof.ops["worker_unpack"], False, parts) == pytest.approx(1e-4 + 3000e-9)
+    assert op_cost(prof.ops["server_update"], False, parts) == pytest.approx(3e-4 + 6000e-9)
+    assert PROFILE_VERSION == 4 and Profile.model_validate({**old, "version": 4}).ops["worker_unpack"].p == 0.0
