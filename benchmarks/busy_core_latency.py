@@ -1,0 +1,136 @@
+"""How late a message reaches a thread whose core is busy with compute.
+
+A sender on one core sends small tensors (one every 2-6 ms, at random) to a receiver pinned to
+the other core, where k compute-bound processes (a worker's forward+backward loop on one torch
+thread, as psreal's CPU workers run) share the receiver's core. The one-way latency is what the
+receiving thread sees: from the send to the moment its blocking `recv` returns. Printed per k,
+in milliseconds: p10, p50, p90, p95 and the mean, for
+
+- `gloo`: torch.distributed gloo `send`/`recv` (how psreal moves tensors): the bytes are read by
+  gloo's own thread, which then wakes the receiving one;
+- `socket`: a plain blocking socket read by the receiving thread (one wake-up).
+
+The simulator hands a delivered message to its role at once (docs/profiling.md, "What a profile
+does not capture"); this measures what it leaves out.
+
+Usage: .venv/bin/python benchmarks/busy_core_latency.py [--messages N] [--max-hogs K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _hog(core: int) -> None:
+    os.sched_setaffinity(0, {core})
+    torch.set_num_threads(1)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 10))
+    x = torch.randn(128, 784)
+    while True:
+        model.zero_grad()
+        model(x).sum().backward()
+
+
+def _gloo_role(rank: int, port: int, cores: tuple[int, int], n: int, out: mp.Queue) -> None:
+    os.sched_setaffinity(0, {cores[rank]})
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    buf = torch.empty(8, dtype=torch.int64)
+    lat = []
+    for _ in range(n):
+        if rank == 0:
+            time.sleep(random.uniform(0.002, 0.006))
+            buf[0] = time.monotonic_ns()
+            dist.send(buf, 1)
+        else:
+            dist.recv(buf, 0)
+            lat.append((time.monotonic_ns() - int(buf[0])) * 1e-9)
+    if rank == 1:
+        out.put(lat)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _socket_receiver(core: int, conn: socket.socket, n: int, out: mp.Queue) -> None:
+    os.sched_setaffinity(0, {core})
+    conn.sendall(b"r")  # ready: the sender starts now
+    lat = []
+    for _ in range(n):
+        data = conn.recv(8, socket.MSG_WAITALL)
+        lat.append((time.monotonic_ns() - int.from_bytes(data, "little")) * 1e-9)
+    out.put(lat)
+
+
+def measure(kind: str, hogs: int, n: int, cores: tuple[int, int]) -> list[float]:
+    ctx = mp.get_context("spawn")
+    hog_procs = [ctx.Process(target=_hog, args=(cores[1],), daemon=True) for _ in range(hogs)]
+    for p in hog_procs:
+        p.start()
+    out: mp.Queue = ctx.Queue()
+    try:
+        time.sleep(0.5)  # the hogs are computing
+        if kind == "gloo":
+            port = random.randint(20000, 40000)
+            roles = [ctx.Process(target=_gloo_role, args=(r, port, cores, n, out)) for r in (0, 1)]
+            for p in roles:
+                p.start()
+            lat = out.get(timeout=300)
+            for p in roles:
+                p.join(30)
+        else:
+            a, b = socket.socketpair()
+            rx = ctx.Process(target=_socket_receiver, args=(cores[1], b, n, out))
+            rx.start()
+            old = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {cores[0]})
+            a.recv(1)
+            for _ in range(n):
+                time.sleep(random.uniform(0.002, 0.006))
+                a.sendall(time.monotonic_ns().to_bytes(8, "little"))
+            lat = out.get(timeout=300)
+            rx.join(30)
+            os.sched_setaffinity(0, old)
+    finally:
+        for p in hog_procs:
+            p.kill()
+    return lat[n // 10 :]  # after a warm-up
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=400)
+    ap.add_argument("--max-hogs", type=int, default=3)
+    args = ap.parse_args()
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        print("needs 2 cores", file=sys.stderr)
+        return 2
+    cores = (allowed[0], allowed[1])
+    print(f"# busy_core_latency  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
+          f"cores {cores}  {args.messages} messages each")
+    print(f"{'path':8s} {'hogs':>4s} {'p10':>7s} {'p50':>7s} {'p90':>7s} {'p95':>7s} {'mean':>7s}  (ms, one way)")
+    for kind in ("gloo", "socket"):
+        for k in range(args.max_hogs + 1):
+            lat = sorted(measure(kind, k, args.messages, cores))
+            q = [lat[int(len(lat) * f)] * 1e3 for f in (0.1, 0.5, 0.9, 0.95)]
+            print(f"{kind:8s} {k:4d} " + " ".join(f"{x:7.3f}" for x in q) + f" {statistics.fmean(lat) * 1e3:7.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
