@@ -9,11 +9,6 @@ Every role keeps one TCP connection to the coordinator (rank 0). Over it:
   ends. The tensors themselves travel over gloo at loopback speed meanwhile; the sender's send
   completes, and the receiver hands the message on, only at DONE. So every message takes the time
   the scenario's links give it, shared max-min fairly with everything else in flight.
-- START_H(src, dst, seq, bytes, header): START for a message that is only its 64-byte header
-  (a pull request, a LEAVE). It does not travel over gloo at all: the arbiter hands the header to
-  the receiver with its DONE (DONE_H), so the receiving role gets it from its control thread, one
-  thread wake-up, instead of from gloo's thread waking its receiving thread (two, and the second
-  can wait for a compute thread's turn on a busy core: benchmarks/busy_core_latency.py).
 - PROGRESS(rank, step): drives the progress bar and the stall watchdog.
 - BYE(rank): a role ends normally. A connection that closes without BYE means the role died: the
   coordinator stops the run and names the role.
@@ -21,7 +16,7 @@ Every role keeps one TCP connection to the coordinator (rank 0). Over it:
   that only follow another's (a peer's connection closed or reset), so that the coordinator can
   name the root cause first.
 
-Messages are fixed-size little-endian structs after a one-byte type (ERROR then its text).
+Messages are fixed-size little-endian structs after a one-byte type.
 """
 
 from __future__ import annotations
@@ -43,14 +38,10 @@ from pssim.fluid import SmallFluid
 from . import msgtrace
 
 _HELLO, _START, _DONE, _PROG, _BYE, _ERR = b"H", b"S", b"D", b"P", b"B", b"E"
-_START_H, _DONE_H = b"M", b"d"
-_HDR = 64  # a message's header (pssim.wire.HEADER_BYTES)
 _FMT = {
     _HELLO: struct.Struct("<ii"),  # rank, endpoint (-1 for none)
     _START: struct.Struct("<iiqq"),  # src endpoint, dst endpoint, seq, bytes
-    _START_H: struct.Struct(f"<iiqq{_HDR}s"),  # ... and the header, the whole message
     _DONE: struct.Struct("<iq"),  # src endpoint, seq
-    _DONE_H: struct.Struct(f"<iq{_HDR}s"),  # ... and the header, to the receiver of a START_H
     _PROG: struct.Struct("<ii"),  # rank, step
     _BYE: struct.Struct("<i"),  # rank
     _ERR: struct.Struct("<iBH"),  # rank, consequence flag, length of the utf-8 text that follows
@@ -95,7 +86,6 @@ class ControlServer:
         self.by_endpoint: dict[int, socket.socket] = {}
         self.unclaimed: dict[int, list[bytes]] = {}  # DONEs for endpoints whose HELLO has not arrived
         self.deliveries: list[tuple[float, int, int, int]] = []  # (due, src, seq, dst)
-        self.headers: dict[tuple[int, int], bytes] = {}  # (src, seq) -> header of a START_H in flight
         self.progress: dict[int, int] = {}
         self.last_progress = time.monotonic()
         self.errors: list[tuple[int, bool, str]] = []  # (rank, consequence, "role i (rank N): cause") reported
@@ -185,8 +175,7 @@ class ControlServer:
                 msgtrace.mark("done", src, seq, dst, due)
                 msg = _DONE + _FMT[_DONE].pack(src, seq)
                 out.setdefault(src, []).append(msg)
-                hdr = self.headers.pop((src, seq), None)
-                out.setdefault(dst, []).append(msg if hdr is None else _DONE_H + _FMT[_DONE_H].pack(src, seq, hdr))
+                out.setdefault(dst, []).append(msg)
             for ep, msgs in out.items():
                 self._send_to(ep, b"".join(msgs))
 
@@ -238,10 +227,7 @@ class ControlServer:
                 i += 1 + fmt.size + n
                 continue
             i += 1 + fmt.size
-            if kind == _START or kind == _START_H:
-                if kind == _START_H:
-                    self.headers[(fields[0], fields[2])] = fields[4]
-                    fields = fields[:4]
+            if kind == _START:
                 msgtrace.mark("start", *fields)
                 self.flows_started += 1
                 starts.append(fields)
@@ -279,8 +265,6 @@ class ControlClient:
         self._cv = threading.Condition()
         self._done: set[tuple[int, int]] = set()
         self._callbacks: dict[tuple[int, int], Callable[[], None]] = {}  # on_done registrations
-        self._header_fns: dict[int, Callable[[bytes], None]] = {}  # on_header registrations, by sender
-        self._held: dict[int, list[bytes]] = {}  # headers from senders nobody registered for yet
         self._on_close: list[Callable[[], None]] = []
         self._closed = False
         self._send(_HELLO + _FMT[_HELLO].pack(rank, endpoint))
@@ -291,22 +275,8 @@ class ControlClient:
         with self._send_lock:
             self.sock.sendall(msg)
 
-    def start_flow(self, dst: int, seq: int, nbytes: int, header: bytes | None = None) -> None:
-        """A message is about to go out; `header`: it is only this header, which the arbiter
-        carries to the receiver itself (see START_H)."""
-        if header is None:
-            self._send(_START + _FMT[_START].pack(self.endpoint, dst, seq, nbytes))
-        else:
-            self._send(_START_H + _FMT[_START_H].pack(self.endpoint, dst, seq, nbytes, header))
-
-    def on_header(self, src: int, fn: Callable[[bytes], None]) -> None:
-        """Call fn(header) (from the reader thread) for every header-only message from `src`, at
-        its delivery; those that came before this registration, now, in order."""
-        with self._cv:
-            self._header_fns[src] = fn
-            held = self._held.pop(src, [])
-        for hdr in held:
-            fn(hdr)
+    def start_flow(self, dst: int, seq: int, nbytes: int) -> None:
+        self._send(_START + _FMT[_START].pack(self.endpoint, dst, seq, nbytes))
 
     def wait_done(self, src: int, seq: int, timeout: float) -> None:
         key = (src, seq)
@@ -367,7 +337,7 @@ class ControlClient:
 
     def _read_loop(self) -> None:
         buf = b""
-        done_size, doneh_size = 1 + _FMT[_DONE].size, 1 + _FMT[_DONE_H].size
+        size = 1 + _FMT[_DONE].size
         while True:
             try:
                 data = self.sock.recv(65536)
@@ -382,32 +352,19 @@ class ControlClient:
                     fn()
                 return
             buf += data
-            ready: list[Callable[[], None]] = []
-            i = 0
-            with self._cv:
-                while True:
-                    if buf[i : i + 1] == _DONE and len(buf) - i >= done_size:
-                        key = _FMT[_DONE].unpack_from(buf, i + 1)
-                        i += done_size
+            n = len(buf) // size
+            if n:
+                ready: list[Callable[[], None]] = []
+                with self._cv:
+                    for i in range(n):
+                        key = _FMT[_DONE].unpack_from(buf, i * size + 1)
                         msgtrace.mark("done_rx", *key)
                         fn = self._callbacks.pop(key, None)
                         if fn is None:
                             self._done.add(key)
                         else:
                             ready.append(fn)
-                    elif buf[i : i + 1] == _DONE_H and len(buf) - i >= doneh_size:
-                        src, seq, hdr = _FMT[_DONE_H].unpack_from(buf, i + 1)
-                        i += doneh_size
-                        msgtrace.mark("done_rx", src, seq)
-                        hfn = self._header_fns.get(src)
-                        if hfn is None:
-                            self._held.setdefault(src, []).append(hdr)
-                        else:
-                            ready.append(lambda hfn=hfn, hdr=hdr: hfn(hdr))
-                    else:
-                        break
-                if i:
                     self._cv.notify_all()
-            for fn in ready:  # outside the lock, in delivery order
-                fn()
-            buf = buf[i:]
+                for fn in ready:  # outside the lock, in delivery order
+                    fn()
+                buf = buf[n * size :]

@@ -444,7 +444,7 @@ _COST_KEYS = ("send_cpu", "recv_cpu", "send_cpu_app", "recv_cpu_app", "arbiter_c
 
 
 def host_transport(force: bool = False) -> dict[str, Any]:
-    path = host_cache_path("transport-v5", "any")
+    path = host_cache_path("transport-v4", "any")
     if path.exists() and not force:
         d = json.loads(path.read_text())
         for k in _COST_KEYS:

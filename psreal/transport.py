@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -116,13 +115,9 @@ class Transport:
         n = 0 if payload is None else payload.numel()
         nbytes = wire.HEADER_BYTES + n
         msgtrace.mark("send", self.endpoint, seq, dst, kind, nbytes)
-        header = torch.tensor([kind, self.endpoint, step, seq, version, n, aux, aux2], dtype=torch.int64)
-        if self.emulate and n == 0:  # only a header: the link arbiter carries it (control.py, START_H)
-            self.control.start_flow(dst, seq, nbytes, header.numpy().tobytes())  # type: ignore[union-attr]
-            self.bytes_sent += nbytes
-            return SendHandle([], self, seq, dst)
         if self.emulate:
             self.control.start_flow(dst, seq, nbytes)  # type: ignore[union-attr]
+        header = torch.tensor([kind, self.endpoint, step, seq, version, n, aux, aux2], dtype=torch.int64)
         rank = self.rank_of(dst)
         if 0 < n <= INLINE_MAX:  # one gloo message: the receiver has a buffer posted for it already
             first = torch.empty(wire.HEADER_BYTES + n, dtype=torch.uint8)
@@ -185,13 +180,7 @@ class Transport:
             msgtrace.mark("deliver", msg.src, msg.seq, msg.kind)
             on_message(msg)
 
-        def header_only(hdr: bytes) -> None:  # a header-only message, from the control thread at DONE
-            kind, sender, step, seq, version, n, aux, aux2 = struct.unpack("<8q", hdr)
-            msgtrace.mark("hdr", sender, seq, kind)
-            deliver(Message(kind, sender, step, seq, version, aux, aux2, None, 0.0, wire.HEADER_BYTES))
-
         if self.emulate:
-            self.control.on_header(src, header_only)  # type: ignore[union-attr]
             self.control.on_close(  # type: ignore[union-attr]
                 lambda: failed(ConnectionError("the coordinator closed the control connection")))
 

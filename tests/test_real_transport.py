@@ -218,39 +218,6 @@ def test_on_done_calls_back_in_delivery_order_whether_registered_before_or_after
         server.stop()
 
 
-def test_a_header_only_message_rides_with_the_arbiters_done() -> None:
-    """START_H: the receiver gets the header from its control thread at delivery (held until it
-    registers for that sender), the sender its DONE; a DONE with nothing registered for it still
-    wakes a waiter."""
-    import threading
-
-    from psreal.control import ControlClient, ControlServer
-
-    server = ControlServer(_one_worker_one_server(gbps=0.08))  # 10 MB/s
-    server.start()
-    try:
-        a, b = ControlClient(server.addr, 1, 0), ControlClient(server.addr, 2, 1)
-        got: list[bytes] = []
-        two = threading.Event()
-        a.start_flow(1, 1, 64, bytes(range(64)))  # before b registered for sender 0
-        a.wait_done(0, 1, 10.0)
-        a.start_flow(1, 2, 100_000)  # a payload message between: b hears only its DONE
-        a.start_flow(1, 3, 64, bytes(64))
-        a.wait_done(0, 3, 10.0)
-        b.wait_done(0, 2, 10.0)
-
-        def note(hdr: bytes) -> None:
-            got.append(hdr)
-            if len(got) == 2:
-                two.set()
-
-        b.on_header(0, note)  # the two held headers, now, in order
-        assert two.wait(10.0)
-        assert got == [bytes(range(64)), bytes(64)]
-    finally:
-        server.stop()
-
-
 def test_the_arbiter_keeps_its_connections_when_it_outgrows_select(monkeypatch: pytest.MonkeyPatch) -> None:
     # select(2) gives the arbiter microsecond timeouts but only watches descriptors below
     # FD_SETSIZE; past the limit the loop moves to the default selector and goes on serving
