@@ -46,10 +46,17 @@ def _hog(core: int) -> None:
         model(x).sum().backward()
 
 
-def _gloo_role(rank: int, port: int, cores: tuple[int, int], n: int, out: mp.Queue) -> None:
+def _gloo_role(rank: int, addr: mp.Queue, cores: tuple[int, int], n: int, out: mp.Queue) -> None:
+    from psreal.launch import local_rendezvous
+
     os.sched_setaffinity(0, {cores[rank]})
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    if rank == 0:  # psreal's rendezvous: the store listens first, on a port the OS keeps for it
+        store, init = local_rendezvous("127.0.0.1", 2, 300.0)
+        addr.put(init)
+        dist.init_process_group("gloo", store=store, rank=0, world_size=2)
+    else:
+        dist.init_process_group("gloo", init_method=addr.get(timeout=300), rank=1, world_size=2)
     buf = torch.empty(8, dtype=torch.int64)
     lat = []
     for _ in range(n):
@@ -85,8 +92,8 @@ def measure(kind: str, hogs: int, n: int, cores: tuple[int, int]) -> list[float]
     try:
         time.sleep(0.5)  # the hogs are computing
         if kind == "gloo":
-            port = random.randint(20000, 40000)
-            roles = [ctx.Process(target=_gloo_role, args=(r, port, cores, n, out)) for r in (0, 1)]
+            addr: mp.Queue = ctx.Queue()
+            roles = [ctx.Process(target=_gloo_role, args=(r, addr, cores, n, out)) for r in (0, 1)]
             for p in roles:
                 p.start()
             lat = out.get(timeout=300)

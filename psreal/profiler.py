@@ -268,16 +268,19 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
                 "server_apply": apply, "server_update": update,
                 "server_reply": lambda: encode_dense(p.data, wire_dtype)}
 
+    def timed(op: str, fn: Callable[[], Any]) -> float:  # a worker's ops run on its device, a shard's on the host
+        return _timeit(fn, sync, device=device) if op.startswith("worker") else _timeit(fn, lambda: None)
+
     sizes = _sizes(scn)
     raw: dict[str, list[float]] = {k: [] for k in OPS}
     raw_k: dict[str, list[float]] = {k: [] for k in OPS if k in partitioned}
     for n in sizes:
         for op, fn in calls(n, 1).items():
-            raw[op].append(_timeit(fn, sync, device=device) if op.startswith("worker") else _timeit(fn, lambda: None))
+            raw[op].append(timed(op, fn))
         if raw_k:
             fns = calls(n, PARTS_K)
             for op in raw_k:
-                raw_k[op].append(_timeit(fns[op], sync, device=device) if op.startswith("worker") else _timeit(fns[op], lambda: None))
+                raw_k[op].append(timed(op, fns[op]))
     ops = {k: _fit_parts(sizes, v, raw_k[k], PARTS_K) if k in raw_k else _fit(sizes, v) for k, v in raw.items()}
     return ops, {"sizes": sizes, **raw, "parts_k": PARTS_K, **{f"{k}_x{PARTS_K}": v for k, v in raw_k.items()}}
 

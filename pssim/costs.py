@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .catalog import DeviceEntry, load_catalog, roofline_s
-from .profile import LinearCost, Profile, find_profile, linux_base_slice_s
+from .profile import PARTITIONED_OPS, LinearCost, Profile, find_profile, linux_base_slice_s
 from .sharding import plan_shards
 from .workload import DTYPE_BYTES, build_workload
 
@@ -108,7 +108,7 @@ class CostModel:
 def per_partition_ops(compression: str) -> frozenset[str]:
     """The host ops psreal runs partition by partition (unpacking into parameter slices; top-k
     and int8 coding); the others handle a message's partitions in one call."""
-    return frozenset({"worker_unpack"} | ({"worker_pack", "server_accumulate", "server_apply"} if compression != "none" else set()))
+    return frozenset({"worker_unpack"} | (set(PARTITIONED_OPS) if compression != "none" else set()))
 
 
 def op_cost(f: LinearCost, per_partition: bool, part_numels: list[int] | tuple[int, ...]) -> float:

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from .scenario import Scenario
 
 PROFILE_VERSION = 4  # 4: an op run partition by partition pays `a` once per call and `p` per partition
-# the ops psreal may run partition by partition (pssim.costs.per_partition_ops); a profile of
-# version 3 measured them one partition per call, so its `a` was a cost per partition
-_PARTITIONED = ("worker_pack", "worker_unpack", "server_accumulate", "server_apply")
+# the host ops psreal runs partition by partition with compression (top-k, int8 coding; unpacking
+# a reply into parameter slices always): pssim.costs.per_partition_ops. A profile of version 3
+# timed them one partition per call, so its `a` was a cost per partition
+PARTITIONED_OPS = ("worker_pack", "worker_unpack", "server_accumulate", "server_apply")
 
 
 class LinearCost(BaseModel):
@@ -71,7 +72,7 @@ class Profile(BaseModel):
         partition, which is `p` now (the same costs, call by call and partition by partition)."""
         if isinstance(data, dict) and data.get("version", PROFILE_VERSION) < 4 and isinstance(data.get("ops"), dict):
             ops = dict(data["ops"])
-            for k in _PARTITIONED:
+            for k in PARTITIONED_OPS:
                 if isinstance(ops.get(k), dict) and "p" not in ops[k]:
                     ops[k] = {**ops[k], "a": 0.0, "p": ops[k].get("a", 0.0)}
             data = {**data, "ops": ops}
