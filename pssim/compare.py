@@ -69,6 +69,9 @@ SUITE_COLUMNS = (
     "sim_throughput_min",
     "sim_throughput_max",
     "within_noise",
+    "profile_compute_s",
+    "profile_compute_runs",
+    "profile_compute_spread",
     "compute_source",
     "report",
     "error",
@@ -213,6 +216,7 @@ def compare_folders(
             "backend": sim.get("backend"),
             "compute_source": sim.get("compute_source"),
             "profile": sim.get("profile"),
+            "profile_compute": _profile_compute(sim.get("profile")),
             "runs": sim.get("sim_runs"),
         },
         "real": {
@@ -237,6 +241,21 @@ def compare_folders(
         plot_files = {k: _rel(p, out_dir) for k, p in made.items()}
     write_atomic_text(out_dir / "report.md", report.scenario_report_md(comparison, scn, plot_files))
     return comparison
+
+
+def _profile_compute(path: str | None) -> dict[str, Any] | None:
+    """`pssim.profile.compute_spread` of the profile the simulator used (None without one, or
+    when it can no longer be read)."""
+    if not path:
+        return None
+    from pydantic import ValidationError
+
+    from .profile import compute_spread, load_profile
+
+    try:
+        return compute_spread(load_profile(path))
+    except (OSError, ValueError, ValidationError):
+        return None
 
 
 # -------------------------------------------------------------------------------- the suite
@@ -271,6 +290,9 @@ def suite_row(comparison: dict[str, Any], report_path: str = "") -> dict[str, An
     row["sim_throughput_min"], row["sim_throughput_max"] = (
         (reps["throughput_min"], reps["throughput_max"]) if reps and reps["n"] > 1 else (None, None))
     row["within_noise"] = comparison.get("within_noise")
+    pc = comparison["sim"].get("profile_compute") or {}
+    row["profile_compute_s"], row["profile_compute_runs"] = pc.get("compute_s"), pc.get("runs")
+    row["profile_compute_spread"] = pc.get("rel_spread")
     row["compute_source"] = comparison["sim"].get("compute_source")
     row["report"] = report_path
     row["error"] = ""

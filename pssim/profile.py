@@ -142,6 +142,19 @@ def load_profile(path: str | Path) -> Profile:
     return Profile.model_validate_json(Path(path).read_text())
 
 
+def compute_spread(prof: Profile) -> dict[str, Any]:
+    """How sure the profile is of its compute per step: the value the simulator uses and, over
+    the calibration runs behind it, their number and the lowest and highest run's mean compute
+    (`rel_spread` = (max - min) / value). Without calibration runs (a microbenchmark-only or
+    older profile) only the value."""
+    runs = [float(r["compute_s"]) for r in prof.samples.get("in_situ", {}).get("runs", [])
+            if isinstance(r, dict) and isinstance(r.get("compute_s"), (int, float))]
+    out: dict[str, Any] = {"compute_s": prof.step_compute_s, "runs": len(runs)}
+    if runs:
+        out.update(min_s=min(runs), max_s=max(runs), rel_spread=(max(runs) - min(runs)) / prof.step_compute_s)
+    return out
+
+
 def find_profile(scn: Scenario, device: str | None = None) -> tuple[Profile | None, str | None]:
     """The profile `compute.profile` names for this scenario (None if auto finds none cached)."""
     spec = scn.compute.profile

@@ -8,6 +8,7 @@ Numbers are shown in the units people think in (samples/s, ms, %), with the unit
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,17 @@ def compute_source_text(source: str | None, profile: str | None) -> str:
     return f"`{source}`"
 
 
+def profile_compute_text(pc: dict[str, Any]) -> str:
+    """The profile's compute per step and how far its calibration runs spread, in words."""
+    text = f"the profile's compute per step: {pc['compute_s'] * 1e3:.3g} ms"
+    if pc.get("runs"):
+        text += (f", the median over {pc['runs']} calibration run{'s' if pc['runs'] > 1 else ''}, whose means ranged from "
+                 f"{pc['min_s'] * 1e3:.3g} to {pc['max_s'] * 1e3:.3g} ms ((max - min) / median "
+                 f"{fmt_pct(pc['rel_spread'], signed=False)}); where compute is on the critical path the prediction "
+                 "moves with it (docs/profiling.md)")
+    return text
+
+
 def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: dict[str, str]) -> str:
     """report.md of one scenario: setup, headline table, provenance, plots, all metrics."""
     name = comparison["scenario"]
@@ -163,6 +175,9 @@ def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: d
 
     out.append("## Where the numbers came from\n")
     out.append(f"- simulator compute times: {compute_source_text(sim.get('compute_source'), sim.get('profile'))}")
+    pc = sim.get("profile_compute")
+    if pc:
+        out.append(f"- {profile_compute_text(pc)}")
     out.append(f"- real backend: device `{real.get('device') or 'n/a'}`, link emulation `{real.get('emulation') or 'n/a'}`, "
                f"compute {real.get('compute_source') or 'measured'}; {runs} run{'s' if runs > 1 else ''}")
     folders = [f"`{sim['folder']}/`", f"`{real['folder']}/`", *(f"`{d}/`" for d in real.get("repeat_folders", []))]
@@ -240,6 +255,11 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
         out.append(f"- simulator spread (throughput (max - min) / mean over its runs, which differ only in the "
                    f"compute's natural variation): median {fmt_pct(ss['median_rel_spread'], signed=False)}, "
                    f"max {fmt_pct(ss['max_rel_spread'], signed=False)}")
+    pcs = [r["profile_compute_spread"] for r in rows if r.get("status") == "ok" and r.get("profile_compute_spread") is not None]
+    if pcs:
+        out.append(f"- profile compute spread ((max - min) / median of the calibration runs' mean compute per step, "
+                   f"per profile): median {fmt_pct(statistics.median(pcs), signed=False)}, max {fmt_pct(max(pcs), signed=False)} "
+                   f"over {len(pcs)} scenarios; where compute is on the critical path the prediction moves with it")
     wn = stats.get("within_noise")
     if wn:
         out.append(f"- within noise (simulated and measured throughput ranges overlap): {wn['count']} of {wn['n']}"
@@ -254,18 +274,28 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
     for r in rows:
         name = f"[{r['scenario']}]({r['report']})" if r.get("report") else r["scenario"]
         if r.get("status") != "ok":
-            trows.append([name, "failed", "", "", "", "", "", "", "", r.get("error", "")])
+            trows.append([name, "failed", "", "", "", "", "", "", "", "", r.get("error", "")])
             continue
         trows.append([
             name, fmt_num(r["throughput_sim"]), fmt_num(r["throughput_real"]), fmt_pct(r["throughput_rel_error"]),
             fmt_pct(r["step_time_p50_rel_error"]), fmt_pct(r["step_time_p95_rel_error"]),
             _staleness_cell(r), fmt_pct(r["real_throughput_spread"], signed=False) if r.get("real_throughput_spread") is not None else "-",
             fmt_pct(r["sim_throughput_spread"], signed=False) if r.get("sim_throughput_spread") is not None else "-",
+            _profile_compute_cell(r),
             r.get("error") or "",
         ])
     out.append(md_table(["scenario", "sim samples/s", "real samples/s", "throughput error", "p50 error", "p95 error",
-                         "staleness error", "real spread", "sim spread", "notes"], trows, "lrrrrrrrrl"))
+                         "staleness error", "real spread", "sim spread", "profile compute (spread)", "notes"], trows,
+                        "lrrrrrrrrrl"))
     return "\n".join(out)
+
+
+def _profile_compute_cell(r: dict[str, Any]) -> str:
+    v = r.get("profile_compute_s")
+    if v is None:
+        return "-"
+    spread = r.get("profile_compute_spread")
+    return f"{v * 1e3:.3g} ms" + (f" ({fmt_pct(spread, signed=False)})" if spread is not None else "")
 
 
 def _staleness_cell(r: dict[str, Any]) -> str:

@@ -162,6 +162,24 @@ def test_compare_folders_writes_comparison_plots_and_report(tmp_path: Path) -> N
     for p in PLOTS:
         assert f"(plots/{p})" in md
     assert "compute.step_time_s" in md  # where the compute numbers came from
+    assert on_disk["sim"]["profile_compute"] is None and "profile's compute" not in md  # no profile
+
+
+def test_comparison_names_the_profile_compute_and_its_spread(tmp_path: Path) -> None:
+    sim_dir, real_dir = _two_runs(tmp_path)
+    prof = tmp_path / "p.json"
+    runs = [{"compute_s": x} for x in (0.002, 0.0025, 0.0031)]
+    prof.write_text(json.dumps({"key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.0025,
+                                "samples": {"in_situ": {"runs": runs}}}))
+    s = json.loads((sim_dir / "summary.json").read_text())
+    (sim_dir / "summary.json").write_text(json.dumps({**s, "compute_source": f"profile:{prof}", "profile": str(prof)}))
+    c = compare_folders(sim_dir, real_dir, tmp_path / "cmp", plots=False)
+    assert c["sim"]["profile_compute"] == {"compute_s": 0.0025, "runs": 3, "min_s": 0.002, "max_s": 0.0031,
+                                           "rel_spread": pytest.approx(0.44)}
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    assert "the profile's compute per step: 2.5 ms, the median over 3 calibration runs" in md and "2 to 3.1 ms" in md
+    prof.write_text("{not json")  # a profile that cannot be read any more: no figure, no failure
+    assert compare_folders(sim_dir, real_dir, tmp_path / "cmp2", plots=False)["sim"]["profile_compute"] is None
 
 
 def test_compare_folders_without_plots_writes_no_pngs(tmp_path: Path) -> None:

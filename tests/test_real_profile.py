@@ -79,3 +79,14 @@ def test_a_version_3_profile_keeps_its_costs() -> None:
     assert op_cost(prof.ops["worker_unpack"], False, parts) == pytest.approx(1e-4 + 3000e-9)
     assert op_cost(prof.ops["server_update"], False, parts) == pytest.approx(3e-4 + 6000e-9)
     assert Profile.model_validate({**old, "version": PROFILE_VERSION}).ops["worker_unpack"].p == 0.0  # current: taken as is
+
+
+def test_compute_spread_is_over_the_calibration_runs() -> None:
+    from pssim.profile import Profile, compute_spread
+
+    base = {"key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.003}
+    runs = [{"compute_s": 0.0025}, {"compute_s": 0.003}, {"compute_s": 0.0041}, {"other": 1}]
+    got = compute_spread(Profile.model_validate({**base, "samples": {"in_situ": {"runs": runs}}}))
+    assert got == {"compute_s": 0.003, "runs": 3, "min_s": 0.0025, "max_s": 0.0041,
+                   "rel_spread": pytest.approx((0.0041 - 0.0025) / 0.003)}
+    assert compute_spread(Profile.model_validate(base)) == {"compute_s": 0.003, "runs": 0}  # microbenchmark only

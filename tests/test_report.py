@@ -142,6 +142,17 @@ def test_write_suite_files(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "![parity](parity.png)" in md and "[a](a/report.md)" in md
     assert "Spearman rho" in md and "noise floor" in md and "crashed" in md
+    assert "profile compute spread" not in md  # no row has a profile
+
+
+def test_suite_shows_each_profile_compute_and_its_spread(tmp_path: Path) -> None:
+    rows = [{**row("a", 110, 100), "profile_compute_s": 0.0035, "profile_compute_runs": 9, "profile_compute_spread": 0.3},
+            {**row("b", 12, 10), "profile_compute_s": 0.02, "profile_compute_runs": 0}, row("c", 5, 5)]
+    md = write_suite(tmp_path, rows).read_text()
+    assert "| 3.5 ms (30.0%) |" in md and "| 20 ms |" in md
+    assert "profile compute spread" in md and "median 30.0%, max 30.0% over 1 scenarios" in md
+    table = list(csv.DictReader(io.StringIO((tmp_path / "suite.csv").read_text())))
+    assert table[0]["profile_compute_runs"] == "9" and table[2]["profile_compute_s"] == ""
 
 
 def test_parity_plot_with_a_wide_range_is_drawn(tmp_path: Path) -> None:
