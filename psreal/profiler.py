@@ -186,6 +186,53 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
     return step_s, fwd, bwd, {"step_compute_s": step_s, "compute_samples_s": samples}
 
 
+def measure_busy_factor(scn: Scenario, gap_s: float, pairs: int | None = None) -> tuple[float, dict[str, Any]]:
+    """On one CPU core: a worker's compute step after its core idled `gap_s` (what the
+    calibration run's worker does between steps: it waits for its pull and push), and the same
+    step right after another worker's step on the core (what a worker sharing a busy core
+    meets). Both are timed in alternation, each after fresh parameters are written as a pull
+    does; the factor is median(after another step) / median(after idling). On this host the step
+    after idling ran 1.3-1.6x slower than after a step of a second model in a quick test, which
+    made the simulator 12-17% pessimistic on a straggler sharing a core (docs/profiling.md)."""
+    spec, B = scn.model, scn.training.batch_size
+    x, y = synthetic_data(spec, scn.seed, 0, scn.training.samples_per_worker)
+    models = [build_model(spec, scn.seed), build_model(spec, scn.seed + 1)]
+    fresh = [p.detach().clone() for p in models[0].parameters()]
+    counter = iter(range(1 << 30))
+
+    def step(model: torch.nn.Module) -> None:  # what a worker's compute phase does (psreal/worker.py)
+        xs, ys = local_batch(x, y, next(counter), B)
+        model.zero_grad(set_to_none=True)
+        loss = model.loss(model(xs), ys)
+        loss.backward()
+        float(loss.detach())
+
+    def timed() -> float:
+        with torch.no_grad():  # new parameters, as a pull brings them
+            for p, q in zip(models[0].parameters(), fresh, strict=True):
+                p.copy_(q)
+        t0 = time.perf_counter()
+        step(models[0])
+        return time.perf_counter() - t0
+
+    for _ in range(3):  # warm-up
+        step(models[0])
+        step(models[1])
+    t0 = time.perf_counter()
+    step(models[0])
+    one = time.perf_counter() - t0
+    n = pairs or max(15, min(60, int(2.0 / max(gap_s + 3 * one, 1e-3))))
+    idle, busy = [], []
+    for _ in range(n):
+        time.sleep(gap_s)
+        idle.append(timed())
+        step(models[1])
+        busy.append(timed())
+    factor = statistics.median(busy) / statistics.median(idle)
+    return factor, {"gap_s": gap_s, "pairs": n, "after_idle_s": statistics.median(idle),
+                    "after_busy_s": statistics.median(busy), "factor": factor}
+
+
 PARTS_K = 4  # partitions per call in the second timing of an op psreal runs partition by partition
 
 
@@ -485,7 +532,7 @@ def calibration_scenario(scn: Scenario) -> Scenario:
     return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
 
 
-IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s")
+IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s", "idle_gap_s")
 
 
 def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any],
@@ -545,6 +592,8 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
         with open(folder / "steps.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) >= CALIBRATION_WARMUP]
     compute = [float(r["compute_end_s"]) - float(r["compute_start_s"]) for r in rows]
+    # how long the worker's core waited between one step's compute and the next (pull and push)
+    gaps = [float(b["compute_start_s"]) - float(a["compute_end_s"]) for a, b in zip(rows, rows[1:], strict=False)]
     steps = cal.training.steps
     cpu = summary.get("cpu_seconds", {})
     comm = cal.communication
@@ -567,6 +616,7 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     out = {
         "compute_s": mean_compute,
         "compute_samples_s": compute,
+        "idle_gap_s": statistics.median(gaps) if gaps else 0.0,
         "msg_worker_a": max(worker / 3, floor),
         "msg_server_a": max(server / 3, floor),
         "send_b": send_b,
@@ -635,8 +685,16 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     ops["msg_recv_busy"] = LinearCost(a=min(stream[smallest]["recv"][0], situ["msg_worker_a"]), b=situ["recv_b"])
     if app:  # the arbiter's CPU per wake-up (messages starting or ending at one instant share one)
         ops["arbiter"] = LinearCost(a=situ.get("arbiter_wake_s", tr["arbiter_cpu"].a))
+    busy_factor = 1.0
     if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it
         step_s, s1 = situ["compute_s"], {**s1, "microbenchmark_step_compute_s": step_s, "compute_samples_s": situ["compute_samples_s"]}
+        if device == "cpu" and situ.get("idle_gap_s"):
+            old_aff = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {allowed[0]})  # one core, like a role
+            try:
+                busy_factor, s1["busy_factor"] = measure_busy_factor(scn, situ["idle_gap_s"])
+            finally:
+                os.sched_setaffinity(0, old_aff)
     wire_rate = tr.get("wire_bytes_per_s")
     delay = tr["delay_app_s"] if scn.cluster.network.emulation == "app" else tr["delay_none_s"]
     prof = Profile(
@@ -655,6 +713,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         msg_overhead_s=delay,
         transport_bytes_per_s=wire_rate,
         cpu_slice_s=host_cpu_slice_s(cores),
+        compute_busy_factor=busy_factor,
         samples={"compute": s1, "ops": s2, "transport": tr["samples"], "in_situ": situ["samples"],
                  "model_params": build_workload(scn.model).numel},
     )

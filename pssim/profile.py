@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-PROFILE_VERSION = 4  # 4: an op run partition by partition pays `a` once per call and `p` per partition
+PROFILE_VERSION = 5  # 4: an op run partition by partition pays `a` once per call and `p` per partition;
+# 5: compute_busy_factor
 # the host ops psreal runs partition by partition with compression (top-k, int8 coding; unpacking
 # a reply into parameter slices always): pssim.costs.per_partition_ops. A profile of version 3
 # timed them one partition per call, so its `a` was a cost per partition
@@ -62,6 +63,7 @@ class Profile(BaseModel):
     ops: dict[str, LinearCost] = Field(default_factory=dict, description="host-side costs, see costs.py")
     msg_overhead_s: float = Field(0.0, description="critical-path time of a message beyond its link time")
     transport_bytes_per_s: float | None = Field(None, description="most one connection of the host's transport moves")
+    compute_busy_factor: float = Field(1.0, gt=0, description="compute per step when the core was computing another worker's step just before, over compute after the idle gap a worker of the calibration run has between its steps (CPU devices; 1: no difference)")
     cpu_slice_s: float | None = Field(None, gt=0, description="the OS scheduler's time slice: how long a compute-bound thread runs before another takes its core (None: the Linux default for `cores`)")
     samples: dict[str, Any] = Field(default_factory=dict, description="raw measurements behind the fits")
 

@@ -90,3 +90,22 @@ def test_compute_spread_is_over_the_calibration_runs() -> None:
     assert got == {"compute_s": 0.003, "runs": 3, "min_s": 0.0025, "max_s": 0.0041,
                    "rel_spread": pytest.approx((0.0041 - 0.0025) / 0.003)}
     assert compute_spread(Profile.model_validate(base)) == {"compute_s": 0.003, "runs": 0}  # microbenchmark only
+
+
+def test_compute_beside_another_costs_the_busy_factor() -> None:
+    import simpy
+
+    from pssim.sim.resources import COMPUTE, SharedProcessor
+
+    env = simpy.Environment()
+    sp = SharedProcessor(env, "core0", quantum_s=0.0, busy_factor=0.5)
+    done: dict[str, float] = {}
+    for name, at in (("first", 0.0), ("second", 0.0)):
+        def go(name: str = name, at: float = at):  # noqa: ANN202
+            yield env.timeout(at)
+            yield sp.run(1.0, COMPUTE)
+            done[name] = env.now
+        env.process(go())
+    env.run()
+    # the first starts alone (1.0 of work), the second beside it (0.5): shared evenly, 1.5 in all
+    assert done["second"] == pytest.approx(1.0) and done["first"] == pytest.approx(1.5)

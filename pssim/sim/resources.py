@@ -311,12 +311,16 @@ class SharedProcessor:
     thread per core at a time. So two compute jobs of 1 ms that arrive together end at 1 ms and
     2 ms, not both at 2 ms as under even sharing. A job of w standalone seconds that runs alone
     takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
-    order.
+    order. With `busy_factor` (CPU cores, measured by `psreal profile`), a COMPUTE job that starts
+    while another COMPUTE job is on the core costs `busy_factor` times its work: the profile's
+    compute was measured on a worker whose core idled between its steps, and a step that follows
+    another worker's step on a busy core runs at a different speed.
     """
 
-    def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
+    def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0, busy_factor: float = 1.0) -> None:
         self.env = env
         self.name = name
+        self.busy_factor = busy_factor  # a COMPUTE job that starts beside another costs this times its work
         self.quantum = quantum_s  # > 0: COMPUTE jobs take turns, one slice each (see the class doc)
         # [standalone seconds left, event, priority, slice left], in arrival order (a COMPUTE job
         # whose slice ran out goes to the back)
@@ -327,6 +331,8 @@ class SharedProcessor:
     def run(self, work_s: float, priority: int = ORDINARY) -> simpy.Event:
         ev = simpy.Event(self.env)
         self._drain()
+        if priority == COMPUTE and self.busy_factor != 1.0 and any(j[2] == COMPUTE for j in self.jobs):
+            work_s *= self.busy_factor
         self.jobs.append([work_s, ev, priority, self.quantum])
         self._arm()
         return ev
@@ -387,11 +393,12 @@ class Processors:
     one is a SharedProcessor (priority classes, compute in turns of the scheduler's slice)."""
 
     def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement, overlapping: bool = False,
-                 cpu_slice_s: float = 0.0) -> None:
+                 cpu_slice_s: float = 0.0, compute_busy_factor: float = 1.0) -> None:
         """`overlapping`: a process may run several jobs at once on its core (its receiver
         threads' message work beside its main thread), so every core is shared. `cpu_slice_s`:
         the OS scheduler's slice, with which compute jobs take turns on a shared core (0: they
-        share it evenly)."""
+        share it evenly). `compute_busy_factor`: on a CPU core, a compute job that starts while
+        another is there costs this times its work (`pssim.profile.Profile.compute_busy_factor`)."""
         self.env = env
         cpu = scn.cluster.workers.device == "cpu"
         names: list[str] = []
@@ -430,7 +437,9 @@ class Processors:
         self.cpu_work = [0.0] * n_cores  # standalone seconds of work given to each core
         self.arbiter_work = 0.0  # ... of it, the link arbiter's
         self.shared: list[SharedProcessor | None] = [
-            SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0) if len(users[r]) > 1 or (overlapping and r < n_cores) else None
+            SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0,
+                            compute_busy_factor if r < n_cores and cpu else 1.0)
+            if len(users[r]) > 1 or (overlapping and r < n_cores) else None
             for r in range(len(names))
         ]
 
