@@ -120,6 +120,33 @@ def _sizes(scn: Scenario) -> list[int]:
     return sorted(set(geo + parts[:3] + parts[-2:]))
 
 
+def _worker_compute(scn: Scenario, device: torch.device, seed: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(step, refresh) of a worker's model built with `seed`: `step` is what a worker's compute
+    phase does (psreal/worker.py: batch, zero_grad, forward, loss, backward, loss read back),
+    each call on the next batch; `refresh` writes new parameters, as a pull does."""
+    spec, B = scn.model, scn.training.batch_size
+    x, y = synthetic_data(spec, scn.seed, 0, scn.training.samples_per_worker)
+    x, y = x.to(device), y.to(device)
+    model = build_model(spec, seed).to(device)
+    counter = iter(range(1 << 30))
+
+    def step() -> None:
+        xs, ys = local_batch(x, y, next(counter), B)
+        model.zero_grad(set_to_none=True)
+        loss = model.loss(model(xs), ys)
+        loss.backward()
+        float(loss.detach())
+
+    fresh = [p.detach().clone() for p in model.parameters()]
+
+    def refresh() -> None:
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), fresh, strict=True):
+                p.copy_(q)
+
+    return step, refresh
+
+
 def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[float], list[float], dict[str, Any]]:
     spec, B = scn.model, scn.training.batch_size
     cuda = device.type == "cuda"
@@ -128,34 +155,17 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
         if cuda:
             torch.cuda.synchronize(device)
 
-    x, y = synthetic_data(spec, scn.seed, 0, scn.training.samples_per_worker)
-    x, y = x.to(device), y.to(device)
-    xb, yb = local_batch(x, y, 0, B)
-    model = build_model(spec, scn.seed).to(device)
-    counter = iter(range(1 << 30))
-
-    def step() -> None:  # what a worker's compute phase does (psreal/worker.py)
-        xs, ys = local_batch(x, y, next(counter), B)
-        model.zero_grad(set_to_none=True)
-        loss = model.loss(model(xs), ys)
-        loss.backward()
-        float(loss.detach())
-
     # compute: the mean (what throughput sees) and the samples themselves (the simulator draws
     # each step's natural variation from them)
-    fresh = [p.detach().clone() for p in model.parameters()]
-
-    def refresh() -> None:  # new parameters each step, as a pull brings them
-        with torch.no_grad():
-            for p, q in zip(model.parameters(), fresh, strict=True):
-                p.copy_(q)
-
+    step, refresh = _worker_compute(scn, device, scn.seed)
     samples = _samples(step, sync, min_time=1.5, max_iters=150, before=refresh, device=device)
     step_s = statistics.fmean(samples)
     fwd, bwd = [], []
     P, M = scn.pipeline.stages, scn.pipeline.microbatches
     if P > 1:
         mb = B // M
+        x, y = synthetic_data(spec, scn.seed, 0, scn.training.samples_per_worker)
+        xb, yb = local_batch(x.to(device), y.to(device), 0, B)
         xm, ym = xb[:mb], yb[:mb]
         cdt = TORCH_DTYPES[spec.dtype]
         inp = xm
@@ -191,42 +201,27 @@ def measure_busy_factor(scn: Scenario, gap_s: float, pairs: int | None = None) -
     calibration run's worker does between steps: it waits for its pull and push), and the same
     step right after another worker's step on the core (what a worker sharing a busy core
     meets). Both are timed in alternation, each after fresh parameters are written as a pull
-    does; the factor is median(after another step) / median(after idling). On this host the step
-    after idling ran 1.3-1.6x slower than after a step of a second model in a quick test, which
-    made the simulator 12-17% pessimistic on a straggler sharing a core (docs/profiling.md)."""
-    spec, B = scn.model, scn.training.batch_size
-    x, y = synthetic_data(spec, scn.seed, 0, scn.training.samples_per_worker)
-    models = [build_model(spec, scn.seed), build_model(spec, scn.seed + 1)]
-    fresh = [p.detach().clone() for p in models[0].parameters()]
-    counter = iter(range(1 << 30))
-
-    def step(model: torch.nn.Module) -> None:  # what a worker's compute phase does (psreal/worker.py)
-        xs, ys = local_batch(x, y, next(counter), B)
-        model.zero_grad(set_to_none=True)
-        loss = model.loss(model(xs), ys)
-        loss.backward()
-        float(loss.detach())
+    does; the factor is median(after another step) / median(after idling) (docs/profiling.md)."""
+    cpu = torch.device("cpu")
+    step, refresh = _worker_compute(scn, cpu, scn.seed)
+    other, _ = _worker_compute(scn, cpu, scn.seed + 1)  # the core-mate
 
     def timed() -> float:
-        with torch.no_grad():  # new parameters, as a pull brings them
-            for p, q in zip(models[0].parameters(), fresh, strict=True):
-                p.copy_(q)
+        refresh()
         t0 = time.perf_counter()
-        step(models[0])
+        step()
         return time.perf_counter() - t0
 
     for _ in range(3):  # warm-up
-        step(models[0])
-        step(models[1])
-    t0 = time.perf_counter()
-    step(models[0])
-    one = time.perf_counter() - t0
+        step()
+        other()
+    one = timed()
     n = pairs or max(15, min(60, int(2.0 / max(gap_s + 3 * one, 1e-3))))
     idle, busy = [], []
     for _ in range(n):
         time.sleep(gap_s)
         idle.append(timed())
-        step(models[1])
+        other()
         busy.append(timed())
     factor = statistics.median(busy) / statistics.median(idle)
     return factor, {"gap_s": gap_s, "pairs": n, "after_idle_s": statistics.median(idle),

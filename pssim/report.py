@@ -128,8 +128,8 @@ def profile_compute_text(pc: dict[str, Any]) -> str:
     """The profile's compute per step and how far its calibration runs spread, in words."""
     text = f"the profile's compute per step: {pc['compute_s'] * 1e3:.3g} ms"
     if pc.get("runs"):
-        text += (f", the median over {pc['runs']} calibration run{'s' if pc['runs'] > 1 else ''}, whose means ranged from "
-                 f"{pc['min_s'] * 1e3:.3g} to {pc['max_s'] * 1e3:.3g} ms ((max - min) / median "
+        text += (f"; its {pc['runs']} calibration run{'s' if pc['runs'] > 1 else ''} measured from "
+                 f"{pc['min_s'] * 1e3:.3g} to {pc['max_s'] * 1e3:.3g} ms on average ((max - min) / value "
                  f"{fmt_pct(pc['rel_spread'], signed=False)}); where compute is on the critical path the prediction "
                  "moves with it (docs/profiling.md)")
     return text
@@ -257,8 +257,8 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
                    f"max {fmt_pct(ss['max_rel_spread'], signed=False)}")
     pcs = [r["profile_compute_spread"] for r in rows if r.get("status") == "ok" and r.get("profile_compute_spread") is not None]
     if pcs:
-        out.append(f"- profile compute spread ((max - min) / median of the calibration runs' mean compute per step, "
-                   f"per profile): median {fmt_pct(statistics.median(pcs), signed=False)}, max {fmt_pct(max(pcs), signed=False)} "
+        out.append(f"- profile compute spread ((max - min) of the calibration runs' mean compute per step over the "
+                   f"profile's value): median {fmt_pct(statistics.median(pcs), signed=False)}, max {fmt_pct(max(pcs), signed=False)} "
                    f"over {len(pcs)} scenarios; where compute is on the critical path the prediction moves with it")
     wn = stats.get("within_noise")
     if wn:

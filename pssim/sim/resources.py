@@ -328,11 +328,17 @@ class SharedProcessor:
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
 
+    def work_of(self, work_s: float, priority: int) -> float:
+        """The work a job of `work_s` standalone seconds is here if it starts now: `busy_factor`
+        times it for a COMPUTE job that starts beside another (see the class doc)."""
+        if priority == COMPUTE and self.busy_factor != 1.0 and any(j[2] == COMPUTE for j in self.jobs):
+            return work_s * self.busy_factor
+        return work_s
+
     def run(self, work_s: float, priority: int = ORDINARY) -> simpy.Event:
+        """A job of `work_s` seconds of work (as `work_of` says it is) of class `priority`."""
         ev = simpy.Event(self.env)
         self._drain()
-        if priority == COMPUTE and self.busy_factor != 1.0 and any(j[2] == COMPUTE for j in self.jobs):
-            work_s *= self.busy_factor
         self.jobs.append([work_s, ev, priority, self.quantum])
         self._arm()
         return ev
@@ -434,7 +440,7 @@ class Processors:
                 users[r].add(("server", s))
         n_cores = place.cores or 0
         self.n_cores = n_cores
-        self.cpu_work = [0.0] * n_cores  # standalone seconds of work given to each core
+        self.cpu_work = [0.0] * n_cores  # seconds of work given to each core (as its SharedProcessor costs it)
         self.arbiter_work = 0.0  # ... of it, the link arbiter's
         self.shared: list[SharedProcessor | None] = [
             SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0,
@@ -450,12 +456,14 @@ class Processors:
             return self.env.timeout(0.0)
         if res is None:
             return self.env.timeout(work_s)
+        sp = self.shared[res]
+        if sp is not None:
+            work_s = sp.work_of(work_s, priority)  # what it costs there (a busy core's compute)
         if res < self.n_cores:
             if priority == ARBITER:
                 self.arbiter_work += work_s
             else:
                 self.cpu_work[res] += work_s
-        sp = self.shared[res]
         if sp is None:
             return self.env.timeout(work_s)
         return sp.run(work_s, priority)
