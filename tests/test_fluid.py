@@ -350,6 +350,76 @@ def test_woken_work_preempts_compute_and_the_arbiter_preempts_both() -> None:
     assert got == pytest.approx({"M": 1.5, "N": 1.5, "C": 3.0}, rel=1e-12)
 
 
+def test_turn_left_is_the_rest_of_the_running_compute_jobs_slice_or_work() -> None:
+    # slice 1 s; C (compute, 2.5 s) from 0: at 0.3 its turn has 0.7 s left; its slice renews at
+    # 1.0 (nothing else wants the core), so at 1.2 0.8 s are left; at 2.2 the 0.3 s of work it has
+    # left end first. While woken work (M, 0.2 s from 2.2) has the core, no compute job holds it;
+    # at 2.5 C has run 0.1 s since M ended and 0.2 s are left. Without a slice compute shares the
+    # core evenly and never holds it either
+    import simpy
+
+    from pssim.sim.resources import COMPUTE, ORDINARY, SharedProcessor
+
+    env = simpy.Environment()
+    sp = SharedProcessor(env, "core0", 1.0)
+    assert sp.turn_left() == 0.0  # idle
+    seen: dict[float, float] = {}
+
+    def probe():  # noqa: ANN202 - SimPy process
+        for t in (0.3, 1.2, 2.2, 2.3, 2.5):
+            yield env.timeout(t - env.now)
+            seen[t] = sp.turn_left()
+            if t == 2.2:
+                sp.run(0.2, ORDINARY)
+
+    sp.run(2.5, COMPUTE)
+    env.process(probe())
+    env.run()
+    assert seen == pytest.approx({0.3: 0.7, 1.2: 0.8, 2.2: 0.3, 2.3: 0.0, 2.5: 0.2}, abs=1e-12)
+    env = simpy.Environment()
+    even = SharedProcessor(env, "core0")
+    even.run(1.0, COMPUTE)
+    assert even.turn_left() == 0.0
+
+
+def test_a_message_to_a_core_that_computes_waits_for_the_compute_turn_to_end() -> None:
+    # 1 worker (core 0) and its shard (core 1), free links and message CPU, a 1.5 ms slice; a 5 ms
+    # compute job holds core 1 from 0. Messages to the shard sent at 0 and 1 ms are handed to it
+    # when the compute job's slice ends (1.5 ms), together and in order; one sent at 2 ms waits for
+    # the end of the next slice (3.0 ms); one sent at 6 ms, once the core is free, at once. Messages
+    # to the worker, whose core does not compute, are handed over at once.
+    from pssim.profile import LinearCost
+    from pssim.sim.resources import COMPUTE
+
+    env, net, procs = _one_link(100.0, cpu_slice_s=1.5e-3)
+    free = LinearCost()
+    net.enable_endpoint_cpu(procs, [free, free], [free, free], [0, 1])
+    procs.run(1, 5e-3, COMPUTE)
+    got: list[tuple[str, float]] = []
+
+    def sender():  # noqa: ANN202 - SimPy process
+        for name, t, dst in (("a", 0.0, 1), ("w", 0.5e-3, 0), ("b", 1e-3, 1), ("c", 2e-3, 1), ("d", 6e-3, 1)):
+            yield env.timeout(t - env.now)
+            ep = dst
+            net.send(net.resources(1 - dst, dst), 1.0,
+                     (0.0, lambda m, ep=ep, name=name: net.hand_over(ep, lambda _m: got.append((name, env.now)), m)))
+
+    env.process(sender())
+    env.run()
+    assert [n for n, _ in got] == ["w", "a", "b", "c", "d"]
+    assert [t for _, t in got] == pytest.approx([0.5e-3, 1.5e-3, 1.5e-3, 3.0e-3, 6e-3], abs=1e-9)
+
+
+def test_without_endpoint_cpu_a_hand_over_is_at_once() -> None:
+    from pssim.sim.resources import COMPUTE
+
+    env, net, procs = _one_link(100.0, cpu_slice_s=1.5e-3)
+    procs.run(1, 5e-3, COMPUTE)
+    got: list[float] = []
+    net.hand_over(1, lambda _m: got.append(env.now), None)
+    assert got == [0.0]
+
+
 def test_the_default_slice_is_linux_s() -> None:
     # kernel/sched/fair.c: base_slice = 0.75 ms x (1 + ilog2(min(cpus, 8)))
     from pssim.profile import linux_base_slice_s
@@ -414,7 +484,7 @@ def test_small_fluid_completes_flows_when_fluid_system_does(inst: tuple, amounts
         assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-9)
 
 
-def _one_link(gbps: float):  # noqa: ANN202 - (env, network, processors) of 1 worker and 1 server on 2 cores
+def _one_link(gbps: float, cpu_slice_s: float = 0.0):  # noqa: ANN202 - (env, network, processors) of 1 worker and 1 server on 2 cores
     import simpy
 
     from pssim.costs import build_costs, placement
@@ -425,7 +495,8 @@ def _one_link(gbps: float):  # noqa: ANN202 - (env, network, processors) of 1 wo
     scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
                               "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
     env = simpy.Environment()
-    return env, Network(env, scn, 1, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True)
+    return env, Network(env, scn, 1, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True,
+                                                                   cpu_slice_s=cpu_slice_s)
 
 
 def _send_at(env, net, times: list[float], nbytes: float) -> list[float]:  # noqa: ANN001

@@ -19,6 +19,11 @@ Consecutive pushes whose effects release nothing are
 costed as one job, which gives the same times as costing them one by one. The run ends when every
 worker has finished its last step and every shard has applied every gradient.
 
+A delivered message reaches its role (and a push's end reaches the pushing worker) once the
+role's thread gets its core: where a compute job holds that core, when the job's turn ends
+(`Network.hand_over`), as psreal's second wake-up of the role's thread waits for a compute
+thread's slice.
+
 Ties: events due at the same instant run in the order SimPy scheduled them; messages that finish
 together are delivered in the order they were sent. Records are logged as rows when the thing
 happens and folded into the columnar `Records` once the run ends.
@@ -101,25 +106,30 @@ class ServerShard:
         self.reply_rows = net.routes(self.endpoint, list(range(topo.n_procs)))
         self.reply_bytes = {p: topo.pull_bytes[p][shard] for p in pushers}
         self.reply_delay = net.delay_w2s
+        self.hand_over = net.hand_over
         model.env.process(self.run())
 
     # ---------------------------------------------------------------------------- delivery
     def deliver(self, msg: tuple) -> None:
+        """A pull request or LEAVE delivered: the shard's main loop sees it once it gets its core."""
+        self.hand_over(self.endpoint, self._take, msg)
+
+    def _take(self, msg: Sequence[Any]) -> None:
         self.inbox.append(msg)
         if self.wake is not None:
             w, self.wake = self.wake, None
             w.succeed()
 
     def deliver_push(self, msg: list) -> None:
+        """A push delivered: the shard's main loop takes it, and the pushing worker learns that it
+        is through (its step ends with the last), each once its thread gets its core."""
+        self.hand_over(self.endpoint, self._take_push, msg)
+        w = msg[8]
+        self.hand_over(w.p, w.pushed, msg)
+
+    def _take_push(self, msg: list) -> None:
         msg[7] = self.env._now  # arrival time
-        self.inbox.append(msg)
-        if self.wake is not None:
-            w, self.wake = self.wake, None
-            w.succeed()
-        w = msg[8]  # the pushing worker: its step ends with the last push delivered
-        w.pushes_left -= 1
-        if not w.pushes_left:
-            w.push_done.succeed()
+        self._take(msg)
 
 
     # ----------------------------------------------------------------------------- process
@@ -261,6 +271,7 @@ class Worker:
         self.replies: list[tuple] = []
         self.got, self.unpacking, self.wait, self.idle = 0, 0, 0.0, False
         self.run_job, self.unpacked = model.procs.run, self._unpacked  # bound once
+        self.hand_over = net.hand_over
         self.pull_done: simpy.Event | None = None
         self.pushes_left = 0
         self.push_done: simpy.Event | None = None
@@ -271,6 +282,15 @@ class Worker:
 
     # --------------------------------------------------------------------------- callbacks
     def on_reply(self, msg: tuple) -> None:
+        self.hand_over(self.p, self._take_reply, msg)
+
+    def pushed(self, _msg: list) -> None:
+        """One of this step's pushes is through (psreal: its SendHandle's wait returned)."""
+        self.pushes_left -= 1
+        if not self.pushes_left:
+            self.push_done.succeed()  # type: ignore[union-attr]
+
+    def _take_reply(self, msg: tuple) -> None:
         self.replies.append(msg)
         if self.idle:  # waiting for replies: unpack all that arrive at this instant as one job
             self.idle = False
@@ -306,6 +326,9 @@ class Worker:
         return ev
 
     def on_mail(self, msg: tuple) -> None:
+        self.hand_over(self.p, self._take_mail, msg)
+
+    def _take_mail(self, msg: tuple) -> None:
         self.mail(msg[2:]).succeed()
 
     # ------------------------------------------------------------------------------- steps

@@ -13,7 +13,9 @@ that arrives at one instant asks for `after_arrivals`.
 With a measured profile, a message also costs CPU at both ends (gloo's and the kernel's copies,
 psreal's threads): `msg_send(bytes)` on the sender's core and `msg_recv(bytes)` on the receiver's,
 as processor-sharing jobs that run while its bytes cross the links. The message is delivered when
-the links have delivered it and both ends have done that work (`enable_endpoint_cpu`).
+the links have delivered it and both ends have done that work (`enable_endpoint_cpu`); its
+receiver sees it once its thread gets its core (`Network.hand_over`: where a compute job holds
+the core, when that job's turn of one scheduler slice ends).
 
 `Processors` models each device and core as an egalitarian processor-sharing server (n jobs on one
 each get 1/n of it): exactly the max-min allocation of single-resource flows, computed per
@@ -126,9 +128,46 @@ class Network:
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
         self._busy_cost = busy_cost
         self._ep_jobs = [0] * len(core_of)  # message CPU jobs in progress at each endpoint
+        # where a compute job holds an endpoint's core, what waits for its thread (`hand_over`)
+        self._core_of_ep = [procs.shared[c] if c is not None else None for c in core_of]
+        self._pending = [None] * len(core_of)
 
     _cpu: tuple | None = None
     _busy_cost: tuple[Any, Any] | None = None
+    _pending: list[list[tuple[Callable[[Any], None], Any]] | None] | None = None
+
+    def hand_over(self, ep: int, fn: Callable[[Any], None], msg: Any) -> None:
+        """Run `fn(msg)` once endpoint `ep`'s thread gets its core: at once, unless a compute job
+        holds that core (`SharedProcessor.turn_left`), then when that job's turn ends, together
+        with, and after, everything handed to `ep` meanwhile.
+
+        In psreal a delivered message reaches a role's main thread through a second wake-up (gloo's
+        or the control client's thread reads it, then wakes the role's), and on a core that runs a
+        compute-bound thread that wake-up waits for the compute thread's slice to end
+        (benchmarks/busy_core_latency.py: 0.5 ms after the send beside no compute loop, 1.3 ms
+        beside one). Without endpoint CPU (no profile, no cores) it is at once."""
+        pending = self._pending
+        if pending is None:
+            fn(msg)
+            return
+        batch = pending[ep]
+        if batch is not None:
+            batch.append((fn, msg))
+            return
+        sp = self._core_of_ep[ep]
+        wait = sp.turn_left() if sp is not None else 0.0
+        if wait <= 0.0:
+            fn(msg)
+            return
+        pending[ep] = [(fn, msg)]
+        self.env.timeout(wait, ep).callbacks.append(self._handed_over)  # type: ignore[union-attr]
+
+    def _handed_over(self, ev: simpy.Event) -> None:
+        ep = ev._value
+        batch, self._pending[ep] = self._pending[ep], None  # type: ignore[index]
+        for fn, msg in batch:  # type: ignore[union-attr]
+            fn(msg)
+        self._run_hooks()
 
     def _end_job(self, ep: int, cost: Any, nbytes: float) -> simpy.Event:
         """The CPU job of one message end at endpoint `ep`."""
@@ -286,6 +325,9 @@ class Network:
         """Hand over messages that arrive together, then run the receivers' `after_arrivals` hooks."""
         for msg in msgs:
             msg[1](msg)
+        self._run_hooks()
+
+    def _run_hooks(self) -> None:
         if self._hooks:
             hooks, self._hooks = self._hooks, []
             for fn in hooks:
@@ -373,6 +415,18 @@ class SharedProcessor:
         t = self.env.now + left
         self._next_t = t
         self.env.timeout(left, t).callbacks.append(self._on_timer)  # type: ignore[union-attr]
+
+    def turn_left(self) -> float:
+        """How long the compute job that has the core now keeps it: the rest of its slice or of its
+        work, whichever ends first (0 when no compute job runs, or without a slice). A thread
+        woken now behind a wake-up it did not get first waits that long (`Network.hand_over`)."""
+        if self.quantum <= 0.0 or not self.jobs:
+            return 0.0
+        self._drain()
+        head = self._active()[0]
+        if head[2] != COMPUTE:
+            return 0.0
+        return max(min(head[0], head[3]), 0.0)
 
     def _on_timer(self, ev: simpy.Event) -> None:
         if ev._value != self._next_t:
