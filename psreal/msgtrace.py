@@ -7,7 +7,9 @@ for all processes of one machine; multi-node traces are per node). Events:
 - role: `send src seq dst kind bytes`, `hdr src seq kind` (the receiving thread got the header),
   `deliver src seq kind` (handed to the role), `gloo_done src seq` and `handle_done src seq` (the
   sender's gloo transfer finished / its send completed: delivered and noticed), `done_rx src seq`
-  (the arbiter's DONE reached the process), `srv_get src seq kind` (a shard's main loop took it);
+  (the arbiter's DONE reached the process), `srv_get src seq kind` (a shard's main loop took it),
+  `cpu_compute_start proc step thread_cpu process_cpu` and `cpu_compute_end ...` (a worker's
+  main-thread and whole-process CPU clocks around its compute phase);
 - arbiter: `start src dst seq bytes`, `done src seq dst due` (DONE sent; `due` is when the
   emulated link delivered it).
 

@@ -196,38 +196,6 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
     return step_s, fwd, bwd, {"step_compute_s": step_s, "compute_samples_s": samples}
 
 
-def measure_busy_factor(scn: Scenario, gap_s: float, pairs: int | None = None) -> tuple[float, dict[str, Any]]:
-    """On one CPU core: a worker's compute step after its core idled `gap_s` (what the
-    calibration run's worker does between steps: it waits for its pull and push), and the same
-    step right after another worker's step on the core (what a worker sharing a busy core
-    meets). Both are timed in alternation, each after fresh parameters are written as a pull
-    does; the factor is median(after another step) / median(after idling) (docs/profiling.md)."""
-    cpu = torch.device("cpu")
-    step, refresh = _worker_compute(scn, cpu, scn.seed)
-    other, _ = _worker_compute(scn, cpu, scn.seed + 1)  # the core-mate
-
-    def timed() -> float:
-        refresh()
-        t0 = time.perf_counter()
-        step()
-        return time.perf_counter() - t0
-
-    for _ in range(3):  # warm-up
-        step()
-        other()
-    one = timed()
-    n = pairs or max(15, min(60, int(2.0 / max(gap_s + 3 * one, 1e-3))))
-    idle, busy = [], []
-    for _ in range(n):
-        time.sleep(gap_s)
-        idle.append(timed())
-        other()
-        busy.append(timed())
-    factor = statistics.median(busy) / statistics.median(idle)
-    return factor, {"gap_s": gap_s, "pairs": n, "after_idle_s": statistics.median(idle),
-                    "after_busy_s": statistics.median(busy), "factor": factor}
-
-
 PARTS_K = 4  # partitions per call in the second timing of an op psreal runs partition by partition
 
 
@@ -680,16 +648,8 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     ops["msg_recv_busy"] = LinearCost(a=min(stream[smallest]["recv"][0], situ["msg_worker_a"]), b=situ["recv_b"])
     if app:  # the arbiter's CPU per wake-up (messages starting or ending at one instant share one)
         ops["arbiter"] = LinearCost(a=situ.get("arbiter_wake_s", tr["arbiter_cpu"].a))
-    busy_factor = 1.0
     if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it
         step_s, s1 = situ["compute_s"], {**s1, "microbenchmark_step_compute_s": step_s, "compute_samples_s": situ["compute_samples_s"]}
-        if device == "cpu" and situ.get("idle_gap_s"):
-            old_aff = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {allowed[0]})  # one core, like a role
-            try:
-                busy_factor, s1["busy_factor"] = measure_busy_factor(scn, situ["idle_gap_s"])
-            finally:
-                os.sched_setaffinity(0, old_aff)
     wire_rate = tr.get("wire_bytes_per_s")
     delay = tr["delay_app_s"] if scn.cluster.network.emulation == "app" else tr["delay_none_s"]
     prof = Profile(
@@ -708,7 +668,6 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         msg_overhead_s=delay,
         transport_bytes_per_s=wire_rate,
         cpu_slice_s=host_cpu_slice_s(cores),
-        compute_busy_factor=busy_factor,
         samples={"compute": s1, "ops": s2, "transport": tr["samples"], "in_situ": situ["samples"],
                  "model_params": build_workload(scn.model).numel},
     )

@@ -31,6 +31,7 @@ from pssim.draws import compute_factors, straggle_delay
 from pssim.sharding import plan_shards
 from pssim.workload import build_workload
 
+from . import msgtrace
 from .codec import decode_dense, encode_dense, encode_push
 from .models import TORCH_DTYPES, build_model, local_batch, synthetic_data
 from .pipeline_mail import Mailbox
@@ -175,6 +176,7 @@ class WorkerRole:
             T["wait_s"][p, step] = wait
             # ---- compute
             T["compute_start_s"][p, step] = time.monotonic()
+            msgtrace.mark("cpu_compute_start", p, step, time.thread_time(), time.process_time())
             xb, yb = local_batch(self.x, self.y, step, B)
             if self.P == 1:
                 t0 = time.monotonic()
@@ -191,6 +193,7 @@ class WorkerRole:
             else:
                 self._pipeline_step(step, xb, yb)
             T["compute_end_s"][p, step] = time.monotonic()
+            msgtrace.mark("cpu_compute_end", p, step, time.thread_time(), time.process_time())
             # ---- push
             if overlap:
                 T["push_start_s"][p, step] = self._overlap["first"]

@@ -95,7 +95,6 @@ class CostModel:
     cores: int | None
     transport_bytes_per_s: float | None = None  # host transport bound per message (profiles only)
     cpu_slice_s: float = 0.0  # the OS scheduler's slice on shared cores (profiles only; 0: pure sharing)
-    compute_busy_factor: float = 1.0  # compute that starts beside another on a CPU core (profiles only)
     compute_samples_s: tuple[float, ...] = ()  # measured step timings (profiles only)
     gpus: int | None = None
     profile_path: str | None = None
@@ -219,7 +218,7 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
     ops = _catalog_ops(scn)
     msg_overhead = 0.0
     cores = gpus = transport = None
-    cpu_slice, busy_factor = 0.0, 1.0
+    cpu_slice = 0.0
     samples: tuple[float, ...] = ()
     if profile is not None:
         ops.update(profile.ops)
@@ -228,7 +227,6 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         cpu_slice = profile.cpu_slice_s or linux_base_slice_s(profile.cores)
         transport = profile.transport_bytes_per_s
         samples = tuple(profile.compute_samples_s)
-        busy_factor = profile.compute_busy_factor
     return CostModel(
         source=source,
         compute_s=compute_s,
@@ -240,7 +238,6 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         gpus=gpus,
         transport_bytes_per_s=transport,
         cpu_slice_s=cpu_slice,
-        compute_busy_factor=busy_factor,  # a fixed step time (compute.step_time_s) holds no core: never applied
         compute_samples_s=samples if scn.compute.step_time_s is None else (),
         profile_path=profile_path,
         per_partition=per_partition_ops(scn.communication.compression.kind),

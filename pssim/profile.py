@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from .scenario import Scenario
 
 PROFILE_VERSION = 5  # 4: an op run partition by partition pays `a` once per call and `p` per partition;
-# 5: compute_busy_factor
+# 5: compute_busy_factor, since dropped (a worker's compute on a shared core costs the CPU the
+# calibration run measured, 0.92-1.04 of it, where that factor said 0.69-0.83: docs/profiling.md);
+# a profile that has it still loads, without it
 # the host ops psreal runs partition by partition with compression (top-k, int8 coding; unpacking
 # a reply into parameter slices always): pssim.costs.per_partition_ops. A profile of version 3
 # timed them one partition per call, so its `a` was a cost per partition
@@ -63,15 +65,17 @@ class Profile(BaseModel):
     ops: dict[str, LinearCost] = Field(default_factory=dict, description="host-side costs, see costs.py")
     msg_overhead_s: float = Field(0.0, description="critical-path time of a message beyond its link time")
     transport_bytes_per_s: float | None = Field(None, description="most one connection of the host's transport moves")
-    compute_busy_factor: float = Field(1.0, gt=0, description="compute per step when the core was computing another worker's step just before, over compute after the idle gap a worker of the calibration run has between its steps (CPU devices; 1: no difference)")
     cpu_slice_s: float | None = Field(None, gt=0, description="the OS scheduler's time slice: how long a compute-bound thread runs before another takes its core (None: the Linux default for `cores`)")
     samples: dict[str, Any] = Field(default_factory=dict, description="raw measurements behind the fits")
 
     @model_validator(mode="before")
     @classmethod
-    def _from_version_3(cls, data: Any) -> Any:
-        """A version-3 profile timed each op on one partition per call: its `a` is paid per
-        partition, which is `p` now (the same costs, call by call and partition by partition)."""
+    def _from_older(cls, data: Any) -> Any:
+        """A profile's `compute_busy_factor` (written by psreal profile for a while) is not used
+        any more. A version-3 profile timed each op on one partition per call: its `a` is paid
+        per partition, which is `p` now (the same costs, call by call and partition by partition)."""
+        if isinstance(data, dict) and "compute_busy_factor" in data:
+            data = {k: v for k, v in data.items() if k != "compute_busy_factor"}
         if isinstance(data, dict) and data.get("version", PROFILE_VERSION) < 4 and isinstance(data.get("ops"), dict):
             ops = dict(data["ops"])
             for k in PARTITIONED_OPS:

@@ -528,9 +528,9 @@ def test_the_arbiter_handles_what_arrives_during_a_pass_in_one_more_pass() -> No
 
 
 def test_an_end_that_is_awake_pays_the_busy_cost_for_its_next_message() -> None:
-    # a message's CPU at an end costs `wake` (1 ms) when the end was idle and `busy` (0.1 ms) when
-    # it is still working on another message: two messages sent together from worker 0 to the
-    # server cost 1 + 0.1 ms at each end; a third, sent once all is done, 1 ms again
+    # a message's CPU at an end costs `wake` (1 ms) when the end's thread was idle and `busy`
+    # (0.1 ms) when it is still working on another message: two messages sent together from
+    # worker 0 to the server cost 1 + 0.1 ms at each end; a third, sent once all is done, 1 ms again
     from pssim.profile import LinearCost
 
     env, net, procs = _one_link(1.0)
@@ -538,3 +538,34 @@ def test_an_end_that_is_awake_pays_the_busy_cost_for_its_next_message() -> None:
     net.enable_endpoint_cpu(procs, [wake, wake], [wake, wake], [0, 1], busy_cost=(busy, busy))
     assert len(_send_at(env, net, [0.0, 0.0, 0.01], 1000.0)) == 3
     assert procs.cpu_work == pytest.approx([2.1e-3, 2.1e-3], rel=1e-9)
+
+
+def test_receiving_from_two_peers_wakes_two_threads() -> None:
+    # psreal receives each peer's messages in a thread of that peer's own and sends from one
+    # thread: workers 0 and 1 (core 0) each send one message to the server (core 1) at 0, and the
+    # server sends one to each worker: each receive wakes its own thread (1 ms each), the
+    # server's second send finds its sending thread awake (0.1 ms)
+    import simpy
+
+    from pssim.costs import build_costs, placement
+    from pssim.profile import LinearCost
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import Network, Processors
+
+    nic = {"bandwidth_gbps": 1.0, "latency_us": 0}
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 2, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    env = simpy.Environment()
+    net, procs = Network(env, scn, 2, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True)
+    wake, busy = LinearCost(a=1e-3), LinearCost(a=1e-4)
+    net.enable_endpoint_cpu(procs, [wake] * 3, [wake] * 3, [0, 0, 1], busy_cost=(busy, busy))
+    got: list[float] = []
+    for src, dst in ((0, 2), (1, 2)):
+        net.send(net.resources(src, dst), 1000.0, (0.0, lambda _m: got.append(env.now)))
+    env.run()
+    assert procs.cpu_work == pytest.approx([2e-3, 2e-3], rel=1e-9)  # two sends, two receiving threads
+    for dst in (0, 1):
+        net.send(net.resources(2, dst), 1000.0, (0.0, lambda _m: got.append(env.now)))
+    env.run()
+    assert len(got) == 4
+    assert procs.cpu_work == pytest.approx([4e-3, 3.1e-3], rel=1e-9)

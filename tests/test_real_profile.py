@@ -93,54 +93,11 @@ def test_compute_spread_is_over_the_calibration_runs() -> None:
 
 
 
-def test_compute_beside_another_costs_the_busy_factor() -> None:
-    import simpy
+def test_a_profile_with_the_dropped_busy_factor_still_loads() -> None:
+    """compute_busy_factor was written by psreal profile for a while; it is ignored now."""
+    from pssim.profile import Profile
 
-    from pssim.sim.resources import COMPUTE, ORDINARY, SharedProcessor
-
-    env = simpy.Environment()
-    sp = SharedProcessor(env, "core0", quantum_s=0.0, busy_factor=0.5)
-    assert sp.work_of(1.0, COMPUTE) == 1.0  # alone on the core
-    first = sp.run(sp.work_of(1.0, COMPUTE), COMPUTE)
-    assert sp.work_of(1.0, COMPUTE) == 0.5 and sp.work_of(1.0, ORDINARY) == 1.0  # beside it; other work is not compute
-    second = sp.run(sp.work_of(1.0, COMPUTE), COMPUTE)
-    env.run()
-    # shared evenly: the second (0.5 of work) ends at 1.0, the first (1.0) at 1.5
-    assert second.ok and first.ok and env.now == pytest.approx(1.5)
-
-
-def test_the_simulator_charges_and_counts_the_busy_factor() -> None:
-    """Two workers sharing a core start their compute together each step: with a busy factor
-    below 1 the core does less work (its CPU seconds count it) and the run is faster."""
-    import dataclasses
-
-    from pssim.costs import build_costs
-    from pssim.records import summarize
-    from pssim.scenario import scenario_from_dict
-    from pssim.sim import simulate
-
-    scn = scenario_from_dict({
-        "name": "busy", "model": {"kind": "mlp", "input_dim": 256, "hidden": [256], "output_dim": 10},
-        "training": {"batch_size": 64, "steps": 10, "warmup_steps": 2},
-        "cluster": {"workers": {"count": 2, "device": "cpu", "per_device": 2}, "servers": {"count": 1}},
-        "sync": {"mode": "bsp"}})
-    out = {}
-    for f in (1.0, 0.5):
-        costs = dataclasses.replace(build_costs(scn), cores=2, compute_busy_factor=f)
-        out[f] = summarize(scn, *simulate(scn, costs))
-    plain, busy = out[1.0], out[0.5]
-    assert busy["cpu_seconds"]["core0"] < plain["cpu_seconds"]["core0"]
-    assert busy["compute_time_s"]["mean"] < plain["compute_time_s"]["mean"]
-    assert busy["throughput_samples_per_s"] > plain["throughput_samples_per_s"]
-
-
-def test_busy_factor_is_the_ratio_of_the_two_medians() -> None:
-    from psreal.profiler import measure_busy_factor
-    from pssim.scenario import scenario_from_dict
-
-    scn = scenario_from_dict({"name": "tiny", "model": {"kind": "mlp", "input_dim": 16, "hidden": [16], "output_dim": 4},
-                              "training": {"batch_size": 8, "steps": 8, "warmup_steps": 2},
-                              "cluster": {"workers": {"count": 1}, "servers": {"count": 1}}})
-    factor, s = measure_busy_factor(scn, gap_s=0.001, pairs=5)
-    assert s["pairs"] == 5 and s["gap_s"] == 0.001
-    assert factor == s["factor"] == pytest.approx(s["after_busy_s"] / s["after_idle_s"]) and factor > 0
+    old = {"version": 5, "key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.01,
+           "compute_busy_factor": 0.8}
+    prof = Profile.model_validate(old)
+    assert prof.step_compute_s == 0.01 and "compute_busy_factor" not in prof.model_dump()

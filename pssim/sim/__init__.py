@@ -110,8 +110,7 @@ def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tu
     env = simpy.Environment()
     net = Network(env, scn, topo.n_procs, costs)
     endpoint_cpu = costs.cores is not None and ("msg_send" in costs.ops or "msg_recv" in costs.ops)
-    procs = Processors(env, scn, place, overlapping=endpoint_cpu, cpu_slice_s=costs.cpu_slice_s,
-                       compute_busy_factor=costs.compute_busy_factor)
+    procs = Processors(env, scn, place, overlapping=endpoint_cpu, cpu_slice_s=costs.cpu_slice_s)
     if endpoint_cpu:
         zero = type(costs.ops.get("msg_send") or costs.ops["msg_recv"])()
         # psreal pins the link arbiter to the last core, at real-time priority

@@ -123,11 +123,14 @@ class Network:
         """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core and
         `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
         transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority.
-        With `busy_cost` = (send, recv): an end that is still working on another message (its
-        threads awake, its caches warm) pays that cheaper cost instead, whatever its role."""
+        With `busy_cost` = (send, recv): an end whose thread is still working on another message
+        (awake, its caches warm) pays that cheaper cost instead, whatever its role: a process
+        sends from one thread, and receives from each peer in a thread of that peer's own, so a
+        send is cheap while the sender sends another, a receive while the receiver takes another
+        message from the same peer."""
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
         self._busy_cost = busy_cost
-        self._ep_jobs = [0] * len(core_of)  # message CPU jobs in progress at each endpoint
+        self._awake: dict[Any, int] = {}  # message CPU jobs in progress per handling thread (`_end_job`)
         # where a compute job holds an endpoint's core, what waits for its thread (`hand_over`)
         self._core_of_ep = [procs.shared[c] if c is not None else None for c in core_of]
         self._pending = [None] * len(core_of)
@@ -169,17 +172,18 @@ class Network:
             fn(msg)
         self._run_hooks()
 
-    def _end_job(self, ep: int, cost: Any, nbytes: float) -> simpy.Event:
-        """The CPU job of one message end at endpoint `ep`."""
+    def _end_job(self, ep: int, cost: Any, nbytes: float, thread: Any) -> simpy.Event:
+        """The CPU job of one message end at endpoint `ep`, handled by `thread` (an endpoint's
+        sending thread, or (endpoint, peer): its receiving thread for that peer)."""
         procs, core_of = self._cpu[0], self._cpu[3]  # type: ignore[index]
         ev = procs.run(core_of[ep], cost(nbytes))
         if self._busy_cost is not None:
-            self._ep_jobs[ep] += 1
-            ev.callbacks.append(lambda _e: self._ep_done(ep))  # type: ignore[union-attr]
+            self._awake[thread] = self._awake.get(thread, 0) + 1
+            ev.callbacks.append(lambda _e: self._thread_done(thread))  # type: ignore[union-attr]
         return ev
 
-    def _ep_done(self, ep: int) -> None:
-        self._ep_jobs[ep] -= 1
+    def _thread_done(self, thread: Any) -> None:
+        self._awake[thread] -= 1
 
     def _gated(self, res: Sequence[int], nbytes: float, msg: Message) -> Message:
         """The fluid message for `msg` when both ends also pay CPU: `msg` is delivered once the
@@ -187,9 +191,13 @@ class Network:
         _, send_cost, recv_cost, _, arbiter = self._cpu  # type: ignore[misc]
         src, dst = int(res[0]) // 2, (int(res[1]) - 1) // 2
         busy = self._busy_cost
-        send = busy[0] if busy is not None and self._ep_jobs[src] else send_cost[src]
-        recv = busy[1] if busy is not None and self._ep_jobs[dst] else recv_cost[dst]
-        jobs = [self._end_job(src, send, nbytes), self._end_job(dst, recv, nbytes)]
+        # the cheap cost where the thread that handles this end is awake with another message:
+        # a process sends from its main thread, and receives each peer's messages in a thread of
+        # that peer's own (psreal.transport.Transport.receive_from)
+        awake = self._awake
+        send = busy[0] if busy is not None and awake.get(src) else send_cost[src]
+        recv = busy[1] if busy is not None and awake.get((dst, src)) else recv_cost[dst]
+        jobs = [self._end_job(src, send, nbytes, src), self._end_job(dst, recv, nbytes, (dst, src))]
         if arbiter is not None:
             self._arbiter_wake()
         gate = [len(jobs) + 1, msg]
@@ -353,16 +361,13 @@ class SharedProcessor:
     thread per core at a time. So two compute jobs of 1 ms that arrive together end at 1 ms and
     2 ms, not both at 2 ms as under even sharing. A job of w standalone seconds that runs alone
     takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
-    order. With `busy_factor` (CPU cores, measured by `psreal profile`), a COMPUTE job that starts
-    while another COMPUTE job is on the core costs `busy_factor` times its work: the profile's
-    compute was measured on a worker whose core idled between its steps, and a step that follows
-    another worker's step on a busy core runs at a different speed.
+    order. A compute job costs its standalone work whether or not other compute shares the core
+    (measured: docs/profiling.md, "compute per step").
     """
 
-    def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0, busy_factor: float = 1.0) -> None:
+    def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
         self.env = env
         self.name = name
-        self.busy_factor = busy_factor  # a COMPUTE job that starts beside another costs this times its work
         self.quantum = quantum_s  # > 0: COMPUTE jobs take turns, one slice each (see the class doc)
         # [standalone seconds left, event, priority, slice left], in arrival order (a COMPUTE job
         # whose slice ran out goes to the back)
@@ -370,15 +375,8 @@ class SharedProcessor:
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
 
-    def work_of(self, work_s: float, priority: int) -> float:
-        """The work a job of `work_s` standalone seconds is here if it starts now: `busy_factor`
-        times it for a COMPUTE job that starts beside another (see the class doc)."""
-        if priority == COMPUTE and self.busy_factor != 1.0 and any(j[2] == COMPUTE for j in self.jobs):
-            return work_s * self.busy_factor
-        return work_s
-
     def run(self, work_s: float, priority: int = ORDINARY) -> simpy.Event:
-        """A job of `work_s` seconds of work (as `work_of` says it is) of class `priority`."""
+        """A job of `work_s` seconds of standalone work of class `priority`."""
         ev = simpy.Event(self.env)
         self._drain()
         self.jobs.append([work_s, ev, priority, self.quantum])
@@ -453,12 +451,11 @@ class Processors:
     one is a SharedProcessor (priority classes, compute in turns of the scheduler's slice)."""
 
     def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement, overlapping: bool = False,
-                 cpu_slice_s: float = 0.0, compute_busy_factor: float = 1.0) -> None:
+                 cpu_slice_s: float = 0.0) -> None:
         """`overlapping`: a process may run several jobs at once on its core (its receiver
         threads' message work beside its main thread), so every core is shared. `cpu_slice_s`:
         the OS scheduler's slice, with which compute jobs take turns on a shared core (0: they
-        share it evenly). `compute_busy_factor`: on a CPU core, a compute job that starts while
-        another is there costs this times its work (`pssim.profile.Profile.compute_busy_factor`)."""
+        share it evenly)."""
         self.env = env
         cpu = scn.cluster.workers.device == "cpu"
         names: list[str] = []
@@ -494,11 +491,10 @@ class Processors:
                 users[r].add(("server", s))
         n_cores = place.cores or 0
         self.n_cores = n_cores
-        self.cpu_work = [0.0] * n_cores  # seconds of work given to each core (as its SharedProcessor costs it)
+        self.cpu_work = [0.0] * n_cores  # seconds of work given to each core
         self.arbiter_work = 0.0  # ... of it, the link arbiter's
         self.shared: list[SharedProcessor | None] = [
-            SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0,
-                            compute_busy_factor if r < n_cores and cpu else 1.0)
+            SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0)
             if len(users[r]) > 1 or (overlapping and r < n_cores) else None
             for r in range(len(names))
         ]
@@ -511,8 +507,6 @@ class Processors:
         if res is None:
             return self.env.timeout(work_s)
         sp = self.shared[res]
-        if sp is not None:
-            work_s = sp.work_of(work_s, priority)  # what it costs there (a busy core's compute)
         if res < self.n_cores:
             if priority == ARBITER:
                 self.arbiter_work += work_s
