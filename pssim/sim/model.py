@@ -123,13 +123,10 @@ class ServerShard:
     def deliver_push(self, msg: list) -> None:
         """A push delivered: the shard's main loop takes it, and the pushing worker learns that it
         is through (its step ends with the last), each once its thread gets its core."""
-        self.hand_over(self.endpoint, self._take_push, msg)
+        msg[7] = self.env._now  # arrival time: delivered (psreal: Message.t_delivered), not yet seen
+        self.hand_over(self.endpoint, self._take, msg)
         w = msg[8]
         self.hand_over(w.p, w.pushed, msg)
-
-    def _take_push(self, msg: list) -> None:
-        msg[7] = self.env._now  # arrival time
-        self._take(msg)
 
 
     # ----------------------------------------------------------------------------- process

@@ -362,7 +362,7 @@ class SharedProcessor:
     2 ms, not both at 2 ms as under even sharing. A job of w standalone seconds that runs alone
     takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
     order. A compute job costs its standalone work whether or not other compute shares the core
-    (measured: docs/profiling.md, "compute per step").
+    (measured in real runs: docs/profiling.md, "compute beside another worker").
     """
 
     def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
