@@ -35,6 +35,14 @@ def mark(*fields: Any) -> None:
         EVENTS.append((time.monotonic(), *fields))
 
 
+def load(folder: str | Path) -> tuple[dict[str, list], list]:
+    """A trace folder's events: ({"rank<r>": events}, the arbiter's events or [])."""
+    folder = Path(folder)
+    roles = {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("rank*.json"), key=lambda f: int(f.stem[4:]))}
+    arb = folder / "arbiter.json"
+    return roles, json.loads(arb.read_text()) if arb.exists() else []
+
+
 def dump(name: str) -> None:
     """Write this process's events to $PSREAL_MSG_TRACE/<name>.json (only when tracing)."""
     if not ENABLED:

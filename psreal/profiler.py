@@ -495,7 +495,7 @@ def calibration_scenario(scn: Scenario) -> Scenario:
     return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
 
 
-IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s", "idle_gap_s")
+IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s")
 
 
 def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any],
@@ -555,8 +555,6 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
         with open(folder / "steps.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) >= CALIBRATION_WARMUP]
     compute = [float(r["compute_end_s"]) - float(r["compute_start_s"]) for r in rows]
-    # how long the worker's core waited between one step's compute and the next (pull and push)
-    gaps = [float(b["compute_start_s"]) - float(a["compute_end_s"]) for a, b in zip(rows, rows[1:], strict=False)]
     steps = cal.training.steps
     cpu = summary.get("cpu_seconds", {})
     comm = cal.communication
@@ -579,7 +577,6 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     out = {
         "compute_s": mean_compute,
         "compute_samples_s": compute,
-        "idle_gap_s": statistics.median(gaps) if gaps else 0.0,
         "msg_worker_a": max(worker / 3, floor),
         "msg_server_a": max(server / 3, floor),
         "send_b": send_b,

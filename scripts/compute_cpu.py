@@ -14,9 +14,9 @@ less when other workers compute on the core too (docs/profiling.md). Prints numb
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
+
+from psreal import msgtrace
 
 
 def main() -> None:
@@ -24,9 +24,10 @@ def main() -> None:
     ap.add_argument("trace_dir")
     ap.add_argument("--warmup", type=int, default=5)
     a = ap.parse_args()
-    for f in sorted(Path(a.trace_dir).glob("rank*.json"), key=lambda p: int(p.stem[4:])):
+    roles, _ = msgtrace.load(a.trace_dir)
+    for events in roles.values():
         start, end = {}, {}
-        for e in json.loads(f.read_text()):
+        for e in events:
             if e[1] == "cpu_compute_start":
                 start[e[3]] = e
             elif e[1] == "cpu_compute_end":

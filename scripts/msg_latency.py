@@ -15,22 +15,16 @@ Per message kind, in milliseconds (p50 / p90 / mean over the run, warm-up includ
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from psreal import msgtrace
 from pssim import wire
 
 NAMES = {wire.PULL: "pull request", wire.REPLY: "pull reply", wire.PUSH: "push", wire.ACT: "activation",
          wire.ACT_GRAD: "activation gradient", wire.LEAVE: "leave"}
-
-
-def load(folder: Path) -> tuple[dict[str, list], list]:
-    roles = {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("rank*.json"))}
-    arbiter = json.loads((folder / "arbiter.json").read_text()) if (folder / "arbiter.json").exists() else []
-    return roles, arbiter
 
 
 def delays(roles: dict[str, list], arbiter: list) -> dict[str, dict[str, list[float]]]:
@@ -71,7 +65,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or not Path(argv[0]).is_dir():
         print("usage: msg_latency.py DIR (a PSREAL_MSG_TRACE folder)", file=sys.stderr)
         return 2
-    roles, arbiter = load(Path(argv[0]))
+    roles, arbiter = msgtrace.load(argv[0])
     if not roles:
         print(f"error: {argv[0]}: no rank*.json (was PSREAL_MSG_TRACE set for the run?)", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
     python scripts/phases.py results/validation/v05-ssp-4w2s-straggler [more scenario dirs...]
 
 For each scenario directory `pssim compare` wrote (its `sim/` and `real/` runs, and the kept
-repeats `real-2/`, ... when present), prints for every worker process the median over the
+repeats `real-repeat-1/`, ... when present), prints for every worker process the median over the
 measured steps (after `training.warmup_steps`) of its pull (request to last reply unpacked),
 compute (with any straggler sleep), push (pack to last push through) and whole cycle, in ms: one
 row for the simulator and one per real run, then the simulator's difference from the median real

@@ -410,6 +410,51 @@ def test_a_message_to_a_core_that_computes_waits_for_the_compute_turn_to_end() -
     assert [t for _, t in got] == pytest.approx([0.5e-3, 1.5e-3, 1.5e-3, 3.0e-3, 6e-3], abs=1e-9)
 
 
+def test_the_model_hands_every_message_to_its_receiver_and_every_push_end_to_its_pusher() -> None:
+    # 2 workers and their shard on one core, message CPU charged: per step and
+    # worker, the shard gets a pull request and a push (each through its own hand-over), the
+    # worker a reply and the notice that its push is through; the push's arrival time is when it
+    # was delivered, not when the shard's thread saw it
+    import dataclasses
+
+    import numpy as np
+
+    from pssim.costs import build_costs
+    from pssim.profile import LinearCost
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim import simulate
+    from pssim.sim.resources import Network
+
+    scn = scenario_from_dict({
+        "name": "ho", "model": {"kind": "mlp", "input_dim": 64, "hidden": [64], "output_dim": 10},
+        "training": {"batch_size": 32, "steps": 6, "warmup_steps": 1},
+        "cluster": {"workers": {"count": 2, "device": "cpu", "per_device": 2}, "servers": {"count": 1}},
+        "sync": {"mode": "asp"}})
+    base = build_costs(scn)
+    msg = LinearCost(a=2e-4)
+    costs = dataclasses.replace(base, cores=1, cpu_slice_s=1.5e-3, compute_s=5e-3,
+                                ops={**base.ops, "msg_send": msg, "msg_recv": msg})
+    seen: list[tuple[int, str, float]] = []
+    orig = Network.hand_over
+
+    def spy(self, ep, fn, m):  # noqa: ANN001, ANN202
+        seen.append((ep, fn.__name__, self.env.now))
+        orig(self, ep, fn, m)
+
+    Network.hand_over = spy  # type: ignore[method-assign]
+    try:
+        rec, _ = simulate(scn, costs)
+    finally:
+        Network.hand_over = orig  # type: ignore[method-assign]
+    names = [(ep, name) for ep, name, _ in seen]
+    steps = scn.training.steps
+    for w in (0, 1):
+        assert names.count((w, "_take_reply")) == steps and names.count((w, "pushed")) == steps
+    assert names.count((2, "_take")) == 2 * 2 * steps  # pull requests and pushes at the shard
+    arrivals = sorted(t for ep, name, t in seen if name == "pushed")
+    assert np.sort(rec.grad_arrive_s.ravel()) == pytest.approx(arrivals, abs=1e-12)
+
+
 def test_without_endpoint_cpu_a_hand_over_is_at_once() -> None:
     from pssim.sim.resources import COMPUTE
 

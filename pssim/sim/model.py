@@ -107,8 +107,6 @@ class ServerShard:
         self.reply_bytes = {p: topo.pull_bytes[p][shard] for p in pushers}
         self.reply_delay = net.delay_w2s
         self.hand_over = net.hand_over
-        if not net.hands_over:  # no CPU modelled: messages are taken as they are delivered
-            self.deliver = self._take  # type: ignore[method-assign]
         model.env.process(self.run())
 
     # ---------------------------------------------------------------------------- delivery
@@ -271,8 +269,6 @@ class Worker:
         self.got, self.unpacking, self.wait, self.idle = 0, 0, 0.0, False
         self.run_job, self.unpacked = model.procs.run, self._unpacked  # bound once
         self.hand_over = net.hand_over
-        if not net.hands_over:  # no CPU modelled: messages are taken as they are delivered
-            self.on_reply, self.on_mail = self._take_reply, self._take_mail  # type: ignore[method-assign]
         self.pull_done: simpy.Event | None = None
         self.pushes_left = 0
         self.push_done: simpy.Event | None = None

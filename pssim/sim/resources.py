@@ -139,12 +139,6 @@ class Network:
     _busy_cost: tuple[Any, Any] | None = None
     _pending: list[list[tuple[Callable[[Any], None], Any]] | None] | None = None
 
-    @property
-    def hands_over(self) -> bool:
-        """Whether `hand_over` can ever wait (endpoint CPU is charged); else receivers may take
-        their messages directly."""
-        return self._pending is not None
-
     def hand_over(self, ep: int, fn: Callable[[Any], None], msg: Any) -> None:
         """Run `fn(msg)` once endpoint `ep`'s thread gets its core: at once, unless a compute job
         holds that core (`SharedProcessor.turn_left`), then when that job's turn ends, together
