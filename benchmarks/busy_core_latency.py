@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -46,7 +47,8 @@ def _hog(core: int) -> None:
         model(x).sum().backward()
 
 
-def _gloo_role(rank: int, addr: mp.Queue, cores: tuple[int, int], n: int, out: mp.Queue) -> None:
+def gloo_pair(rank: int, addr: mp.Queue, cores: tuple[int, int]) -> None:
+    """Join a 2-process gloo group as `rank`, pinned to `cores[rank]`, one torch thread."""
     from psreal.launch import local_rendezvous
 
     os.sched_setaffinity(0, {cores[rank]})
@@ -57,6 +59,40 @@ def _gloo_role(rank: int, addr: mp.Queue, cores: tuple[int, int], n: int, out: m
         dist.init_process_group("gloo", store=store, rank=0, world_size=2)
     else:
         dist.init_process_group("gloo", init_method=addr.get(timeout=300), rank=1, world_size=2)
+
+
+def run_gloo_pair(ctx: Any, target: Any, args: tuple, out: mp.Queue) -> list[float]:
+    """Run `target(rank, addr, *args)` in two spawned processes; what rank 1 puts on `out`."""
+    addr: mp.Queue = ctx.Queue()
+    roles = [ctx.Process(target=target, args=(r, addr, *args)) for r in (0, 1)]
+    for p in roles:
+        p.start()
+    lat = out.get(timeout=300)
+    for p in roles:
+        p.join(30)
+    return lat
+
+
+def start_hogs(ctx: Any, k: int, core: int) -> list[Any]:
+    """k compute-bound worker loops on `core`, already computing when this returns."""
+    hogs = [ctx.Process(target=_hog, args=(core,), daemon=True) for _ in range(k)]
+    for p in hogs:
+        p.start()
+    time.sleep(0.5)
+    return hogs
+
+
+def two_cores() -> tuple[int, int] | None:
+    """The first two cores this process may use (None, with a message, when there are fewer)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        print("needs 2 cores", file=sys.stderr)
+        return None
+    return allowed[0], allowed[1]
+
+
+def _gloo_role(rank: int, addr: mp.Queue, cores: tuple[int, int], n: int, out: mp.Queue) -> None:
+    gloo_pair(rank, addr, cores)
     buf = torch.empty(8, dtype=torch.int64)
     lat = []
     for _ in range(n):
@@ -85,20 +121,11 @@ def _socket_receiver(core: int, conn: socket.socket, n: int, out: mp.Queue) -> N
 
 def measure(kind: str, hogs: int, n: int, cores: tuple[int, int]) -> list[float]:
     ctx = mp.get_context("spawn")
-    hog_procs = [ctx.Process(target=_hog, args=(cores[1],), daemon=True) for _ in range(hogs)]
-    for p in hog_procs:
-        p.start()
+    hog_procs = start_hogs(ctx, hogs, cores[1])
     out: mp.Queue = ctx.Queue()
     try:
-        time.sleep(0.5)  # the hogs are computing
         if kind == "gloo":
-            addr: mp.Queue = ctx.Queue()
-            roles = [ctx.Process(target=_gloo_role, args=(r, addr, cores, n, out)) for r in (0, 1)]
-            for p in roles:
-                p.start()
-            lat = out.get(timeout=300)
-            for p in roles:
-                p.join(30)
+            lat = run_gloo_pair(ctx, _gloo_role, (cores, n, out), out)
         else:
             a, b = socket.socketpair()
             rx = ctx.Process(target=_socket_receiver, args=(cores[1], b, n, out))
@@ -123,11 +150,9 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=400)
     ap.add_argument("--max-hogs", type=int, default=3)
     args = ap.parse_args()
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
-        print("needs 2 cores", file=sys.stderr)
+    cores = two_cores()
+    if cores is None:
         return 2
-    cores = (allowed[0], allowed[1])
     print(f"# busy_core_latency  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
           f"cores {cores}  {args.messages} messages each")
     print(f"{'path':8s} {'hogs':>4s} {'p10':>7s} {'p50':>7s} {'p90':>7s} {'p95':>7s} {'mean':>7s}  (ms, one way)")
