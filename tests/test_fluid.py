@@ -614,3 +614,34 @@ def test_receiving_from_two_peers_wakes_two_threads() -> None:
     env.run()
     assert len(got) == 4
     assert procs.cpu_work == pytest.approx([4e-3, 3.1e-3], rel=1e-9)
+
+
+def test_a_thread_handles_one_message_at_a_time() -> None:
+    # the server sends one message to each of two workers at 0 from its one sending thread; each
+    # send costs 1 ms of CPU (receiving is free, the link a few microseconds): the first is
+    # delivered at 1 ms, the second at 2 ms, one after the other (shared evenly, both would be
+    # delivered at 2 ms). Two receiving threads (one per peer) take their messages at once.
+    import simpy
+
+    from pssim.costs import build_costs, placement
+    from pssim.profile import LinearCost
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import Network, Processors
+
+    nic = {"bandwidth_gbps": 100.0, "latency_us": 0}
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 2, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    for sender, costs in ((2, ([LinearCost()] * 2 + [LinearCost(a=1e-3)], [LinearCost()] * 3)),
+                          (None, ([LinearCost(a=1e-3)] * 3, [LinearCost()] * 3))):
+        env = simpy.Environment()
+        net, procs = Network(env, scn, 2, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True)
+        net.enable_endpoint_cpu(procs, costs[0], costs[1], [0, 1, 0])
+        got: list[float] = []
+        pairs = ((2, 0), (2, 1)) if sender == 2 else ((0, 2), (1, 2))
+        for src, dst in pairs:
+            net.send(net.resources(src, dst), 10.0, (0.0, lambda _m, g=got, e=env: g.append(e.now)))
+        env.run()
+        if sender == 2:
+            assert got == pytest.approx([1e-3, 2e-3], abs=1e-6)
+        else:  # workers 0 and 1 send from their own threads on their own cores: both done at 1 ms
+            assert got == pytest.approx([1e-3, 1e-3], abs=1e-6)

@@ -127,9 +127,10 @@ class Network:
         (awake, its caches warm) pays that cheaper cost instead, whatever its role: a process
         sends from one thread, and receives from each peer in a thread of that peer's own, so a
         send is cheap while the sender sends another, a receive while the receiver takes another
-        message from the same peer."""
+        message from the same peer. Each of those threads handles one message at a time."""
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
         self._busy_cost = busy_cost
+        self._last_job: dict[Any, simpy.Event] = {}  # each handling thread's latest message CPU job
         self._awake: dict[Any, int] = {}  # message CPU jobs in progress per handling thread (`_end_job`)
         # where a compute job holds an endpoint's core, what waits for its thread (`hand_over`)
         self._core_of_ep = [procs.shared[c] if c is not None else None for c in core_of]
@@ -174,9 +175,19 @@ class Network:
 
     def _end_job(self, ep: int, cost: Any, nbytes: float, thread: Any) -> simpy.Event:
         """The CPU job of one message end at endpoint `ep`, handled by `thread` (an endpoint's
-        sending thread, or (endpoint, peer): its receiving thread for that peer)."""
-        procs, core_of = self._cpu[0], self._cpu[3]  # type: ignore[index]
-        ev = procs.run(core_of[ep], cost(nbytes))
+        sending thread, or (endpoint, peer): its receiving thread for that peer). A thread
+        handles one message at a time: the job starts once the thread's previous one has ended
+        (a shard's replies to four pulls go out one after another, not all four at a quarter of
+        the speed)."""
+        procs, core, work = self._cpu[0], self._cpu[3][ep], cost(nbytes)  # type: ignore[index]
+        before = self._last_job.get(thread)
+        if before is None or before.processed:
+            ev = procs.run(core, work)
+        else:  # queued behind the thread's previous message
+            ev = simpy.Event(self.env)
+            before.callbacks.append(
+                lambda _e: procs.run(core, work).callbacks.append(lambda _j: ev.succeed()))  # type: ignore[union-attr]
+        self._last_job[thread] = ev
         if self._busy_cost is not None:
             self._awake[thread] = self._awake.get(thread, 0) + 1
             ev.callbacks.append(lambda _e: self._thread_done(thread))  # type: ignore[union-attr]
