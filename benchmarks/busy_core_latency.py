@@ -19,6 +19,7 @@ Usage: .venv/bin/python benchmarks/busy_core_latency.py [--messages N] [--max-ho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import random
@@ -27,11 +28,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -73,13 +77,39 @@ def run_gloo_pair(ctx: Any, target: Any, args: tuple, out: mp.Queue) -> list[flo
     return lat
 
 
-def start_hogs(ctx: Any, k: int, core: int) -> list[Any]:
-    """k compute-bound worker loops on `core`, already computing when this returns."""
+@contextlib.contextmanager
+def hogs_on(ctx: Any, k: int, core: int) -> Iterator[None]:
+    """k compute-bound worker loops on `core`, computing for as long as the block runs."""
     hogs = [ctx.Process(target=_hog, args=(core,), daemon=True) for _ in range(k)]
     for p in hogs:
         p.start()
-    time.sleep(0.5)
-    return hogs
+    try:
+        time.sleep(0.5)  # they are computing
+        yield
+    finally:
+        for p in hogs:
+            p.kill()
+
+
+def send_stamps(sock: socket.socket, n: int, core: int, ack: bool) -> None:
+    """From `core`: once the receiver says it is ready, send it n send-time stamps (8 bytes, on
+    the monotonic clock), one every 2-6 ms, each after its acknowledgement with `ack`."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        sock.recv(1)
+        for _ in range(n):
+            time.sleep(random.uniform(0.002, 0.006))
+            sock.sendall(time.monotonic_ns().to_bytes(8, "little"))
+            if ack:
+                sock.recv(1)
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def print_header(name: str, cores: tuple[int, int], messages: int) -> None:
+    print(f"# {name}  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
+          f"cores {cores}  {messages} messages each")
 
 
 def two_cores() -> tuple[int, int] | None:
@@ -121,27 +151,17 @@ def _socket_receiver(core: int, conn: socket.socket, n: int, out: mp.Queue) -> N
 
 def measure(kind: str, hogs: int, n: int, cores: tuple[int, int]) -> list[float]:
     ctx = mp.get_context("spawn")
-    hog_procs = start_hogs(ctx, hogs, cores[1])
     out: mp.Queue = ctx.Queue()
-    try:
+    with hogs_on(ctx, hogs, cores[1]):
         if kind == "gloo":
             lat = run_gloo_pair(ctx, _gloo_role, (cores, n, out), out)
         else:
             a, b = socket.socketpair()
             rx = ctx.Process(target=_socket_receiver, args=(cores[1], b, n, out))
             rx.start()
-            old = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {cores[0]})
-            a.recv(1)
-            for _ in range(n):
-                time.sleep(random.uniform(0.002, 0.006))
-                a.sendall(time.monotonic_ns().to_bytes(8, "little"))
+            send_stamps(a, n, cores[0], ack=False)
             lat = out.get(timeout=300)
             rx.join(30)
-            os.sched_setaffinity(0, old)
-    finally:
-        for p in hog_procs:
-            p.kill()
     return lat[n // 10 :]  # after a warm-up
 
 
@@ -153,8 +173,7 @@ def main() -> int:
     cores = two_cores()
     if cores is None:
         return 2
-    print(f"# busy_core_latency  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
-          f"cores {cores}  {args.messages} messages each")
+    print_header("busy_core_latency", cores, args.messages)
     print(f"{'path':8s} {'hogs':>4s} {'p10':>7s} {'p50':>7s} {'p90':>7s} {'p95':>7s} {'mean':>7s}  (ms, one way)")
     for kind in ("gloo", "socket"):
         for k in range(args.max_hogs + 1):

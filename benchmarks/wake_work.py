@@ -33,7 +33,6 @@ reports/benchmarks/wake_work.txt). Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import queue
 import random
@@ -49,7 +48,14 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.busy_core_latency import gloo_pair, run_gloo_pair, start_hogs, two_cores  # noqa: E402
+from benchmarks.busy_core_latency import (  # noqa: E402
+    gloo_pair,
+    hogs_on,
+    print_header,
+    run_gloo_pair,
+    send_stamps,
+    two_cores,
+)
 
 WORK_MS = (0.1, 0.3, 0.7, 1.5, 3.0)
 
@@ -113,27 +119,16 @@ def _gloo_role(rank: int, addr: mp.Queue, cores: tuple[int, int], n: int, work_s
 
 def measure(hogs: int, n: int, work_s: float, path: str, cores: tuple[int, int]) -> list[float]:
     ctx = mp.get_context("spawn")
-    hog_procs = start_hogs(ctx, hogs, cores[1])
     out: mp.Queue = ctx.Queue()
-    old = os.sched_getaffinity(0)
-    try:
+    with hogs_on(ctx, hogs, cores[1]):
         if path == "gloo":
             return run_gloo_pair(ctx, _gloo_role, (cores, n, work_s, out), out)[n // 10 :]
         a, b = socket.socketpair()
         rx = ctx.Process(target=_receiver, args=(cores[1], b, n, work_s, path == "handed", out))
         rx.start()
-        os.sched_setaffinity(0, {cores[1] if path == "local" else cores[0]})
-        a.recv(1)
-        for _ in range(n):
-            time.sleep(random.uniform(0.002, 0.006))
-            a.sendall(time.monotonic_ns().to_bytes(8, "little"))
-            a.recv(1)
+        send_stamps(a, n, cores[1] if path == "local" else cores[0], ack=True)
         lat = out.get(timeout=300)
         rx.join(30)
-    finally:
-        os.sched_setaffinity(0, old)
-        for p in hog_procs:
-            p.kill()
     return lat[n // 10 :]  # after a warm-up
 
 
@@ -148,8 +143,7 @@ def main() -> int:
     if cores is None:
         return 2
     torch.set_num_threads(1)
-    print(f"# wake_work  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
-          f"cores {cores}  {args.messages} messages each")
+    print_header("wake_work", cores, args.messages)
     print("# wait = (send to end of work) - the same with no compute on the core; ms")
     print(f"{'path':7s} {'hogs':>4s} {'work':>5s} {'p50 wait':>9s} {'mean wait':>9s} {'p90 wait':>9s}")
     for path in args.paths.split(","):

@@ -585,63 +585,57 @@ def test_an_end_that_is_awake_pays_the_busy_cost_for_its_next_message() -> None:
     assert procs.cpu_work == pytest.approx([2.1e-3, 2.1e-3], rel=1e-9)
 
 
+def _two_workers_one_server(bandwidth_gbps: float):  # noqa: ANN202 - (env, Network, Processors)
+    """Workers 0 and 1 and the server (endpoint 2) on a 2-core host, no link latency."""
+    import simpy
+
+    from pssim.costs import build_costs, placement
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import Network, Processors
+
+    nic = {"bandwidth_gbps": bandwidth_gbps, "latency_us": 0}
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 2, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    env = simpy.Environment()
+    return env, Network(env, scn, 2, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True)
+
+
+def _deliveries(env, net, pairs: list[tuple[int, int]], nbytes: float) -> list[float]:  # noqa: ANN001
+    """Send one message per (src, dst) at the current time; run; when each was delivered."""
+    got: list[float] = []
+    for src, dst in pairs:
+        net.send(net.resources(src, dst), nbytes, (0.0, lambda _m: got.append(env.now)))
+    env.run()
+    return got
+
+
 def test_receiving_from_two_peers_wakes_two_threads() -> None:
     # psreal receives each peer's messages in a thread of that peer's own and sends from one
     # thread: workers 0 and 1 (core 0) each send one message to the server (core 1) at 0, and the
     # server sends one to each worker: each receive wakes its own thread (1 ms each), the
     # server's second send finds its sending thread awake (0.1 ms)
-    import simpy
-
-    from pssim.costs import build_costs, placement
     from pssim.profile import LinearCost
-    from pssim.scenario import scenario_from_dict
-    from pssim.sim.resources import Network, Processors
 
-    nic = {"bandwidth_gbps": 1.0, "latency_us": 0}
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 2, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
-    env = simpy.Environment()
-    net, procs = Network(env, scn, 2, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True)
+    env, net, procs = _two_workers_one_server(1.0)
     wake, busy = LinearCost(a=1e-3), LinearCost(a=1e-4)
     net.enable_endpoint_cpu(procs, [wake] * 3, [wake] * 3, [0, 0, 1], busy_cost=(busy, busy))
-    got: list[float] = []
-    for src, dst in ((0, 2), (1, 2)):
-        net.send(net.resources(src, dst), 1000.0, (0.0, lambda _m: got.append(env.now)))
-    env.run()
+    assert len(_deliveries(env, net, [(0, 2), (1, 2)], 1000.0)) == 2
     assert procs.cpu_work == pytest.approx([2e-3, 2e-3], rel=1e-9)  # two sends, two receiving threads
-    for dst in (0, 1):
-        net.send(net.resources(2, dst), 1000.0, (0.0, lambda _m: got.append(env.now)))
-    env.run()
-    assert len(got) == 4
+    assert len(_deliveries(env, net, [(2, 0), (2, 1)], 1000.0)) == 2
     assert procs.cpu_work == pytest.approx([4e-3, 3.1e-3], rel=1e-9)
 
 
 def test_a_thread_handles_one_message_at_a_time() -> None:
-    # the server sends one message to each of two workers at 0 from its one sending thread; each
-    # send costs 1 ms of CPU (receiving is free, the link a few microseconds): the first is
-    # delivered at 1 ms, the second at 2 ms, one after the other (shared evenly, both would be
-    # delivered at 2 ms). Two receiving threads (one per peer) take their messages at once.
-    import simpy
-
-    from pssim.costs import build_costs, placement
+    # each send costs 1 ms of CPU (receiving is free, the link a few microseconds). The server
+    # sends one message to each worker at 0 from its one sending thread: delivered at 1 ms and
+    # 2 ms, one after the other (shared evenly, both would be at 2 ms). Workers 0 and 1 each
+    # send one to the server from their own threads, on their own cores: both at 1 ms.
     from pssim.profile import LinearCost
-    from pssim.scenario import scenario_from_dict
-    from pssim.sim.resources import Network, Processors
 
-    nic = {"bandwidth_gbps": 100.0, "latency_us": 0}
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 2, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
-    for sender, costs in ((2, ([LinearCost()] * 2 + [LinearCost(a=1e-3)], [LinearCost()] * 3)),
-                          (None, ([LinearCost(a=1e-3)] * 3, [LinearCost()] * 3))):
-        env = simpy.Environment()
-        net, procs = Network(env, scn, 2, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True)
-        net.enable_endpoint_cpu(procs, costs[0], costs[1], [0, 1, 0])
-        got: list[float] = []
-        pairs = ((2, 0), (2, 1)) if sender == 2 else ((0, 2), (1, 2))
-        for src, dst in pairs:
-            net.send(net.resources(src, dst), 10.0, (0.0, lambda _m, g=got, e=env: g.append(e.now)))
-        env.run()
-        if sender == 2:
-            assert got == pytest.approx([1e-3, 2e-3], abs=1e-6)
-        else:  # workers 0 and 1 send from their own threads on their own cores: both done at 1 ms
-            assert got == pytest.approx([1e-3, 1e-3], abs=1e-6)
+    free, ms = LinearCost(), LinearCost(a=1e-3)
+    env, net, procs = _two_workers_one_server(100.0)
+    net.enable_endpoint_cpu(procs, [free, free, ms], [free] * 3, [0, 1, 0])
+    assert _deliveries(env, net, [(2, 0), (2, 1)], 10.0) == pytest.approx([1e-3, 2e-3], abs=1e-6)
+    env, net, procs = _two_workers_one_server(100.0)
+    net.enable_endpoint_cpu(procs, [ms] * 3, [free] * 3, [0, 1, 0])
+    assert _deliveries(env, net, [(0, 2), (1, 2)], 10.0) == pytest.approx([1e-3, 1e-3], abs=1e-6)

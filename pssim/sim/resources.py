@@ -131,7 +131,6 @@ class Network:
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
         self._busy_cost = busy_cost
         self._last_job: dict[Any, simpy.Event] = {}  # each handling thread's latest message CPU job
-        self._awake: dict[Any, int] = {}  # message CPU jobs in progress per handling thread (`_end_job`)
         # where a compute job holds an endpoint's core, what waits for its thread (`hand_over`)
         self._core_of_ep = [procs.shared[c] if c is not None else None for c in core_of]
         self._pending = [None] * len(core_of)
@@ -188,13 +187,13 @@ class Network:
             before.callbacks.append(
                 lambda _e: procs.run(core, work).callbacks.append(lambda _j: ev.succeed()))  # type: ignore[union-attr]
         self._last_job[thread] = ev
-        if self._busy_cost is not None:
-            self._awake[thread] = self._awake.get(thread, 0) + 1
-            ev.callbacks.append(lambda _e: self._thread_done(thread))  # type: ignore[union-attr]
         return ev
 
-    def _thread_done(self, thread: Any) -> None:
-        self._awake[thread] -= 1
+    def _awake(self, thread: Any) -> bool:
+        """Whether `thread` is still working on a message (its jobs run one after another, so
+        it is while its latest has not ended)."""
+        ev = self._last_job.get(thread)
+        return ev is not None and not ev.processed
 
     def _gated(self, res: Sequence[int], nbytes: float, msg: Message) -> Message:
         """The fluid message for `msg` when both ends also pay CPU: `msg` is delivered once the
@@ -206,8 +205,8 @@ class Network:
         # a process sends from its main thread, and receives each peer's messages in a thread of
         # that peer's own (psreal.transport.Transport.receive_from)
         awake = self._awake
-        send = busy[0] if busy is not None and awake.get(src) else send_cost[src]
-        recv = busy[1] if busy is not None and awake.get((dst, src)) else recv_cost[dst]
+        send = busy[0] if busy is not None and awake(src) else send_cost[src]
+        recv = busy[1] if busy is not None and awake((dst, src)) else recv_cost[dst]
         jobs = [self._end_job(src, send, nbytes, src), self._end_job(dst, recv, nbytes, (dst, src))]
         if arbiter is not None:
             self._arbiter_wake()
