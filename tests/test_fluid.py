@@ -639,3 +639,90 @@ def test_a_thread_handles_one_message_at_a_time() -> None:
     env, net, procs = _two_workers_one_server(100.0)
     net.enable_endpoint_cpu(procs, [ms] * 3, [free] * 3, [0, 1, 0])
     assert _deliveries(env, net, [(0, 2), (1, 2)], 10.0) == pytest.approx([1e-3, 1e-3], abs=1e-6)
+
+
+def test_a_thread_that_goes_on_from_its_computation_keeps_its_turn() -> None:
+    # workers 0 and 1 share core 0 (slice 1 s). A (worker 0's compute, 0.4 s) and B (worker 1's,
+    # 2 s) arrive at 0; A runs first. Worker 0 then packs (0.8 s) without sleeping: it goes on
+    # with what is left of A's slice (0.6 s), B takes its turn (1.0-2.0), the packing ends at
+    # 2.2 and B at 3.2. Woken from a sleep instead, the packing would preempt B (ends at 1.2).
+    # A that used its whole slice (1 s) leaves the packing none: it waits for B's turn first.
+    import simpy
+
+    from pssim.costs import placement
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import COMPUTE, Processors
+
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 2, "per_device": 2}, "servers": {"count": 1}}})
+
+    def run(a_work: float, goes_on: bool) -> dict[str, float]:
+        env = simpy.Environment()
+        procs = Processors(env, scn, placement(scn, 2), overlapping=True, cpu_slice_s=1.0)
+        done: dict[str, float] = {}
+
+        def worker0():  # noqa: ANN202 - SimPy process
+            a = procs.run(0, a_work, COMPUTE)
+            yield a
+            yield procs.run(0, 0.8, after=a if goes_on else None)
+            done["pack"] = env.now
+
+        def worker1():  # noqa: ANN202 - SimPy process
+            yield procs.run(0, 2.0, COMPUTE)
+            done["B"] = env.now
+
+        env.process(worker0())
+        env.process(worker1())
+        env.run()
+        return done
+
+    assert run(0.4, True) == pytest.approx({"pack": 2.2, "B": 3.2}, rel=1e-9)
+    assert run(0.4, False) == pytest.approx({"pack": 1.2, "B": 3.2}, rel=1e-9)
+    assert run(1.0, True) == pytest.approx({"pack": 2.8, "B": 3.8}, rel=1e-9)
+
+
+def test_a_push_sent_straight_after_packing_takes_turns_with_the_core_mates_compute() -> None:
+    # workers 0 and 1 on core 0 (slice 1 ms), the server on core 1; a send costs 1 ms of CPU,
+    # receiving nothing, the link microseconds. Worker 1 computes 5 ms from 0; worker 0 computes
+    # 0.4 ms, packs 0.1 ms and sends: the send goes on with worker 0's turn (0.5 ms left), waits
+    # out worker 1's slice and is delivered at 2.5 ms. Sent by a thread woken from a sleep (no
+    # `continues`), it preempts the computation and is delivered at 1.5 ms.
+    import simpy
+
+    from pssim.costs import build_costs, placement
+    from pssim.profile import LinearCost
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import COMPUTE, Network, Processors
+
+    nic = {"bandwidth_gbps": 100.0, "latency_us": 0}
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 2, "per_device": 2, "nic": nic},
+                                          "servers": {"count": 1, "nic": nic}}})
+    free, ms = LinearCost(), LinearCost(a=1e-3)
+
+    def delivered(goes_on: bool) -> float:
+        env = simpy.Environment()
+        net = Network(env, scn, 2, build_costs(scn))
+        procs = Processors(env, scn, placement(scn, 2), overlapping=True, cpu_slice_s=1e-3)
+        net.enable_endpoint_cpu(procs, [ms, ms, ms], [free] * 3, [0, 0, 1])
+        got: list[float] = []
+
+        def worker0():  # noqa: ANN202 - SimPy process
+            a = procs.run(0, 0.4e-3, COMPUTE)
+            yield a
+            packed = procs.run(0, 0.1e-3, after=a)
+            if goes_on:
+                net.continues(0, packed)
+            yield packed
+            net.send(net.resources(0, 2), 10.0, (0.0, lambda _m: got.append(env.now)))
+
+        def worker1():  # noqa: ANN202 - SimPy process
+            yield procs.run(0, 5e-3, COMPUTE)
+
+        env.process(worker0())
+        env.process(worker1())
+        env.run()
+        return got[0]
+
+    assert delivered(True) == pytest.approx(2.5e-3, abs=1e-6)
+    assert delivered(False) == pytest.approx(1.5e-3, abs=1e-6)

@@ -364,14 +364,17 @@ class Worker:
             pull_end = env.now
             # ---- compute
             push_start = None
+            ran = None  # the main thread's last compute job, when it goes on without a pause
             if overlap:  # push each shard's gradient as soon as backward has produced it
                 push_start = yield from self._compute_overlapped(step, factors[step], natural[step])
             elif m.stages == 1:
                 t0 = env.now
                 # a fixed step time (compute.step_time_s) is a what-if: it holds no device
-                yield procs.run(compute_res, compute_s * natural[step], COMPUTE)
+                ran = procs.run(compute_res, compute_s * natural[step], COMPUTE)
+                yield ran
                 f = factors[step]
-                if f > 1.0:
+                if f > 1.0:  # a straggler sleeps, and then wakes to pack
+                    ran = None
                     yield env.timeout(straggle_delay(env.now - t0, f))
             else:
                 yield from self._pipeline(step)
@@ -379,7 +382,10 @@ class Worker:
             # ---- push
             if push_start is None:
                 push_start = compute_end
-                yield procs.run(host, self.pack_cost)
+                # packed and sent on the thread that has just computed: its turn goes on
+                packed = procs.run(host, self.pack_cost, after=ran)
+                m.net.continues(p, packed)
+                yield packed
                 self.pushes_left = n_sh
                 self.push_done = env.event()
                 pushes = [
@@ -398,17 +404,23 @@ class Worker:
         fwd_s, bwd_s, ready_at = m.overlap  # type: ignore[misc]
         res = None if m.fixed_compute else self.device
         t0 = env.now
-        yield m.procs.run(res, fwd_s * natural, COMPUTE)
+        # one thread runs forward, backward and the packing hooks back to back: each job goes
+        # on with the turn of the one before (`Processors.run`'s `after`)
+        ran = m.procs.run(res, fwd_s * natural, COMPUTE)
+        yield ran
         self.pushes_left = len(self.shards)
         self.push_done = env.event()
         first = None
         for u in range(len(bwd_s) - 1, -1, -1):
-            yield m.procs.run(res, bwd_s[u] * natural, COMPUTE)
+            ran = m.procs.run(res, bwd_s[u] * natural, COMPUTE, after=ran)
+            yield ran
             for i in ready_at[u]:
                 s = self.shards[i]
                 if first is None:
                     first = env.now
-                yield m.procs.run(self.host, self.pack_one[i])
+                ran = m.procs.run(self.host, self.pack_one[i], after=ran)
+                m.net.continues(p, ran)
+                yield ran
                 nb = self.push_bytes[i]
                 msg = [self.delay, self.push_to[i], PUSH, p, step, self.versions[s], nb, 0.0, self]
                 m.net.send_many(self.routes[i : i + 1], [nb], [msg])

@@ -172,20 +172,33 @@ class Network:
             fn(msg)
         self._run_hooks()
 
+    def continues(self, ep: int, job: simpy.Event) -> None:
+        """Endpoint `ep`'s sending thread is the one that runs `job` (a worker's packing, on its
+        main thread): the messages it sends next start as `job` ends, and so continue its turn
+        on the core (`Processors.run`'s `after`)."""
+        if self._cpu is not None:
+            self._last_job[ep] = job
+
     def _end_job(self, ep: int, cost: Any, nbytes: float, thread: Any) -> simpy.Event:
         """The CPU job of one message end at endpoint `ep`, handled by `thread` (an endpoint's
         sending thread, or (endpoint, peer): its receiving thread for that peer). A thread
         handles one message at a time: the job starts once the thread's previous one has ended
         (a shard's replies to four pulls go out one after another, not all four at a quarter of
-        the speed)."""
+        the speed). A job that starts as the thread's previous one ends continues that one's
+        turn on the core (`Processors.run`): a worker's pushes, sent straight after its packing,
+        take turns with its core-mates' computation like the computation itself."""
         procs, core, work = self._cpu[0], self._cpu[3][ep], cost(nbytes)  # type: ignore[index]
         before = self._last_job.get(thread)
         if before is None or before.processed:
-            ev = procs.run(core, work)
+            ev = procs.run(core, work, after=before)
         else:  # queued behind the thread's previous message
             ev = simpy.Event(self.env)
-            before.callbacks.append(
-                lambda _e: procs.run(core, work).callbacks.append(lambda _j: ev.succeed()))  # type: ignore[union-attr]
+
+            def start(_e: simpy.Event) -> None:
+                job = procs.run(core, work, after=before)
+                job.callbacks.append(lambda _j: _pass_turn(_j, ev).succeed())  # type: ignore[union-attr]
+
+            before.callbacks.append(start)  # type: ignore[union-attr]
         self._last_job[thread] = ev
         return ev
 
@@ -357,6 +370,14 @@ class Network:
         self._hooks.append(fn)
 
 
+def _pass_turn(src: simpy.Event, dst: simpy.Event) -> simpy.Event:
+    """Give `dst` the turn `src` ended with (`SharedProcessor`), for jobs that continue it."""
+    turn = getattr(src, "turn", None)
+    if turn is not None:
+        dst.turn = turn  # type: ignore[attr-defined]
+    return dst
+
+
 class SharedProcessor:
     """One device or core shared by several processes, with strict priority classes.
 
@@ -373,6 +394,14 @@ class SharedProcessor:
     takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
     order. A compute job costs its standalone work whether or not other compute shares the core
     (measured in real runs: docs/profiling.md, "compute beside another worker").
+
+    A thread that goes on working without sleeping keeps its turn: a job started by the thread
+    whose compute job ended at this very instant (`run`'s `turn`, from the ended job's event)
+    is a compute job too and runs first, for what was left of that slice, then takes turns like
+    the rest. Only a thread woken from a sleep preempts compute (the kernel's wake-up
+    preemption); one that has just been computing has no such claim (a worker packing and
+    sending its gradient straight after its backward pass takes turns with its core-mate's
+    computation, it does not interrupt it).
     """
 
     def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
@@ -385,11 +414,19 @@ class SharedProcessor:
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
 
-    def run(self, work_s: float, priority: int = ORDINARY) -> simpy.Event:
-        """A job of `work_s` seconds of standalone work of class `priority`."""
+    def run(self, work_s: float, priority: int = ORDINARY, turn: float | None = None) -> simpy.Event:
+        """A job of `work_s` seconds of standalone work of class `priority`; with `turn`, a
+        compute job that continues the turn of one that just ended, with `turn` seconds of its
+        slice left (see the class doc; none left: it waits for its next turn). A compute job's
+        event carries `turn` = (processor, end time, slice left) once it has ended."""
         ev = simpy.Event(self.env)
         self._drain()
-        self.jobs.append([work_s, ev, priority, self.quantum])
+        if turn is not None and turn > _DONE_TOL_S:
+            self.jobs.insert(0, [work_s, ev, COMPUTE, turn])
+        elif turn is not None:
+            self.jobs.append([work_s, ev, COMPUTE, self.quantum])
+        else:
+            self.jobs.append([work_s, ev, priority, self.quantum])
         self._arm()
         return ev
 
@@ -446,7 +483,10 @@ class SharedProcessor:
         if done:
             ids = {id(j) for j in done}
             self.jobs = [j for j in self.jobs if id(j) not in ids]
+            now = self.env.now
             for j in done:
+                if j[2] == COMPUTE and self.quantum > 0.0:
+                    j[1].turn = (self, now, j[3])
                 j[1].succeed()
         elif active[0][2] == COMPUTE and self.quantum > 0.0 and active[0][3] <= _DONE_TOL_S:
             head = active[0]  # its slice is over: to the back of the queue, with a new one
@@ -509,9 +549,12 @@ class Processors:
             for r in range(len(names))
         ]
 
-    def run(self, res: int | None, work_s: float, priority: int = ORDINARY) -> simpy.Event:
+    def run(self, res: int | None, work_s: float, priority: int = ORDINARY,
+            after: simpy.Event | None = None) -> simpy.Event:
         """An event that fires when `work_s` seconds of standalone work of class `priority`
-        (ARBITER, ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`."""
+        (ARBITER, ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`. `after`: the
+        job the same thread ran just before; if it was a compute job on the same core that ended
+        at this instant, this one continues its turn as a compute job (SharedProcessor)."""
         if work_s <= 0.0:
             return self.env.timeout(0.0)
         if res is None:
@@ -524,4 +567,7 @@ class Processors:
                 self.cpu_work[res] += work_s
         if sp is None:
             return self.env.timeout(work_s)
+        turn = getattr(after, "turn", None)
+        if turn is not None and turn[0] is sp and turn[1] == self.env.now:
+            return sp.run(work_s, priority, turn[2])
         return sp.run(work_s, priority)
