@@ -64,6 +64,9 @@ def _try_realtime() -> bool:
         return False
 
 
+WAKE_LOG_MAX = 100_000
+
+
 class ControlServer:
     def __init__(self, links: LinkLayout | None, bind: str = "127.0.0.1", advertise: str = "127.0.0.1",
                  core: int | None = None) -> None:
@@ -72,6 +75,8 @@ class ControlServer:
         self.core = core
         self.cpu_s = 0.0  # CPU seconds the control thread has used (read by psreal profile)
         self.wakeups = 0  # loop passes that started, completed or delivered a message
+        # (seconds asleep before it, CPU seconds it took) of each such pass, the first WAKE_LOG_MAX
+        self.wake_log: list[tuple[float, float]] = []
         self.links = links
         self.fluid = SmallFluid(links.caps, links.names) if links else None
         self.sock = socket.create_server((bind, 0))
@@ -119,8 +124,9 @@ class ControlServer:
                 os.sched_setaffinity(0, {self.core})  # this thread only
             except OSError:
                 pass
+        log = self.wake_log
         while not self._stop.is_set():
-            self.cpu_s = time.thread_time()
+            self.cpu_s = cpu0 = time.thread_time()
             now = time.monotonic()
             due = 0.1
             if self.fluid is not None:
@@ -130,7 +136,9 @@ class ControlServer:
             if self.deliveries:
                 due = min(due, self.deliveries[0][0] - now)
             starts: list[tuple[int, int, int, int]] = []
-            for key, _ in self.sel.select(timeout=max(0.0, due)):
+            events = self.sel.select(timeout=max(0.0, due))
+            woke, n_wake = time.monotonic(), self.wakeups
+            for key, _ in events:
                 if key.data is None:
                     conn, _ = self.sock.accept()
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -142,6 +150,8 @@ class ControlServer:
                 else:
                     self._read(key.fileobj, starts)  # type: ignore[arg-type]
             self._tick(time.monotonic(), starts)
+            if self.wakeups != n_wake and len(log) < WAKE_LOG_MAX:
+                log.append((woke - now, time.thread_time() - cpu0))
 
     def _to_default_selector(self) -> None:
         """Move every registration to the platform's default selector (no descriptor limit,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import json
 import os
 import signal
 import socket
@@ -270,6 +271,8 @@ class _Coordinator:
         summary["arbiter_realtime"] = bool(self.control and self.control.realtime)
         if self.control is not None and self.emulate:
             summary["arbiter_wakeups"] = int(self.control.wakeups)
+            if os.environ.get("PSREAL_ARBITER_LOG"):  # each pass's sleep before it and CPU (psreal profile)
+                Path(os.environ["PSREAL_ARBITER_LOG"]).write_text(json.dumps(self.control.wake_log))
         if scn.cluster.network.emulation == "kernel":
             summary["kernel_latency"] = "transport" if self.transport_latency else "netem"
         folder = write_results(self.out, scn, "real", rec, summary)

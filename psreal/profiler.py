@@ -495,7 +495,7 @@ def calibration_scenario(scn: Scenario) -> Scenario:
     return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
 
 
-IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s")
+IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s", "pack_s")
 
 
 def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any],
@@ -510,7 +510,12 @@ def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: 
       request and a push and receives a reply per step, the server the reverse, so
       a = (role CPU per step - ops - bytes x per-byte) / 3;
     - the link arbiter's CPU per wake-up (app emulation): messages that start or end at one
-      instant are handled in one pass of its loop.
+      instant are handled in one pass of its loop; and per pass by how long it slept before it
+      (`arbiter_pass_costs`: a pass after a long sleep finds its caches cold and costs several
+      times one right after another);
+    - how long the worker takes from the end of its computation to its push's send (packing the
+      gradient: `pack_times`, from the run's message trace), which a microbenchmark on warm,
+      reused memory understates several-fold for a large gradient.
 
     Each figure is the median over the runs, these and `previous` ones (the `runs` list an
     earlier call returned under "samples": `psreal profile --more` adds runs made later, so that
@@ -523,6 +528,9 @@ def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: 
         vals = [r[k] for r in per_run if k in r]
         if vals:
             out[k] = statistics.median(vals)
+    passes = [p for r in per_run for p in r.get("arbiter_passes", [])]
+    if passes:
+        out["arbiter_pass_s"] = arbiter_pass_costs(passes)
     mid = sorted(per_run, key=lambda r: r["compute_s"])[(len(per_run) - 1) // 2]
     out["compute_samples_s"] = mid["compute_samples_s"]
     out["send_b"], out["recv_b"] = per_run[0]["send_b"], per_run[0]["recv_b"]
@@ -551,9 +559,23 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
 
     cal = calibration_scenario(scn)
     with tempfile.TemporaryDirectory(prefix="psreal-calibration-") as tmp:
-        folder, summary = run_local(cal, tmp, device, timeout_s=600, stall_s=120)
+        trace, arb_log = Path(tmp) / "trace", Path(tmp) / "arbiter-passes.json"
+        # the roles it starts record their messages, the arbiter each pass of its loop
+        logs = {"PSREAL_MSG_TRACE": str(trace), "PSREAL_ARBITER_LOG": str(arb_log)}
+        before = {k: os.environ.get(k) for k in logs}
+        os.environ.update(logs)
+        try:
+            folder, summary = run_local(cal, tmp, device, timeout_s=600, stall_s=120)
+        finally:
+            for k, v in before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        passes = json.loads(arb_log.read_text()) if arb_log.is_file() else []
         with open(folder / "steps.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) >= CALIBRATION_WARMUP]
+        packs = pack_times(trace, CALIBRATION_WARMUP) if trace.is_dir() else []
     compute = [float(r["compute_end_s"]) - float(r["compute_start_s"]) for r in rows]
     steps = cal.training.steps
     cpu = summary.get("cpu_seconds", {})
@@ -569,7 +591,8 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     app = cal.cluster.network.emulation == "app"
     send_b, recv_b = (tr["send_cpu_app"].b, tr["recv_cpu_app"].b) if app else (tr["send_cpu"].b, tr["recv_cpu"].b)
     mean_compute = statistics.fmean(compute)
-    worker = cpu.get("core0", 0.0) / steps - mean_compute - op("worker_pack") - op("worker_unpack") \
+    pack = statistics.median(packs) if packs else op("worker_pack")
+    worker = cpu.get("core0", 0.0) / steps - mean_compute - pack - op("worker_unpack") \
         - send_b * (HEADER_BYTES + push) - recv_b * reply
     server = cpu.get("core1", 0.0) / steps - op("server_accumulate") - op("server_update") - op("server_reply") \
         - recv_b * (HEADER_BYTES + push) - send_b * reply
@@ -586,7 +609,87 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     }
     if app and "arbiter" in cpu and summary.get("arbiter_wakeups"):
         out["arbiter_wake_s"] = cpu["arbiter"] / summary["arbiter_wakeups"]
+    if packs:
+        out["pack_s"] = pack
+    if app and passes:  # (sleep before, CPU) of each pass, to the microsecond
+        out["arbiter_passes"] = [[round(a, 6), round(b, 7)] for a, b in passes]
     return out
+
+
+# the arbiter's passes are binned by how long it slept before each (seconds; the last bin takes
+# every longer sleep)
+ARBITER_SLEEP_BINS_S = (50e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 1.0)
+
+
+def arbiter_pass_costs(passes: Sequence[Sequence[float]], least: int = 5) -> list[tuple[float, float]]:
+    """(longest sleep of the bin, CPU seconds of a pass) per bin of ARBITER_SLEEP_BINS_S, from the
+    arbiter's log of (sleep before, CPU) per pass over the calibration runs: the median CPU of
+    each bin with at least `least` passes; a bin with fewer takes the line between its nearest
+    such neighbours (or the nearest one, at either end); then made non-decreasing in the sleep
+    (pool-adjacent-violators, weighted by passes): a longer sleep leaves colder caches, and a
+    sparsely filled bin is noise. Empty if no bin has `least` passes."""
+    import bisect
+
+    edges = list(ARBITER_SLEEP_BINS_S)
+    by: list[list[float]] = [[] for _ in edges]
+    for sleep, cpu in passes:
+        by[min(bisect.bisect_left(edges, sleep), len(edges) - 1)].append(cpu)
+    got = [statistics.median(c) if len(c) >= least else None for c in by]
+    known = [i for i, v in enumerate(got) if v is not None]
+    if not known:
+        return []
+    vals: list[float] = []
+    for i in range(len(edges)):
+        left = max((k for k in known if k <= i), default=None)
+        right = min((k for k in known if k >= i), default=None)
+        if left is None or right is None or left == right:
+            vals.append(got[right if left is None else left])  # type: ignore[arg-type]
+        else:
+            w = (i - left) / (right - left)
+            vals.append((1 - w) * got[left] + w * got[right])  # type: ignore[operator]
+    # pool adjacent violators: blocks of [value, weight, bins]
+    blocks: list[list[float]] = []
+    for v, c in zip(vals, by, strict=True):
+        blocks.append([v, float(max(len(c), 1)), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (v2, w2, n2), (v1, w1, n1) = blocks.pop(), blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    flat = [b[0] for b in blocks for _ in range(int(b[2]))]
+    return [(edge, float(v)) for edge, v in zip(edges, flat, strict=True)]
+
+
+def pack_times(trace: str | Path, warmup: int) -> list[float]:
+    """From a message trace (psreal/msgtrace.py): for every worker step from `warmup` on, the
+    seconds from the end of its computation to its first push's send (packing the gradient)."""
+    import bisect
+
+    from pssim import wire
+
+    from . import msgtrace
+
+    roles, _ = msgtrace.load(trace)
+    out: list[float] = []
+    for events in roles.values():
+        pushes = sorted(e[0] for e in events if e[1] == "send" and e[5] == wire.PUSH)
+        for e in events:
+            if e[1] == "cpu_compute_end" and e[3] >= warmup:
+                i = bisect.bisect_left(pushes, e[0])
+                if i < len(pushes):
+                    out.append(pushes[i] - e[0])
+    return out
+
+
+def pack_in_situ(bench: LinearCost, pack_s: float, numels: list[int], per_partition: bool) -> LinearCost:
+    """The packing cost `bench` (a microbenchmark's, on warm reused memory) made to take `pack_s`
+    on the calibration's push of partitions `numels`, as measured in situ: what it takes longer
+    is charged per element (fresh memory and cold caches grow with the bytes), what it takes less
+    is taken off the call's fixed part."""
+    from pssim.costs import op_cost
+
+    extra = pack_s - op_cost(bench, per_partition, numels)
+    if extra >= 0:
+        return LinearCost(a=bench.a, p=bench.p, b=bench.b + extra / max(1, sum(numels)))
+    return LinearCost(a=max(0.0, bench.a + extra), p=bench.p, b=bench.b)
 
 
 # ------------------------------------------------------------------------------- entry
@@ -618,6 +721,8 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         step_s = float(s1.get("microbenchmark_step_compute_s", old.step_compute_s))
         fwd, bwd = list(old.stage_fwd_s), list(old.stage_bwd_s)
         ops = {k: v for k, v in old.ops.items() if k in OPS}  # its microbenchmarks; the message costs follow below
+        if "worker_pack_bench" in old.ops:  # the microbenchmark's, before the in-situ packing time
+            ops["worker_pack"] = old.ops["worker_pack_bench"]
         situ = measure_in_situ(scn, device, ops, tr, previous=previous_in_situ_runs(old))
     else:
         old_aff = os.sched_getaffinity(0)
@@ -645,6 +750,13 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     ops["msg_recv_busy"] = LinearCost(a=min(stream[smallest]["recv"][0], situ["msg_worker_a"]), b=situ["recv_b"])
     if app:  # the arbiter's CPU per wake-up (messages starting or ending at one instant share one)
         ops["arbiter"] = LinearCost(a=situ.get("arbiter_wake_s", tr["arbiter_cpu"].a))
+    if "pack_s" in situ:  # packing as the calibration's worker lived it (the microbenchmark's kept apart)
+        from pssim.costs import per_partition_ops
+
+        cal_numels = [q.numel for q in plan_shards(calibration_scenario(scn)).shards[0]]
+        ops["worker_pack_bench"] = ops["worker_pack"]
+        ops["worker_pack"] = pack_in_situ(ops["worker_pack"], situ["pack_s"], cal_numels,
+                                          "worker_pack" in per_partition_ops(scn.communication.compression.kind))
     if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it
         step_s, s1 = situ["compute_s"], {**s1, "microbenchmark_step_compute_s": step_s, "compute_samples_s": situ["compute_samples_s"]}
     wire_rate = tr.get("wire_bytes_per_s")
@@ -665,6 +777,7 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         msg_overhead_s=delay,
         transport_bytes_per_s=wire_rate,
         cpu_slice_s=host_cpu_slice_s(cores),
+        arbiter_pass_s=situ.get("arbiter_pass_s", []) if app else [],
         samples={"compute": s1, "ops": s2, "transport": tr["samples"], "in_situ": situ["samples"],
                  "model_params": build_workload(scn.model).numel},
     )

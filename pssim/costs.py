@@ -100,6 +100,7 @@ class CostModel:
     profile_path: str | None = None
     notes: list[str] = field(default_factory=list)
     per_partition: frozenset[str] = frozenset({"worker_unpack"})
+    arbiter_pass_s: tuple[tuple[float, float], ...] = ()  # the arbiter's CPU per pass by its sleep before (profiles only)
 
     def op(self, name: str, part_numels: list[int] | tuple[int, ...]) -> float:
         return op_cost(self.ops[name], name in self.per_partition, part_numels)
@@ -220,7 +221,9 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
     cores = gpus = transport = None
     cpu_slice = 0.0
     samples: tuple[float, ...] = ()
+    arbiter_pass: tuple[tuple[float, float], ...] = ()
     if profile is not None:
+        arbiter_pass = tuple((float(g), float(c)) for g, c in profile.arbiter_pass_s)
         ops.update(profile.ops)
         msg_overhead = profile.msg_overhead_s
         cores, gpus = profile.cores, profile.gpus
@@ -242,6 +245,7 @@ def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str
         profile_path=profile_path,
         per_partition=per_partition_ops(scn.communication.compression.kind),
         notes=notes,
+        arbiter_pass_s=arbiter_pass,
     )
 
 

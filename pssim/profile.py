@@ -66,6 +66,7 @@ class Profile(BaseModel):
     msg_overhead_s: float = Field(0.0, description="critical-path time of a message beyond its link time")
     transport_bytes_per_s: float | None = Field(None, description="most one connection of the host's transport moves")
     cpu_slice_s: float | None = Field(None, gt=0, description="the OS scheduler's time slice: how long a compute-bound thread runs before another takes its core (None: the Linux default for `cores`)")
+    arbiter_pass_s: list[tuple[float, float]] = Field(default_factory=list, description="the link arbiter's CPU per pass of its loop by how long it slept before: (longest sleep of the bin, CPU seconds of a pass) by increasing sleep, from the calibration runs (empty: ops['arbiter'] per pass, whatever the sleep)")
     samples: dict[str, Any] = Field(default_factory=dict, description="raw measurements behind the fits")
 
     @model_validator(mode="before")

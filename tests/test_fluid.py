@@ -726,3 +726,35 @@ def test_a_push_sent_straight_after_packing_takes_turns_with_the_core_mates_comp
 
     assert delivered(True) == pytest.approx(2.5e-3, abs=1e-6)
     assert delivered(False) == pytest.approx(1.5e-3, abs=1e-6)
+
+
+def test_an_arbiter_pass_costs_what_the_profile_measured_after_as_long_a_sleep() -> None:
+    # the profile says a pass costs 0.1 ms after a sleep of up to 1 ms and 1 ms after a longer
+    # one (cold caches). Tiny messages at 0, 5 and 5.6 ms, each draining a moment after it
+    # starts: the pass at 0 follows a long sleep (1 ms); the message's end waits for the next
+    # pass, at once after it (0.1 ms). At 5 ms the same (asleep since 1.1 ms: 1 ms, until 6 ms);
+    # the third message joins the pass at 6 ms (0.1 ms): 2.2 ms in all, where a flat 1 ms per
+    # pass makes 4 ms
+    from pssim.profile import LinearCost
+
+    free = LinearCost()
+    for by_sleep, work in (([(1e-3, 1e-4), (1.0, 1e-3)], 2.2e-3), ([], 4e-3)):
+        env, net, procs = _one_link(100.0)
+        net.enable_endpoint_cpu(procs, [free, free], [free, free], [0, 1], arbiter=(1, LinearCost(a=1e-3)),
+                                arbiter_by_sleep=by_sleep)
+        assert len(_send_at(env, net, [0.0, 5e-3, 5.6e-3], 1.0)) == 3
+        assert procs.arbiter_work == pytest.approx(work, rel=1e-9)
+
+
+def test_messages_started_together_reach_the_arbiter_one_after_another() -> None:
+    # a pass costs 1 us. Two 125 kB messages sent at 0 on 1 Gbit/s (both through at 2 ms): the
+    # first START wakes the arbiter, the second arrives while it handles that one and takes a
+    # second pass; their completions, which the arbiter computes to fall at one instant, share a
+    # third: 3 passes (one START pass for both would make 2)
+    from pssim.profile import LinearCost
+
+    free = LinearCost()
+    env, net, procs = _one_link(1.0)
+    net.enable_endpoint_cpu(procs, [free, free], [free, free], [0, 1], arbiter=(1, LinearCost(a=1e-6)))
+    assert _send_at(env, net, [0.0, 0.0], 125e3) == pytest.approx([2e-3, 2e-3], rel=1e-6)
+    assert procs.arbiter_work == pytest.approx(3e-6, rel=1e-9)

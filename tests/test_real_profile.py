@@ -101,3 +101,55 @@ def test_a_profile_with_the_dropped_busy_factor_still_loads() -> None:
            "compute_busy_factor": 0.8}
     prof = Profile.model_validate(old)
     assert prof.step_compute_s == 0.01 and "compute_busy_factor" not in prof.model_dump()
+
+
+def test_packing_time_is_read_from_the_calibration_trace(tmp_path: Any) -> None:
+    # a worker's trace: computation ends at 1.0 s and 2.0 s (steps 1 and 2; step 0 is warm-up),
+    # its first push is sent 0.8 ms and 0.6 ms later (a pull request in between does not count)
+    import json
+
+    import psreal.profiler as profiler
+    from pssim import wire
+
+    events = [[0.5, "cpu_compute_end", 0, 0, 0.0, 0.0], [0.5001, "send", 0, 1, 1, wire.PUSH, 100],
+              [1.0, "cpu_compute_end", 0, 1, 0.0, 0.0], [1.0008, "send", 0, 2, 1, wire.PUSH, 100],
+              [1.5, "send", 0, 3, 1, wire.PULL, 64],
+              [2.0, "cpu_compute_end", 0, 2, 0.0, 0.0], [2.0006, "send", 0, 4, 1, wire.PUSH, 100]]
+    (tmp_path / "rank2.json").write_text(json.dumps(events))
+    (tmp_path / "rank1.json").write_text(json.dumps([[1.2, "send", 1, 1, 0, wire.REPLY, 100]]))
+    assert profiler.pack_times(tmp_path, warmup=1) == pytest.approx([8e-4, 6e-4])
+
+
+def test_packing_measured_in_situ_moves_the_microbenchmarks_cost() -> None:
+    # the microbenchmark's packing costs 0.1 ms + 1 ns per element; the calibration's push of
+    # 400,000 elements took 1.3 ms in situ: the extra 0.8 ms is charged per element (2 ns more);
+    # had it taken 0.45 ms, the fixed part would drop by what the bench over-charges (0.05 ms)
+    import psreal.profiler as profiler
+    from pssim.costs import op_cost
+    from pssim.profile import LinearCost
+
+    bench = LinearCost(a=1e-4, b=1e-9)
+    slow = profiler.pack_in_situ(bench, 1.3e-3, [300_000, 100_000], per_partition=False)
+    assert (slow.a, slow.b) == (pytest.approx(1e-4), pytest.approx(3e-9))
+    assert op_cost(slow, False, [300_000, 100_000]) == pytest.approx(1.3e-3)
+    fast = profiler.pack_in_situ(bench, 0.45e-3, [300_000, 100_000], per_partition=False)
+    assert (fast.a, fast.b) == (pytest.approx(0.5e-4), pytest.approx(1e-9))
+
+
+def test_arbiter_pass_costs_by_sleep_are_medians_filled_in_and_non_decreasing() -> None:
+    # passes after sleeps under 50 us cost 0.05-0.07 ms, after 1-2 ms 0.2 ms, after 2-5 ms
+    # 0.15 ms (fewer of them: pooled with the bin before, 0.18 ms), after 5-10 ms 0.4 ms; the
+    # bins in between (50 us - 1 ms) have too few passes and take the line from 0.06 to 0.2;
+    # sleeps over 10 ms take the last filled bin's 0.4 ms
+    import psreal.profiler as profiler
+
+    passes = ([[10e-6, 0.05e-3], [20e-6, 0.06e-3], [30e-6, 0.07e-3], [40e-6, 0.06e-3], [1e-6, 0.06e-3]]
+              + [[1.5e-3, 0.2e-3]] * 10 + [[3e-3, 0.15e-3]] * 5 + [[6e-3, 0.4e-3]] * 5 + [[0.3e-3, 9e-3]] * 2)
+    got = profiler.arbiter_pass_costs(passes, least=5)
+    assert [g for g, _ in got] == list(profiler.ARBITER_SLEEP_BINS_S)
+    cpu = [c for _, c in got]
+    assert cpu[0] == pytest.approx(0.06e-3)
+    assert cpu[4] == pytest.approx(cpu[5]) == pytest.approx((0.2e-3 * 10 + 0.15e-3 * 5) / 15)
+    assert cpu[1] < cpu[2] < cpu[3] < cpu[4]  # interpolated between the filled bins, whatever the two odd passes say
+    assert cpu[6] == cpu[7] == pytest.approx(0.4e-3)
+    assert profiler.arbiter_pass_costs(passes[:4], least=5) == []

@@ -123,7 +123,7 @@ def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tu
         if "msg_send_busy" in costs.ops and "msg_recv_busy" in costs.ops:
             busy = (costs.ops["msg_send_busy"], costs.ops["msg_recv_busy"])
         net.enable_endpoint_cpu(procs, [send] * n + [send_s] * len(procs.server_res), [recv] * n + [recv_s] * len(procs.server_res),
-                                [*procs.host_res, *procs.server_res], arbiter, busy)
+                                [*procs.host_res, *procs.server_res], arbiter, busy, costs.arbiter_pass_s)
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs, draw)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)

@@ -26,6 +26,7 @@ plain timeout.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +120,8 @@ class Network:
 
     def enable_endpoint_cpu(self, procs: Processors, send_cost: list[Any], recv_cost: list[Any], core_of: list[int | None],
                             arbiter: tuple[int, Any] | None = None,
-                            busy_cost: tuple[Any, Any] | None = None) -> None:
+                            busy_cost: tuple[Any, Any] | None = None,
+                            arbiter_by_sleep: Sequence[tuple[float, float]] = ()) -> None:
         """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core and
         `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
         transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority.
@@ -127,8 +129,13 @@ class Network:
         (awake, its caches warm) pays that cheaper cost instead, whatever its role: a process
         sends from one thread, and receives from each peer in a thread of that peer's own, so a
         send is cheap while the sender sends another, a receive while the receiver takes another
-        message from the same peer. Each of those threads handles one message at a time."""
+        message from the same peer. Each of those threads handles one message at a time. With
+        `arbiter_by_sleep` ((longest sleep, CPU seconds) by increasing sleep), a pass of the
+        arbiter costs what the profile measured for a pass after as long a sleep since its last
+        (its caches go cold while it sleeps), else the `arbiter` cost's `a` whatever the sleep."""
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
+        self._arb_sleep = [g for g, _ in arbiter_by_sleep]
+        self._arb_cpu = [c for _, c in arbiter_by_sleep]
         self._busy_cost = busy_cost
         self._last_job: dict[Any, simpy.Event] = {}  # each handling thread's latest message CPU job
         # where a compute job holds an endpoint's core, what waits for its thread (`hand_over`)
@@ -222,22 +229,31 @@ class Network:
         recv = busy[1] if busy is not None and awake((dst, src)) else recv_cost[dst]
         jobs = [self._end_job(src, send, nbytes, src), self._end_job(dst, recv, nbytes, (dst, src))]
         if arbiter is not None:
-            self._arbiter_wake()
+            self._arbiter_wake(start=True)
         gate = [len(jobs) + 1, msg]
         for ev in jobs:
             ev.callbacks.append(lambda _e, g=gate: self._gate_part(g))  # type: ignore[union-attr]
         return (msg[0], self._gate_link_done, gate)
 
     _arb_at = -1.0
+    _arb_end = float("-inf")  # when its latest pass ended
+    _arb_sleep: list[float] = []
+    _arb_cpu: list[float] = []
     _arb_busy = False  # a pass of the arbiter's loop is running
     _arb_pending = False  # something arrived meanwhile: one more pass once it ends
 
-    def _arbiter_wake(self) -> None:
+    def _arbiter_wake(self, start: bool = False) -> None:
         """psreal's link arbiter handles everything due at one instant in one pass of its loop:
         one pass of CPU (measured per wake-up) at real-time priority on its core. What arrives
-        while a pass runs waits for the next one, which then handles all of it at once."""
+        while a pass runs waits for the next one, which then handles all of it at once. A
+        message's START (`start`) is a write of its sender to the arbiter's socket: of several
+        sent at one instant, the first wakes the arbiter and the others arrive while it handles
+        that one, so they take one more pass (completions and deliveries that fall due at one
+        instant, which the arbiter computes itself, share a pass)."""
         now = self.env._now
         if now == self._arb_at:
+            if start and self._arb_busy:
+                self._arb_pending = True
             return
         if self._arb_busy:
             self._arb_pending = True
@@ -247,10 +263,15 @@ class Network:
     def _arb_pass(self, now: float) -> None:
         self._arb_at, self._arb_busy = now, True
         procs, arbiter = self._cpu[0], self._cpu[4]  # type: ignore[index]
-        procs.run(arbiter[0], arbiter[1].a, ARBITER).callbacks.append(self._arb_pass_done)  # type: ignore[union-attr]
+        cost = arbiter[1].a
+        if self._arb_cpu:  # by how long it slept since its last pass
+            i = bisect.bisect_left(self._arb_sleep, now - self._arb_end)
+            cost = self._arb_cpu[min(i, len(self._arb_cpu) - 1)]
+        procs.run(arbiter[0], cost, ARBITER).callbacks.append(self._arb_pass_done)  # type: ignore[union-attr]
 
     def _arb_pass_done(self, _ev: simpy.Event) -> None:
         self._arb_busy = False
+        self._arb_end = self.env._now
         if self._arb_pending:
             self._arb_pending = False
             self._arb_pass(self.env._now)
