@@ -32,12 +32,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
 
 from pssim.costs import OPS, stage_unit_bounds
 from pssim.profile import (
+    ARBITER_SLEEP_BINS_S,
     LinearCost,
     Profile,
     cache_path,
@@ -46,6 +48,7 @@ from pssim.profile import (
     host_id,
     load_profile,
     profile_key,
+    sleep_bin,
 )
 from pssim.results import write_atomic_text
 from pssim.scenario import Scenario
@@ -561,17 +564,8 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     with tempfile.TemporaryDirectory(prefix="psreal-calibration-") as tmp:
         trace, arb_log = Path(tmp) / "trace", Path(tmp) / "arbiter-passes.json"
         # the roles it starts record their messages, the arbiter each pass of its loop
-        logs = {"PSREAL_MSG_TRACE": str(trace), "PSREAL_ARBITER_LOG": str(arb_log)}
-        before = {k: os.environ.get(k) for k in logs}
-        os.environ.update(logs)
-        try:
+        with mock.patch.dict(os.environ, {"PSREAL_MSG_TRACE": str(trace), "PSREAL_ARBITER_LOG": str(arb_log)}):
             folder, summary = run_local(cal, tmp, device, timeout_s=600, stall_s=120)
-        finally:
-            for k, v in before.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         passes = json.loads(arb_log.read_text()) if arb_log.is_file() else []
         with open(folder / "steps.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) >= CALIBRATION_WARMUP]
@@ -616,9 +610,13 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     return out
 
 
-# the arbiter's passes are binned by how long it slept before each (seconds; the last bin takes
-# every longer sleep)
-ARBITER_SLEEP_BINS_S = (50e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 1.0)
+def arbiter_pass_bins(passes: Sequence[Sequence[float]]) -> list[list[float]]:
+    """The CPU seconds of the arbiter's passes, per bin of ARBITER_SLEEP_BINS_S of the sleep
+    before each, from its log of (sleep before, CPU) per pass."""
+    by: list[list[float]] = [[] for _ in ARBITER_SLEEP_BINS_S]
+    for sleep, cpu in passes:
+        by[sleep_bin(ARBITER_SLEEP_BINS_S, sleep)].append(cpu)
+    return by
 
 
 def arbiter_pass_costs(passes: Sequence[Sequence[float]], least: int = 5) -> list[tuple[float, float]]:
@@ -628,34 +626,19 @@ def arbiter_pass_costs(passes: Sequence[Sequence[float]], least: int = 5) -> lis
     such neighbours (or the nearest one, at either end); then made non-decreasing in the sleep
     (pool-adjacent-violators, weighted by passes): a longer sleep leaves colder caches, and a
     sparsely filled bin is noise. Empty if no bin has `least` passes."""
-    import bisect
-
-    edges = list(ARBITER_SLEEP_BINS_S)
-    by: list[list[float]] = [[] for _ in edges]
-    for sleep, cpu in passes:
-        by[min(bisect.bisect_left(edges, sleep), len(edges) - 1)].append(cpu)
-    got = [statistics.median(c) if len(c) >= least else None for c in by]
-    known = [i for i, v in enumerate(got) if v is not None]
+    by = arbiter_pass_bins(passes)
+    known = [i for i, c in enumerate(by) if len(c) >= least]
     if not known:
         return []
-    vals: list[float] = []
-    for i in range(len(edges)):
-        left = max((k for k in known if k <= i), default=None)
-        right = min((k for k in known if k >= i), default=None)
-        if left is None or right is None or left == right:
-            vals.append(got[right if left is None else left])  # type: ignore[arg-type]
-        else:
-            w = (i - left) / (right - left)
-            vals.append((1 - w) * got[left] + w * got[right])  # type: ignore[operator]
-    # pool adjacent violators: blocks of [value, weight, bins]
-    blocks: list[list[float]] = []
+    vals = np.interp(range(len(by)), known, [statistics.median(by[i]) for i in known])
+    blocks: list[list[float]] = []  # pool adjacent violators: [value, weight, bins]
     for v, c in zip(vals, by, strict=True):
-        blocks.append([v, float(max(len(c), 1)), 1.0])
+        blocks.append([float(v), float(max(len(c), 1)), 1.0])
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
             (v2, w2, n2), (v1, w1, n1) = blocks.pop(), blocks.pop()
             blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
     flat = [b[0] for b in blocks for _ in range(int(b[2]))]
-    return [(edge, float(v)) for edge, v in zip(edges, flat, strict=True)]
+    return list(zip(ARBITER_SLEEP_BINS_S, flat, strict=True))
 
 
 def pack_times(trace: str | Path, warmup: int) -> list[float]:

@@ -10,11 +10,13 @@ torch. Profiles are cached per host, device, model, batch and pipeline under `$P
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,17 @@ PROFILE_VERSION = 5  # 4: an op run partition by partition pays `a` once per cal
 # a reply into parameter slices always): pssim.costs.per_partition_ops. A profile of version 3
 # timed them one partition per call, so its `a` was a cost per partition
 PARTITIONED_OPS = ("worker_pack", "worker_unpack", "server_accumulate", "server_apply")
+
+
+# psreal's link arbiter's passes are told apart by how long it slept before each (seconds): a
+# sleep falls in the first bin whose bound is at least as long, every longer one in the last bin
+ARBITER_SLEEP_BINS_S = (50e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 1.0)
+
+
+def sleep_bin(bounds: Sequence[float], sleep_s: float) -> int:
+    """The bin of `sleep_s` among `bounds` (increasing): the first bound >= it, else the last.
+    psreal profile bins the arbiter's passes so, and the simulator looks a pass's cost up so."""
+    return min(bisect.bisect_left(bounds, sleep_s), len(bounds) - 1)
 
 
 class LinearCost(BaseModel):

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from psreal.profiler import ARBITER_SLEEP_BINS_S, arbiter_pass_costs
+from psreal.profiler import ARBITER_SLEEP_BINS_S, arbiter_pass_bins, arbiter_pass_costs
 
 
 def main(argv: list[str]) -> int:
@@ -27,16 +27,14 @@ def main(argv: list[str]) -> int:
         return 2
     for f in argv:
         log = json.loads(open(f).read())
-        d = np.asarray(log, dtype=float).reshape(-1, 2)
-        sleep, cpu = d[:, 0], d[:, 1] * 1e3
-        print(f"== {f}: {len(d)} passes, {cpu.sum() / 1e3:.3f} CPU s, {cpu.mean():.3f} ms per pass")
+        cpu = np.asarray([c for _, c in log], dtype=float) * 1e3
+        print(f"== {f}: {len(log)} passes, {cpu.sum() / 1e3:.3f} CPU s, {cpu.mean():.3f} ms per pass")
         lo = 0.0
-        for hi in ARBITER_SLEEP_BINS_S:
-            last = hi == ARBITER_SLEEP_BINS_S[-1]
-            m = (sleep > lo) & ((sleep <= hi) | last) if lo else (sleep <= hi)
-            if m.any():
-                print(f"  sleep {lo * 1e3:6.2f}-{'...' if last else f'{hi * 1e3:.2f}':>6} ms: {m.sum():5d} passes, "
-                      f"CPU p50 {np.median(cpu[m]):.3f} mean {cpu[m].mean():.3f} ms")
+        for hi, got in zip(ARBITER_SLEEP_BINS_S, arbiter_pass_bins(log), strict=True):
+            if got:
+                c = np.asarray(got) * 1e3
+                top = "..." if hi == ARBITER_SLEEP_BINS_S[-1] else f"{hi * 1e3:.2f}"
+                print(f"  sleep {lo * 1e3:6.2f}-{top:>6} ms: {c.size:5d} passes, CPU p50 {np.median(c):.3f} mean {c.mean():.3f} ms")
             lo = hi
         table = arbiter_pass_costs(log)
         print("  profile table (ms):", " ".join(f"{c * 1e3:.3f}" for _, c in table))

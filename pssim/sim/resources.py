@@ -26,7 +26,6 @@ plain timeout.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ import simpy
 from simpy.core import NORMAL
 
 from ..fluid import _DONE_TOL_S, FluidSystem
+from ..profile import sleep_bin
 
 if TYPE_CHECKING:
     from ..costs import CostModel, Placement
@@ -134,10 +134,11 @@ class Network:
         arbiter costs what the profile measured for a pass after as long a sleep since its last
         (its caches go cold while it sleeps), else the `arbiter` cost's `a` whatever the sleep."""
         self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
-        self._arb_sleep = [g for g, _ in arbiter_by_sleep]
-        self._arb_cpu = [c for _, c in arbiter_by_sleep]
+        self._arb_sleep = tuple(g for g, _ in arbiter_by_sleep)
+        self._arb_cpu = tuple(c for _, c in arbiter_by_sleep)
         self._busy_cost = busy_cost
-        self._last_job: dict[Any, simpy.Event] = {}  # each handling thread's latest message CPU job
+        # each thread's latest CPU job: a message's (`_end_job`), or the one it `continues` from
+        self._last_job: dict[Any, simpy.Event] = {}
         # where a compute job holds an endpoint's core, what waits for its thread (`hand_over`)
         self._core_of_ep = [procs.shared[c] if c is not None else None for c in core_of]
         self._pending = [None] * len(core_of)
@@ -237,8 +238,8 @@ class Network:
 
     _arb_at = -1.0
     _arb_end = float("-inf")  # when its latest pass ended
-    _arb_sleep: list[float] = []
-    _arb_cpu: list[float] = []
+    _arb_sleep: tuple[float, ...] = ()
+    _arb_cpu: tuple[float, ...] = ()
     _arb_busy = False  # a pass of the arbiter's loop is running
     _arb_pending = False  # something arrived meanwhile: one more pass once it ends
 
@@ -265,8 +266,7 @@ class Network:
         procs, arbiter = self._cpu[0], self._cpu[4]  # type: ignore[index]
         cost = arbiter[1].a
         if self._arb_cpu:  # by how long it slept since its last pass
-            i = bisect.bisect_left(self._arb_sleep, now - self._arb_end)
-            cost = self._arb_cpu[min(i, len(self._arb_cpu) - 1)]
+            cost = self._arb_cpu[sleep_bin(self._arb_sleep, now - self._arb_end)]
         procs.run(arbiter[0], cost, ARBITER).callbacks.append(self._arb_pass_done)  # type: ignore[union-attr]
 
     def _arb_pass_done(self, _ev: simpy.Event) -> None:
