@@ -243,9 +243,11 @@ class _Coordinator:
         P = scn.pipeline.stages
         place = placement(scn, host_cores())
         cpu: dict[str, float] = {}
+        by_role: dict[tuple[str, int], float] = {}  # (worker, p) / (server, s): each role process's CPU
         for r in self.gathered[1:]:
             rec.merge(r["records"])
             kind, i = self.layout.role_of(r["rank"])
+            by_role[(kind, i)] = float(r.get("cpu_s", 0.0))
             key = "server" if kind == "server" else ("worker" if P == 1 else f"stage{i % P}")
             peak[key] = max(peak.get(key, 0), int(r["peak_memory"]))
             if place.core_of_proc is not None:
@@ -264,6 +266,7 @@ class _Coordinator:
             "device": _device_name(self.device),
             "peak_memory_bytes": peak,
             "cpu_seconds": dict(sorted(cpu.items())),
+            "cpu_seconds_by_role": {f"{k}{i}": v for (k, i), v in sorted(by_role.items(), key=lambda kv: (kv[0][0] != "worker", kv[0][1]))},
             "compute_source": "measured",
         }
         summary = summarize(scn, rec, extra)

@@ -213,7 +213,7 @@ def summarize(scn: Scenario, rec: Records, extra: dict[str, Any]) -> dict[str, A
         "measured_window_s": window,
         "wall_time_s": extra["wall_time_s"],
     }
-    for k in ("cpu_seconds", "simulated_time_s", "events", "compute_source", "final_loss", "device", "profile"):
+    for k in ("cpu_seconds", "cpu_seconds_by_role", "simulated_time_s", "events", "compute_source", "final_loss", "device", "profile"):
         if k in extra:
             summary[k] = extra[k]
     return summary

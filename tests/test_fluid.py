@@ -623,6 +623,41 @@ def test_receiving_from_two_peers_wakes_two_threads() -> None:
     assert procs.cpu_work == pytest.approx([2e-3, 2e-3], rel=1e-9)  # two sends, two receiving threads
     assert len(_deliveries(env, net, [(2, 0), (2, 1)], 1000.0)) == 2
     assert procs.cpu_work == pytest.approx([4e-3, 3.1e-3], rel=1e-9)
+    # by process: each worker sent one and received one, the server received two and sent two
+    assert procs.role_work == pytest.approx({0: 2e-3, 1: 2e-3, 2: 3.1e-3}, rel=1e-9)
+
+
+def test_cpu_seconds_by_role_add_up_to_the_cores() -> None:
+    # every job a core runs is some process's (but the arbiter's): the roles pinned to a core add
+    # up to that core's CPU seconds, and every role that worked is listed
+    import dataclasses
+
+    from pssim.costs import build_costs, placement
+    from pssim.profile import LinearCost
+    from pssim.records import summarize
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim import simulate
+
+    scn = scenario_from_dict({
+        "name": "roles", "model": {"kind": "mlp", "input_dim": 64, "hidden": [64], "output_dim": 10},
+        "training": {"batch_size": 32, "steps": 6, "warmup_steps": 1},
+        "cluster": {"workers": {"count": 3, "device": "cpu"}, "servers": {"count": 2}},
+        "sync": {"mode": "bsp"}})
+    base = build_costs(scn)
+    msg = LinearCost(a=2e-4, b=1e-9)
+    costs = dataclasses.replace(base, cores=2, cpu_slice_s=1.5e-3, compute_s=5e-3,
+                                ops={**base.ops, "msg_send": msg, "msg_recv": msg})
+    summary = summarize(scn, *simulate(scn, costs))
+    roles, cores = summary["cpu_seconds_by_role"], summary["cpu_seconds"]
+    assert set(roles) == {"worker0", "worker1", "worker2", "server0", "server1"}
+    place = placement(scn, 2)
+    for c in range(2):
+        mine = [f"worker{p}" for p, k in enumerate(place.core_of_proc) if k == c] + \
+               [f"server{s}" for s, k in enumerate(place.core_of_server) if k == c]
+        assert sum(roles[r] for r in mine) == pytest.approx(cores[f"core{c}"], rel=1e-9)
+    # a worker's CPU holds at least its compute, a server's its messages' fixed CPU
+    assert min(roles[f"worker{p}"] for p in range(3)) >= 6 * 5e-3 * 0.5
+    assert min(roles["server0"], roles["server1"]) >= 2 * 6 * 3 * 2e-4
 
 
 def test_a_thread_handles_one_message_at_a_time() -> None:

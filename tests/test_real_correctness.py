@@ -107,6 +107,10 @@ def test_bsp_sgd_matches_the_single_process_reference(bsp_sgd: Any) -> None:
     assert len(rows) == scn.cluster.workers.count * scn.training.steps
     assert {r["staleness"] for r in rows} == {"0"}
     assert [int(r["version_read"]) for r in rows if r["worker"] == "1"] == list(range(scn.training.steps))
+    # every role's own CPU time, workers first (2 workers over 2 shards)
+    roles = summary["cpu_seconds_by_role"]
+    assert list(roles) == ["worker0", "worker1", "server0", "server1"]
+    assert all(v > 0 for v in roles.values())
 
 
 @pytest.mark.parametrize(

@@ -93,6 +93,14 @@ def _cpu_seconds(procs: Processors) -> dict[str, float]:
     return out
 
 
+def _cpu_seconds_by_role(procs: Processors, n_procs: int) -> dict[str, float]:
+    """Modelled CPU seconds per process (as psreal reports them): `worker<p>` for worker process
+    p, `server<s>` for shard s; message CPU is its end's process's, the arbiter's is not here."""
+    if not procs.n_cores:
+        return {}
+    return {(f"worker{e}" if e < n_procs else f"server{e - n_procs}"): w for e, w in sorted(procs.role_work.items()) if w > 0}
+
+
 def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tuple[Records, dict[str, Any]]:
     """Run the scenario in the simulator. Deterministic: same scenario and draw, same records.
     Draws differ only in the compute's natural variation (`pssim.draws.natural_factors`)."""
@@ -150,6 +158,7 @@ def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tu
         "compute_source": costs.source,
         "peak_memory_bytes": modelled_peak_memory(scn, bounds, topo),
         "cpu_seconds": _cpu_seconds(procs),
+        "cpu_seconds_by_role": _cpu_seconds_by_role(procs, topo.n_procs),
         "wall_time_s": time.perf_counter() - wall0,
     }
     if costs.profile_path:

@@ -171,7 +171,7 @@ class ServerShard:
                     self._send_replies(group, None, now)
                 if inbox and inbox[0][2] == PULL:  # ready, but the current version is not packed yet
                     proc = inbox.popleft()[3]
-                    yield procs.run(core, self.reply_cost)
+                    yield procs.run(core, self.reply_cost, who=self.endpoint)
                     self.reply_version = st.version
                     self._send_replies([proc], None, now)
                 continue
@@ -192,7 +192,7 @@ class ServerShard:
                 # bsp: summed, the version moves once the clock is complete; else applied now
                 release = st.push(proc, step) or (not bsp and parked_min is not None and st.ready(parked_min))
             t0 = env.now
-            yield procs.run(core, cost)
+            yield procs.run(core, cost, who=self.endpoint)
             t1 = env.now
             spans.append((s, 0 if bsp else 1, t0, t1, 0))
             g_done((n_job, t1))
@@ -206,7 +206,7 @@ class ServerShard:
     def _update(self) -> Generator[simpy.Event, Any, None]:
         """bsp: one optimiser step with the clock's summed gradient (version + 1)."""
         t1 = self.env.now
-        yield self.m.procs.run(self.core, self.update_cost)
+        yield self.m.procs.run(self.core, self.update_cost, who=self.endpoint)
         self.state.updated()
         self.m.rec.spans.append((self.s, 1, t1, self.env.now, 0))
 
@@ -218,7 +218,7 @@ class ServerShard:
         if ready_now:
             t_ready = self.env.now
             if self.reply_version != self.state.version:
-                yield self.m.procs.run(self.core, self.reply_cost)
+                yield self.m.procs.run(self.core, self.reply_cost, who=self.endpoint)
                 self.reply_version = self.state.version
             self._send_replies([q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready)
 
@@ -305,7 +305,7 @@ class Worker:
                 wait = msg[4]
         self.wait = wait
         self.unpacking = len(batch)
-        self.run_job(self.host, cost).callbacks.append(self.unpacked)  # type: ignore[union-attr]
+        self.run_job(self.host, cost, who=self.p).callbacks.append(self.unpacked)  # type: ignore[union-attr]
 
     def _unpacked(self, _ev: simpy.Event) -> None:
         self.got += self.unpacking
@@ -370,7 +370,7 @@ class Worker:
             elif m.stages == 1:
                 t0 = env.now
                 # a fixed step time (compute.step_time_s) is a what-if: it holds no device
-                ran = procs.run(compute_res, compute_s * natural[step], COMPUTE)
+                ran = procs.run(compute_res, compute_s * natural[step], COMPUTE, who=self.p)
                 yield ran
                 f = factors[step]
                 if f > 1.0:  # a straggler sleeps, and then wakes to pack
@@ -383,7 +383,7 @@ class Worker:
             if push_start is None:
                 push_start = compute_end
                 # packed and sent on the thread that has just computed: its turn goes on
-                packed = procs.run(host, self.pack_cost, after=ran)
+                packed = procs.run(host, self.pack_cost, after=ran, who=self.p)
                 m.net.continues(p, packed)
                 yield packed
                 self.pushes_left = n_sh
@@ -406,19 +406,19 @@ class Worker:
         t0 = env.now
         # one thread runs forward, backward and the packing hooks back to back: each job goes
         # on with the turn of the one before (`Processors.run`'s `after`)
-        ran = m.procs.run(res, fwd_s * natural, COMPUTE)
+        ran = m.procs.run(res, fwd_s * natural, COMPUTE, who=self.p)
         yield ran
         self.pushes_left = len(self.shards)
         self.push_done = env.event()
         first = None
         for u in range(len(bwd_s) - 1, -1, -1):
-            ran = m.procs.run(res, bwd_s[u] * natural, COMPUTE, after=ran)
+            ran = m.procs.run(res, bwd_s[u] * natural, COMPUTE, after=ran, who=self.p)
             yield ran
             for i in ready_at[u]:
                 s = self.shards[i]
                 if first is None:
                     first = env.now
-                ran = m.procs.run(self.host, self.pack_one[i], after=ran)
+                ran = m.procs.run(self.host, self.pack_one[i], after=ran, who=self.p)
                 m.net.continues(p, ran)
                 yield ran
                 nb = self.push_bytes[i]
@@ -432,7 +432,7 @@ class Worker:
         """One pipeline action (a microbatch's forward or backward) on the stage's device."""
         env, m = self.m.env, self.m
         t0 = env.now
-        yield m.procs.run(self.device, work_s * m.natural[self.replica, self.stage, step], COMPUTE)
+        yield m.procs.run(self.device, work_s * m.natural[self.replica, self.stage, step], COMPUTE, who=self.p)
         f = m.factors[self.replica, self.stage, step]
         if f > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, f))

@@ -198,12 +198,12 @@ class Network:
         procs, core, work = self._cpu[0], self._cpu[3][ep], cost(nbytes)  # type: ignore[index]
         before = self._last_job.get(thread)
         if before is None or before.processed:
-            ev = procs.run(core, work, after=before)
+            ev = procs.run(core, work, after=before, who=ep)
         else:  # queued behind the thread's previous message
             ev = simpy.Event(self.env)
 
             def start(_e: simpy.Event) -> None:
-                job = procs.run(core, work, after=before)
+                job = procs.run(core, work, after=before, who=ep)
                 job.callbacks.append(lambda _j: _pass_turn(_j, ev).succeed())  # type: ignore[union-attr]
 
             before.callbacks.append(start)  # type: ignore[union-attr]
@@ -564,6 +564,7 @@ class Processors:
         self.n_cores = n_cores
         self.cpu_work = [0.0] * n_cores  # seconds of work given to each core
         self.arbiter_work = 0.0  # ... of it, the link arbiter's
+        self.role_work: dict[int, float] = {}  # ... by the process (endpoint) whose work it is
         self.shared: list[SharedProcessor | None] = [
             SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0)
             if len(users[r]) > 1 or (overlapping and r < n_cores) else None
@@ -571,11 +572,13 @@ class Processors:
         ]
 
     def run(self, res: int | None, work_s: float, priority: int = ORDINARY,
-            after: simpy.Event | None = None) -> simpy.Event:
+            after: simpy.Event | None = None, who: int | None = None) -> simpy.Event:
         """An event that fires when `work_s` seconds of standalone work of class `priority`
         (ARBITER, ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`. `after`: the
         job the same thread ran just before; if it was a compute job on the same core that ended
-        at this instant, this one continues its turn as a compute job (SharedProcessor)."""
+        at this instant, this one continues its turn as a compute job (SharedProcessor). `who`:
+        the process whose work it is (an endpoint: worker processes 0..P-1, then the servers),
+        for its CPU seconds (`role_work`)."""
         if work_s <= 0.0:
             return self.env.timeout(0.0)
         if res is None:
@@ -586,6 +589,8 @@ class Processors:
                 self.arbiter_work += work_s
             else:
                 self.cpu_work[res] += work_s
+                if who is not None:
+                    self.role_work[who] = self.role_work.get(who, 0.0) + work_s
         if sp is None:
             return self.env.timeout(work_s)
         turn = getattr(after, "turn", None)
