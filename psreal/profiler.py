@@ -498,7 +498,11 @@ def calibration_scenario(scn: Scenario) -> Scenario:
     return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
 
 
-IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s", "pack_s")
+# the shard's calls timed in the calibration run (its trace's spans): decode + add of a push, the
+# optimiser step, encoding the reply
+SERVER_SPAN_OPS = {"aggregate": "server_accumulate", "update": "server_update", "reply": "server_reply"}
+IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s", "pack_s",
+                   *(f"{op}_s" for op in SERVER_SPAN_OPS.values()))
 
 
 def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any],
@@ -570,6 +574,7 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
         with open(folder / "steps.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) >= CALIBRATION_WARMUP]
         packs = pack_times(trace, CALIBRATION_WARMUP) if trace.is_dir() else []
+        shard_ops = server_span_times(folder / "trace.json", CALIBRATION_WARMUP)
     compute = [float(r["compute_end_s"]) - float(r["compute_start_s"]) for r in rows]
     steps = cal.training.steps
     cpu = summary.get("cpu_seconds", {})
@@ -577,8 +582,8 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     numels = [q.numel for q in plan_shards(cal).shards[0]]
     pp = per_partition_ops(comm.compression.kind)
 
-    def op(name: str) -> float:
-        return op_cost(ops[name], name in pp, numels)
+    def op(name: str) -> float:  # as this run timed it where it did, else the microbenchmark's
+        return shard_ops.get(f"{name}_s", op_cost(ops[name], name in pp, numels))
 
     push = message_bytes(push_payload_bytes(numels, comm.wire_dtype, comm.compression.kind, comm.compression.ratio))
     reply = message_bytes(dense_payload_bytes(sum(numels), comm.wire_dtype))
@@ -605,6 +610,7 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
         out["arbiter_wake_s"] = cpu["arbiter"] / summary["arbiter_wakeups"]
     if packs:
         out["pack_s"] = pack
+    out.update(shard_ops)
     if app and passes:  # (sleep before, CPU) of each pass, to the microsecond
         out["arbiter_passes"] = [[round(a, 6), round(b, 7)] for a, b in passes]
     return out
@@ -675,6 +681,50 @@ def pack_in_situ(bench: LinearCost, pack_s: float, numels: list[int], per_partit
     return LinearCost(a=max(0.0, bench.a + extra), p=bench.p, b=bench.b)
 
 
+def server_span_times(trace_file: str | Path, warmup: int) -> dict[str, float]:
+    """From a calibration run's trace.json (one shard): the median wall time of the shard's
+    decode + add of a push (`aggregate` spans), optimiser step (`update`) and reply encoding
+    (`reply`), each after its first `warmup` spans, as `<op>_s` (`SERVER_SPAN_OPS`). The shard
+    has its core to itself but for the arbiter's short passes, so wall time is its CPU. A reply
+    that reused the encoding of the same version (0 s) is not an encoding and is skipped."""
+    path = Path(trace_file)
+    if not path.is_file():
+        return {}
+    by: dict[str, list[float]] = {k: [] for k in SERVER_SPAN_OPS}
+    for e in sorted(json.loads(path.read_text()).get("traceEvents", []), key=lambda e: e.get("ts", 0.0)):
+        if e.get("ph") == "X" and e.get("pid") == 2 and e.get("name") in by and e.get("dur", 0.0) > 0.0:
+            by[e["name"]].append(e["dur"] * 1e-6)
+    return {f"{SERVER_SPAN_OPS[k]}_s": statistics.median(v[warmup:]) for k, v in by.items() if len(v) > warmup}
+
+
+def server_ops_in_situ(ops: dict[str, LinearCost], situ: dict[str, Any], numels: list[int],
+                       per_partition: frozenset[str]) -> dict[str, LinearCost]:
+    """The shard's ops made to cost, on the calibration's shard of partitions `numels`, what the
+    calibration run timed (`pack_in_situ`'s rule: an excess per element, a shortfall off the fixed
+    part). `server_apply` (decode + one optimiser step, SSP and ASP) is not timed under the
+    calibration's BSP: it takes what accumulating (decode + add) and updating (the step) took
+    beyond or short of their microbenchmarks, added to its own. The microbenchmarks' fits are kept
+    as `<op>_bench`."""
+    from pssim.costs import op_cost
+
+    out: dict[str, LinearCost] = {}
+    shift = 0.0  # what the calibration's decode and step took beyond their microbenchmarks
+    for op in SERVER_SPAN_OPS.values():
+        if f"{op}_s" not in situ or op not in ops:
+            continue
+        bench = ops[op]
+        out[f"{op}_bench"] = bench
+        out[op] = pack_in_situ(bench, situ[f"{op}_s"], numels, op in per_partition)
+        if op != "server_reply":
+            shift += situ[f"{op}_s"] - op_cost(bench, op in per_partition, numels)
+    if "server_apply" in ops and {"server_accumulate_s", "server_update_s"} <= situ.keys():
+        bench = ops["server_apply"]
+        pp = "server_apply" in per_partition
+        out["server_apply_bench"] = bench
+        out["server_apply"] = pack_in_situ(bench, max(op_cost(bench, pp, numels) + shift, 0.0), numels, pp)
+    return out
+
+
 # ------------------------------------------------------------------------------- entry
 def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: bool = True, force_transport: bool = False,
                      more: bool = False) -> tuple[Path, Profile]:
@@ -704,8 +754,9 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         step_s = float(s1.get("microbenchmark_step_compute_s", old.step_compute_s))
         fwd, bwd = list(old.stage_fwd_s), list(old.stage_bwd_s)
         ops = {k: v for k, v in old.ops.items() if k in OPS}  # its microbenchmarks; the message costs follow below
-        if "worker_pack_bench" in old.ops:  # the microbenchmark's, before the in-situ packing time
-            ops["worker_pack"] = old.ops["worker_pack_bench"]
+        for k, v in old.ops.items():  # the microbenchmarks' fits, before the in-situ times moved them
+            if k.endswith("_bench") and k[: -len("_bench")] in ops:
+                ops[k[: -len("_bench")]] = v
         situ = measure_in_situ(scn, device, ops, tr, previous=previous_in_situ_runs(old))
     else:
         old_aff = os.sched_getaffinity(0)
@@ -740,6 +791,11 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         ops["worker_pack_bench"] = ops["worker_pack"]
         ops["worker_pack"] = pack_in_situ(ops["worker_pack"], situ["pack_s"], cal_numels,
                                           "worker_pack" in per_partition_ops(scn.communication.compression.kind))
+    if any(f"{op}_s" in situ for op in SERVER_SPAN_OPS.values()):  # the shard's calls as the calibration lived them
+        from pssim.costs import per_partition_ops
+
+        shard_numels = [q.numel for q in plan_shards(calibration_scenario(scn)).shards[0]]
+        ops.update(server_ops_in_situ(ops, situ, shard_numels, per_partition_ops(scn.communication.compression.kind)))
     if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it
         step_s, s1 = situ["compute_s"], {**s1, "microbenchmark_step_compute_s": step_s, "compute_samples_s": situ["compute_samples_s"]}
     wire_rate = tr.get("wire_bytes_per_s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,6 +135,47 @@ def test_packing_measured_in_situ_moves_the_microbenchmarks_cost() -> None:
     assert op_cost(slow, False, [300_000, 100_000]) == pytest.approx(1.3e-3)
     fast = profiler.pack_in_situ(bench, 0.45e-3, [300_000, 100_000], per_partition=False)
     assert (fast.a, fast.b) == (pytest.approx(0.5e-4), pytest.approx(1e-9))
+
+
+def test_server_calls_are_timed_from_the_calibration_trace(tmp_path: Path) -> None:
+    # the shard's spans in trace.json (microseconds): after the warm-up, the median decode + add,
+    # optimiser step and reply encoding; workers' spans and a reused encoding (0 s) do not count
+    import json
+
+    import psreal.profiler as profiler
+
+    def span(name: str, pid: int, ts: float, dur: float) -> dict:
+        return {"name": name, "ph": "X", "pid": pid, "tid": 0, "ts": ts, "dur": dur}
+
+    ev = [span("compute", 1, 0, 9000)]
+    for k, (agg, upd) in enumerate([(900, 5000), (100, 1000), (120, 1100), (140, 1300)]):
+        t = 10_000 * k
+        ev += [span("aggregate", 2, t, agg), span("update", 2, t + 1000, upd), span("reply", 2, t + 3000, 200 + k),
+               span("reply", 2, t + 3500, 0)]
+    (tmp_path / "trace.json").write_text(json.dumps({"traceEvents": ev}))
+    got = profiler.server_span_times(tmp_path / "trace.json", warmup=1)
+    assert got == pytest.approx({"server_accumulate_s": 120e-6, "server_update_s": 1100e-6, "server_reply_s": 202e-6})
+    assert profiler.server_span_times(tmp_path / "missing.json", warmup=1) == {}
+
+
+def test_server_ops_measured_in_situ_move_the_microbenchmarks() -> None:
+    # microbenchmarks: accumulate 0.1 ms + 1 ns/element, update 0.2 ms + 2 ns, apply 0.3 ms + 3 ns;
+    # the calibration's shard of 100,000 elements took 0.3 ms to accumulate (0.1 ms more) and
+    # 0.5 ms to update (0.1 ms more): those ops take the excess per element, and apply, not timed
+    # under BSP, takes both excesses (0.6 ms + 0.2 ms = 0.8 ms on that shard)
+    import psreal.profiler as profiler
+    from pssim.costs import op_cost
+    from pssim.profile import LinearCost
+
+    ops = {"server_accumulate": LinearCost(a=1e-4, b=1e-9), "server_update": LinearCost(a=2e-4, b=2e-9),
+           "server_apply": LinearCost(a=3e-4, b=3e-9), "server_reply": LinearCost(a=5e-5, b=1e-9)}
+    situ = {"server_accumulate_s": 3e-4, "server_update_s": 5e-4}
+    got = profiler.server_ops_in_situ(ops, situ, [100_000], frozenset())
+    assert op_cost(got["server_accumulate"], False, [100_000]) == pytest.approx(3e-4)
+    assert op_cost(got["server_update"], False, [100_000]) == pytest.approx(5e-4)
+    assert op_cost(got["server_apply"], False, [100_000]) == pytest.approx(8e-4)
+    assert got["server_apply_bench"] == ops["server_apply"] and "server_reply" not in got  # no reply timed
+    assert got["server_update"].b == pytest.approx(3e-9)  # the excess is per element
 
 
 def test_arbiter_pass_costs_by_sleep_are_medians_filled_in_and_non_decreasing() -> None:
