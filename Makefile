@@ -32,7 +32,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m 'not slow' $(PYTEST_ARGS)
 
 validate: setup
-	$(BIN)/pssim compare scenarios/validation/*.yaml --repeats 5 --out results/validation --report-dir reports/validation
+	$(BIN)/pssim compare scenarios/validation/*.yaml --repeats 3 --out results/validation --report-dir reports/validation
 
 # after a simulator change: simulate again against the real runs `make validate` left in results/
 validate-sim: setup
