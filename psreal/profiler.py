@@ -40,9 +40,11 @@ import torch
 from pssim.costs import OPS, stage_unit_bounds
 from pssim.profile import (
     ARBITER_SLEEP_BINS_S,
+    CALIBRATION_WARMUP,
     LinearCost,
     Profile,
     cache_path,
+    calibration_scenario,
     host_cache_path,
     host_cpu_slice_s,
     host_id,
@@ -473,29 +475,7 @@ def host_transport(force: bool = False) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------- in situ
-CALIBRATION_STEPS, CALIBRATION_WARMUP = 40, 8
 CALIBRATION_RUNS = 3  # the in-situ figures are medians over this many runs
-
-
-def calibration_scenario(scn: Scenario) -> Scenario:
-    """The scenario's model, batch, wire format, links and optimiser, run by 1 worker and 1 shard
-    under BSP, with no pipeline, straggler, fault or overlap: the smallest real PS exchange."""
-    from pssim.scenario import scenario_from_dict
-
-    d = scn.model_dump(mode="json")
-    d["name"] = f"{scn.name}-calibration"[:100]
-    d["training"].update(steps=CALIBRATION_STEPS, warmup_steps=CALIBRATION_WARMUP)
-    d["cluster"]["workers"].update(count=1, per_device=1)
-    d["cluster"]["servers"]["count"] = 1
-    d["sync"] = {"mode": "bsp"}
-    d["pipeline"] = {"stages": 1, "microbatches": 1}
-    d["stragglers"] = {}
-    d["faults"] = []
-    d["communication"]["overlap"] = False
-    d["compute"] = {"step_time_s": None, "profile": "none"}
-    if d["model"].get("hidden") is None:
-        d["model"].pop("hidden", None)
-    return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
 
 
 # the shard's calls timed in the calibration run (its trace's spans): decode + add of a push, the

@@ -72,6 +72,7 @@ SUITE_COLUMNS = (
     "profile_compute_s",
     "profile_compute_runs",
     "profile_compute_spread",
+    "profile_self_check_error",
     "compute_source",
     "report",
     "error",
@@ -217,6 +218,7 @@ def compare_folders(
             "compute_source": sim.get("compute_source"),
             "profile": sim.get("profile"),
             "profile_compute": _profile_compute(sim.get("profile")),
+            "profile_self_check": profile_self_check(scn, sim.get("profile")),
             "runs": sim.get("sim_runs"),
         },
         "real": {
@@ -258,6 +260,41 @@ def _profile_compute(path: str | None) -> dict[str, Any] | None:
         return None
 
 
+def profile_self_check(scn_data: dict[str, Any], path: str | None, draws: int = 3) -> dict[str, Any] | None:
+    """How well the simulator, given this profile, predicts the profile's own calibration runs
+    (`pssim.profile.calibration_scenario` of the scenario: 1 worker, 1 shard, BSP, run for real
+    by `psreal profile`): the median throughput over `draws` simulator runs of it (`sim`) and over
+    the calibration runs (`real`, their number `runs`), `rel_error` = (sim - real) / real. The
+    profile's figures are medians over those runs, so a large error here says the simulator does
+    not reproduce even the runs it was measured from. None without a profile, or one that kept no
+    run's throughput; a diagnostic, it never fails the comparison."""
+    if not path:
+        return None
+    from pydantic import ValidationError
+
+    from .costs import build_costs
+    from .profile import calibration_scenario, load_profile
+    from .records import summarize
+    from .scenario import scenario_from_dict
+    from .sim import simulate
+
+    try:
+        runs = load_profile(path).samples.get("in_situ", {}).get("runs", [])
+        real = [float(r["samples"]["throughput_samples_per_s"]) for r in runs
+                if isinstance(r, dict) and isinstance(r.get("samples"), dict)
+                and isinstance(r["samples"].get("throughput_samples_per_s"), (int, float))]
+        if not real:
+            return None
+        data = {**scn_data, "compute": {**scn_data.get("compute", {}), "step_time_s": None, "profile": str(path)}}
+        costs = build_costs(scenario_from_dict(data, "<compared>"))
+        cal = calibration_scenario(scenario_from_dict(data, "<compared>"))
+        sims = [summarize(cal, *simulate(cal, costs, draw=k))["throughput_samples_per_s"] for k in range(draws)]
+    except (OSError, ValueError, KeyError, TypeError, ValidationError):
+        return None
+    sim, meas = float(np.median(sims)), float(np.median(real))
+    return {"sim": sim, "real": meas, "rel_error": (sim - meas) / meas if meas else None, "runs": len(real)}
+
+
 # -------------------------------------------------------------------------------- the suite
 def within_noise(sim: dict[str, Any], thr: dict[str, Any]) -> bool | None:
     """Whether the simulated throughput range (over the simulator's runs, or its one value) and
@@ -293,6 +330,7 @@ def suite_row(comparison: dict[str, Any], report_path: str = "") -> dict[str, An
     pc = comparison["sim"].get("profile_compute") or {}
     row["profile_compute_s"], row["profile_compute_runs"] = pc.get("compute_s"), pc.get("runs")
     row["profile_compute_spread"] = pc.get("rel_spread")
+    row["profile_self_check_error"] = (comparison["sim"].get("profile_self_check") or {}).get("rel_error")
     row["compute_source"] = comparison["sim"].get("compute_source")
     row["report"] = report_path
     row["error"] = ""
@@ -350,6 +388,8 @@ def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     - sim_spread: the same over the simulator's runs (None with one run).
     - within_noise: how many scenarios have overlapping simulated and measured throughput
       ranges, and which do not (None when no scenario has a range on either side).
+    - profile_self_check: median and max |relative error| of the simulator on each scenario's
+      profile's own calibration runs (`profile_self_check`; None when no scenario has one).
     """
     ok = [r for r in rows if r.get("status") == "ok"]
     out: dict[str, Any] = {"scenarios": len(rows), "ok": len(ok), "failed": [r["scenario"] for r in rows if r.get("status") != "ok"]}
@@ -385,6 +425,9 @@ def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["sim_spread"] = (
         {"n": len(sims), "median_rel_spread": float(np.median(sims)), "max_rel_spread": float(np.max(sims))} if sims else None
     )
+    checks = [(r["scenario"], float(r["profile_self_check_error"])) for r in ok
+              if r.get("profile_self_check_error") is not None]
+    out["profile_self_check"] = _abs_error_stats(checks) if checks else None
     judged = [r for r in ok if r.get("within_noise") is not None]
     out["within_noise"] = (
         {"n": len(judged), "count": sum(bool(r["within_noise"]) for r in judged),

@@ -162,6 +162,31 @@ def load_profile(path: str | Path) -> Profile:
     return Profile.model_validate_json(Path(path).read_text())
 
 
+# ------------------------------------------------------------ the calibration scenario
+CALIBRATION_STEPS, CALIBRATION_WARMUP = 40, 8
+
+
+def calibration_scenario(scn: Scenario) -> Scenario:
+    """The scenario's model, batch, wire format, links and optimiser, run by 1 worker and 1 shard
+    under BSP, with no pipeline, straggler, fault or overlap: the smallest real PS exchange."""
+    from pssim.scenario import scenario_from_dict
+
+    d = scn.model_dump(mode="json")
+    d["name"] = f"{scn.name}-calibration"[:100]
+    d["training"].update(steps=CALIBRATION_STEPS, warmup_steps=CALIBRATION_WARMUP)
+    d["cluster"]["workers"].update(count=1, per_device=1)
+    d["cluster"]["servers"]["count"] = 1
+    d["sync"] = {"mode": "bsp"}
+    d["pipeline"] = {"stages": 1, "microbatches": 1}
+    d["stragglers"] = {}
+    d["faults"] = []
+    d["communication"]["overlap"] = False
+    d["compute"] = {"step_time_s": None, "profile": "none"}
+    if d["model"].get("hidden") is None:
+        d["model"].pop("hidden", None)
+    return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
+
+
 def compute_spread(prof: Profile) -> dict[str, Any]:
     """How sure the profile is of its compute per step: the value the simulator uses and, over
     the calibration runs behind it, their number and the lowest and highest run's mean compute

@@ -178,6 +178,11 @@ def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: d
     pc = sim.get("profile_compute")
     if pc:
         out.append(f"- {profile_compute_text(pc)}")
+    sc = sim.get("profile_self_check")
+    if sc and sc.get("rel_error") is not None:
+        out.append(f"- profile self-check: the simulator with this profile predicts its own {sc['runs']} calibration "
+                   f"run{'s' if sc['runs'] > 1 else ''} (1 worker, 1 shard, BSP) at {fmt_num(sc['sim'])} samples/s against "
+                   f"{fmt_num(sc['real'])} measured ({fmt_pct(sc['rel_error'])})")
     out.append(f"- real backend: device `{real.get('device') or 'n/a'}`, link emulation `{real.get('emulation') or 'n/a'}`, "
                f"compute {real.get('compute_source') or 'measured'}; {runs} run{'s' if runs > 1 else ''}")
     folders = [f"`{sim['folder']}/`", f"`{real['folder']}/`", *(f"`{d}/`" for d in real.get("repeat_folders", []))]
@@ -260,6 +265,12 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
         out.append(f"- profile compute spread ((max - min) of the calibration runs' mean compute per step over the "
                    f"profile's value): median {fmt_pct(statistics.median(pcs), signed=False)}, max {fmt_pct(max(pcs), signed=False)} "
                    f"over {len(pcs)} scenarios; where compute is on the critical path the prediction moves with it")
+    sc = stats.get("profile_self_check")
+    if sc and sc.get("n"):
+        out.append(f"- profile self-check (the simulator on each profile's own calibration runs, 1 worker and 1 shard): "
+                   f"median {fmt_pct(sc['median_abs_rel_error'], signed=False)}, max "
+                   f"{fmt_pct(sc['max_abs_rel_error'], signed=False)} ({sc['worst']}) over {sc['n']} scenarios; "
+                   "an error here is the simulator's on the very runs its profile was measured from")
     wn = stats.get("within_noise")
     if wn:
         out.append(f"- within noise (simulated and measured throughput ranges overlap): {wn['count']} of {wn['n']}"

@@ -182,6 +182,35 @@ def test_comparison_names_the_profile_compute_and_its_spread(tmp_path: Path) -> 
     assert compare_folders(sim_dir, real_dir, tmp_path / "cmp2", plots=False)["sim"]["profile_compute"] is None
 
 
+def test_profile_self_check_simulates_the_calibration_scenario_against_its_runs(tmp_path: Path) -> None:
+    # the profile's calibration runs measured 900, 1,000 and 1,300 samples/s (median 1,000); the
+    # self-check simulates the scenario's calibration scenario (1 worker, 1 shard, BSP) with the
+    # profile: the same as simulating that scenario, written out by hand, with the same costs
+    from pssim.compare import profile_self_check
+    from pssim.costs import build_costs
+    from pssim.records import summarize
+    from pssim.sim import simulate
+
+    prof = tmp_path / "p.json"
+    runs = [{"compute_s": 0.0025, "samples": {"throughput_samples_per_s": x}} for x in (900.0, 1300.0, 1000.0)]
+    prof.write_text(json.dumps({"key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.0025,
+                                "samples": {"in_situ": {"runs": runs}}}))
+    data = {**TINY, "cluster": {"workers": {"count": 3}, "servers": {"count": 2}}, "sync": {"mode": "asp"},
+            "stragglers": {"slowdown": {1: 3.0}}}
+    got = profile_self_check(data, str(prof), draws=1)
+    assert got is not None and got["runs"] == 3 and got["real"] == 1000.0
+    by_hand = scenario_from_dict({**TINY, "compute": {"profile": str(prof)},
+                                  "cluster": {"workers": {"count": 1}, "servers": {"count": 1}},
+                                  "training": {"batch_size": 8, "steps": 40, "warmup_steps": 8}})
+    sim = summarize(by_hand, *simulate(by_hand, build_costs(by_hand)))["throughput_samples_per_s"]
+    assert got["sim"] == pytest.approx(sim, rel=1e-9)
+    assert got["rel_error"] == pytest.approx((sim - 1000.0) / 1000.0)
+    # no profile, or one that kept no run's throughput: no self-check
+    assert profile_self_check(data, None) is None
+    prof.write_text(json.dumps({"key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.0025}))
+    assert profile_self_check(data, str(prof)) is None
+
+
 def test_compare_folders_without_plots_writes_no_pngs(tmp_path: Path) -> None:
     sim_dir, real_dir = _two_runs(tmp_path)
     compare_folders(sim_dir, real_dir, tmp_path / "cmp", plots=False)
