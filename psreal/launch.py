@@ -42,7 +42,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pssim.costs import link_layout, placement
-from pssim.records import Records, summarize
+from pssim.records import Records, cpu_seconds_by_role, summarize
 from pssim.results import write_results
 from pssim.scenario import Scenario
 
@@ -266,7 +266,7 @@ class _Coordinator:
             "device": _device_name(self.device),
             "peak_memory_bytes": peak,
             "cpu_seconds": dict(sorted(cpu.items())),
-            "cpu_seconds_by_role": {f"{k}{i}": v for (k, i), v in sorted(by_role.items(), key=lambda kv: (kv[0][0] != "worker", kv[0][1]))},
+            "cpu_seconds_by_role": cpu_seconds_by_role(by_role),
             "compute_source": "measured",
         }
         summary = summarize(scn, rec, extra)

@@ -648,14 +648,14 @@ def pack_times(trace: str | Path, warmup: int) -> list[float]:
     return out
 
 
-def pack_in_situ(bench: LinearCost, pack_s: float, numels: list[int], per_partition: bool) -> LinearCost:
-    """The packing cost `bench` (a microbenchmark's, on warm reused memory) made to take `pack_s`
-    on the calibration's push of partitions `numels`, as measured in situ: what it takes longer
+def fit_in_situ(bench: LinearCost, took_s: float, numels: list[int], per_partition: bool) -> LinearCost:
+    """An op's cost `bench` (a microbenchmark's, on warm reused memory) made to take `took_s` on
+    the calibration's partitions `numels`, as the calibration run timed it: what it takes longer
     is charged per element (fresh memory and cold caches grow with the bytes), what it takes less
     is taken off the call's fixed part."""
     from pssim.costs import op_cost
 
-    extra = pack_s - op_cost(bench, per_partition, numels)
+    extra = took_s - op_cost(bench, per_partition, numels)
     if extra >= 0:
         return LinearCost(a=bench.a, p=bench.p, b=bench.b + extra / max(1, sum(numels)))
     return LinearCost(a=max(0.0, bench.a + extra), p=bench.p, b=bench.b)
@@ -677,31 +677,34 @@ def server_span_times(trace_file: str | Path, warmup: int) -> dict[str, float]:
     return {f"{SERVER_SPAN_OPS[k]}_s": statistics.median(v[warmup:]) for k, v in by.items() if len(v) > warmup}
 
 
-def server_ops_in_situ(ops: dict[str, LinearCost], situ: dict[str, Any], numels: list[int],
-                       per_partition: frozenset[str]) -> dict[str, LinearCost]:
-    """The shard's ops made to cost, on the calibration's shard of partitions `numels`, what the
-    calibration run timed (`pack_in_situ`'s rule: an excess per element, a shortfall off the fixed
-    part). `server_apply` (decode + one optimiser step, SSP and ASP) is not timed under the
-    calibration's BSP: it takes what accumulating (decode + add) and updating (the step) took
-    beyond or short of their microbenchmarks, added to its own. The microbenchmarks' fits are kept
-    as `<op>_bench`."""
+# the in-situ figure that times each op in the calibration run
+IN_SITU_OPS = {"worker_pack": "pack_s", **{op: f"{op}_s" for op in SERVER_SPAN_OPS.values()}}
+
+
+def ops_in_situ(ops: dict[str, LinearCost], situ: dict[str, Any], numels: list[int],
+                per_partition: frozenset[str]) -> dict[str, LinearCost]:
+    """The ops the calibration run timed (`IN_SITU_OPS`: the worker's packing, the shard's calls)
+    made to cost that on its partitions `numels` (`fit_in_situ`: an excess per element, a
+    shortfall off the fixed part). `server_apply` (decode + one optimiser step, SSP and ASP) is
+    not called under the calibration's BSP: it takes what accumulating (decode + add) and updating
+    (the step) took beyond or short of their microbenchmarks, added to its own. The
+    microbenchmarks' fits are kept as `<op>_bench` (`psreal profile --more` starts from them)."""
     from pssim.costs import op_cost
 
+    def bench_s(op: str) -> float:
+        return op_cost(ops[op], op in per_partition, numels)
+
     out: dict[str, LinearCost] = {}
-    shift = 0.0  # what the calibration's decode and step took beyond their microbenchmarks
-    for op in SERVER_SPAN_OPS.values():
-        if f"{op}_s" not in situ or op not in ops:
-            continue
-        bench = ops[op]
-        out[f"{op}_bench"] = bench
-        out[op] = pack_in_situ(bench, situ[f"{op}_s"], numels, op in per_partition)
-        if op != "server_reply":
-            shift += situ[f"{op}_s"] - op_cost(bench, op in per_partition, numels)
-    if "server_apply" in ops and {"server_accumulate_s", "server_update_s"} <= situ.keys():
-        bench = ops["server_apply"]
-        pp = "server_apply" in per_partition
-        out["server_apply_bench"] = bench
-        out["server_apply"] = pack_in_situ(bench, max(op_cost(bench, pp, numels) + shift, 0.0), numels, pp)
+    for op, figure in IN_SITU_OPS.items():
+        if figure in situ and op in ops:
+            out[f"{op}_bench"] = ops[op]
+            out[op] = fit_in_situ(ops[op], situ[figure], numels, op in per_partition)
+    timed = ("server_accumulate", "server_update")
+    if "server_apply" in ops and all(IN_SITU_OPS[op] in situ and op in ops for op in timed):
+        shift = sum(situ[IN_SITU_OPS[op]] - bench_s(op) for op in timed)
+        out["server_apply_bench"] = ops["server_apply"]
+        out["server_apply"] = fit_in_situ(ops["server_apply"], max(bench_s("server_apply") + shift, 0.0), numels,
+                                          "server_apply" in per_partition)
     return out
 
 
@@ -764,18 +767,12 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     ops["msg_recv_busy"] = LinearCost(a=min(stream[smallest]["recv"][0], situ["msg_worker_a"]), b=situ["recv_b"])
     if app:  # the arbiter's CPU per wake-up (messages starting or ending at one instant share one)
         ops["arbiter"] = LinearCost(a=situ.get("arbiter_wake_s", tr["arbiter_cpu"].a))
-    if "pack_s" in situ:  # packing as the calibration's worker lived it (the microbenchmark's kept apart)
-        from pssim.costs import per_partition_ops
+    # the worker's packing and the shard's calls as the calibration run lived them (its one shard
+    # holds every partition the worker pushes)
+    from pssim.costs import per_partition_ops
 
-        cal_numels = [q.numel for q in plan_shards(calibration_scenario(scn)).shards[0]]
-        ops["worker_pack_bench"] = ops["worker_pack"]
-        ops["worker_pack"] = pack_in_situ(ops["worker_pack"], situ["pack_s"], cal_numels,
-                                          "worker_pack" in per_partition_ops(scn.communication.compression.kind))
-    if any(f"{op}_s" in situ for op in SERVER_SPAN_OPS.values()):  # the shard's calls as the calibration lived them
-        from pssim.costs import per_partition_ops
-
-        shard_numels = [q.numel for q in plan_shards(calibration_scenario(scn)).shards[0]]
-        ops.update(server_ops_in_situ(ops, situ, shard_numels, per_partition_ops(scn.communication.compression.kind)))
+    cal_numels = [q.numel for q in plan_shards(calibration_scenario(scn)).shards[0]]
+    ops.update(ops_in_situ(ops, situ, cal_numels, per_partition_ops(scn.communication.compression.kind)))
     if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it
         step_s, s1 = situ["compute_s"], {**s1, "microbenchmark_step_compute_s": step_s, "compute_samples_s": situ["compute_samples_s"]}
     wire_rate = tr.get("wire_bytes_per_s")

@@ -286,8 +286,8 @@ def profile_self_check(scn_data: dict[str, Any], path: str | None, draws: int = 
         if not real:
             return None
         data = {**scn_data, "compute": {**scn_data.get("compute", {}), "step_time_s": None, "profile": str(path)}}
-        costs = build_costs(scenario_from_dict(data, "<compared>"))
-        cal = calibration_scenario(scenario_from_dict(data, "<compared>"))
+        scn = scenario_from_dict(data, "<compared>")
+        costs, cal = build_costs(scn), calibration_scenario(scn)
         sims = [summarize(cal, *simulate(cal, costs, draw=k))["throughput_samples_per_s"] for k in range(draws)]
     except (OSError, ValueError, KeyError, TypeError, ValidationError):
         return None

@@ -140,6 +140,14 @@ def measured_mask(rec: Records, warmup: int) -> np.ndarray:
     return m & ~np.isnan(rec.times["push_end_s"])
 
 
+def cpu_seconds_by_role(cpu: dict[tuple[str, int], float]) -> dict[str, float]:
+    """`cpu_seconds_by_role` of a summary, from CPU seconds per (kind, index) of a role process
+    ("worker", p) / ("server", s): keyed `worker<p>` then `server<s>`, each in index order. Both
+    backends name and order their roles so."""
+    order = sorted(cpu, key=lambda r: (r[0] != "worker", r[1]))
+    return {f"{kind}{i}": float(cpu[(kind, i)]) for kind, i in order}
+
+
 def summarize(scn: Scenario, rec: Records, extra: dict[str, Any]) -> dict[str, Any]:
     """summary.json from the records (both backends). `extra` carries backend-only keys."""
     from .costs import link_capacities_bytes_per_s

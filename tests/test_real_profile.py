@@ -130,10 +130,10 @@ def test_packing_measured_in_situ_moves_the_microbenchmarks_cost() -> None:
     from pssim.profile import LinearCost
 
     bench = LinearCost(a=1e-4, b=1e-9)
-    slow = profiler.pack_in_situ(bench, 1.3e-3, [300_000, 100_000], per_partition=False)
+    slow = profiler.fit_in_situ(bench, 1.3e-3, [300_000, 100_000], per_partition=False)
     assert (slow.a, slow.b) == (pytest.approx(1e-4), pytest.approx(3e-9))
     assert op_cost(slow, False, [300_000, 100_000]) == pytest.approx(1.3e-3)
-    fast = profiler.pack_in_situ(bench, 0.45e-3, [300_000, 100_000], per_partition=False)
+    fast = profiler.fit_in_situ(bench, 0.45e-3, [300_000, 100_000], per_partition=False)
     assert (fast.a, fast.b) == (pytest.approx(0.5e-4), pytest.approx(1e-9))
 
 
@@ -158,7 +158,7 @@ def test_server_calls_are_timed_from_the_calibration_trace(tmp_path: Path) -> No
     assert profiler.server_span_times(tmp_path / "missing.json", warmup=1) == {}
 
 
-def test_server_ops_measured_in_situ_move_the_microbenchmarks() -> None:
+def test_ops_measured_in_situ_move_the_microbenchmarks() -> None:
     # microbenchmarks: accumulate 0.1 ms + 1 ns/element, update 0.2 ms + 2 ns, apply 0.3 ms + 3 ns;
     # the calibration's shard of 100,000 elements took 0.3 ms to accumulate (0.1 ms more) and
     # 0.5 ms to update (0.1 ms more): those ops take the excess per element, and apply, not timed
@@ -168,9 +168,13 @@ def test_server_ops_measured_in_situ_move_the_microbenchmarks() -> None:
     from pssim.profile import LinearCost
 
     ops = {"server_accumulate": LinearCost(a=1e-4, b=1e-9), "server_update": LinearCost(a=2e-4, b=2e-9),
-           "server_apply": LinearCost(a=3e-4, b=3e-9), "server_reply": LinearCost(a=5e-5, b=1e-9)}
-    situ = {"server_accumulate_s": 3e-4, "server_update_s": 5e-4}
-    got = profiler.server_ops_in_situ(ops, situ, [100_000], frozenset())
+           "server_apply": LinearCost(a=3e-4, b=3e-9), "server_reply": LinearCost(a=5e-5, b=1e-9),
+           "worker_pack": LinearCost(a=1e-4, b=1e-9)}
+    # the worker's packing, timed in the same run (0.4 ms), moves by the same rule
+    situ = {"server_accumulate_s": 3e-4, "server_update_s": 5e-4, "pack_s": 4e-4}
+    got = profiler.ops_in_situ(ops, situ, [100_000], frozenset())
+    assert op_cost(got["worker_pack"], False, [100_000]) == pytest.approx(4e-4)
+    assert got["worker_pack_bench"] == ops["worker_pack"]
     assert op_cost(got["server_accumulate"], False, [100_000]) == pytest.approx(3e-4)
     assert op_cost(got["server_update"], False, [100_000]) == pytest.approx(5e-4)
     assert op_cost(got["server_apply"], False, [100_000]) == pytest.approx(8e-4)

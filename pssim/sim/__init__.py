@@ -17,7 +17,7 @@ import simpy
 from .. import wire
 from ..costs import CostModel, build_costs, placement, stage_unit_bounds
 from ..pipeline import schedule as make_schedule
-from ..records import Records
+from ..records import Records, cpu_seconds_by_role
 from ..sharding import plan_shards
 from ..workload import DTYPE_BYTES, build_workload
 from .model import SimModel, Topology
@@ -98,7 +98,8 @@ def _cpu_seconds_by_role(procs: Processors, n_procs: int) -> dict[str, float]:
     p, `server<s>` for shard s; message CPU is its end's process's, the arbiter's is not here."""
     if not procs.n_cores:
         return {}
-    return {(f"worker{e}" if e < n_procs else f"server{e - n_procs}"): w for e, w in sorted(procs.role_work.items()) if w > 0}
+    return cpu_seconds_by_role({(("worker", e) if e < n_procs else ("server", e - n_procs)): w
+                                for e, w in procs.role_work.items() if w > 0})
 
 
 def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tuple[Records, dict[str, Any]]:
