@@ -18,9 +18,11 @@ own run (another thread had the core), so the printout shows, per d:
   (the kernel's time slice here, less A's own wake-up);
 - the median end of A and of B after A's start.
 
-`pssim.sim.resources.SharedProcessor` lets a compute job that follows its thread's woken work hold
-the core for the rest of a slice (docs/profiling.md, "A woken thread that goes on to compute
-holds the core"); results in reports/benchmarks/woken_compute.txt. Prints numbers only.
+`pssim.sim.resources.SharedProcessor` queues a worker's compute job behind its core-mate's next
+slice even when the worker was just woken and holds the core; letting it hold the core for the
+rest of a slice, as this measures, was tried and taken back (docs/profiling.md, "A woken thread
+that goes on to compute holds the core: tried"); results in reports/benchmarks/woken_compute.txt.
+Prints numbers only.
 """
 
 from __future__ import annotations

@@ -676,30 +676,24 @@ def test_a_thread_handles_one_message_at_a_time() -> None:
     assert _deliveries(env, net, [(0, 2), (1, 2)], 10.0) == pytest.approx([1e-3, 1e-3], abs=1e-6)
 
 
-def _two_workers_on_one_core(cpu_slice_s: float):  # noqa: ANN202 - (simpy.Environment, Processors)
-    """A fresh environment and the processors of 2 workers sharing core 0 (1 server, 2 cores)."""
-    import simpy
-
-    from pssim.costs import placement
-    from pssim.scenario import scenario_from_dict
-    from pssim.sim.resources import Processors
-
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 2, "per_device": 2}, "servers": {"count": 1}}})
-    env = simpy.Environment()
-    return env, Processors(env, scn, placement(scn, 2), overlapping=True, cpu_slice_s=cpu_slice_s)
-
-
 def test_a_thread_that_goes_on_from_its_computation_keeps_its_turn() -> None:
     # workers 0 and 1 share core 0 (slice 1 s). A (worker 0's compute, 0.4 s) and B (worker 1's,
     # 2 s) arrive at 0; A runs first. Worker 0 then packs (0.8 s) without sleeping: it goes on
     # with what is left of A's slice (0.6 s), B takes its turn (1.0-2.0), the packing ends at
     # 2.2 and B at 3.2. Woken from a sleep instead, the packing would preempt B (ends at 1.2).
     # A that used its whole slice (1 s) leaves the packing none: it waits for B's turn first.
-    from pssim.sim.resources import COMPUTE
+    import simpy
+
+    from pssim.costs import placement
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import COMPUTE, Processors
+
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 2, "per_device": 2}, "servers": {"count": 1}}})
 
     def run(a_work: float, goes_on: bool) -> dict[str, float]:
-        env, procs = _two_workers_on_one_core(1.0)
+        env = simpy.Environment()
+        procs = Processors(env, scn, placement(scn, 2), overlapping=True, cpu_slice_s=1.0)
         done: dict[str, float] = {}
 
         def worker0():  # noqa: ANN202 - SimPy process
@@ -720,41 +714,6 @@ def test_a_thread_that_goes_on_from_its_computation_keeps_its_turn() -> None:
     assert run(0.4, True) == pytest.approx({"pack": 2.2, "B": 3.2}, rel=1e-9)
     assert run(0.4, False) == pytest.approx({"pack": 1.2, "B": 3.2}, rel=1e-9)
     assert run(1.0, True) == pytest.approx({"pack": 2.8, "B": 3.8}, rel=1e-9)
-
-
-def test_a_thread_that_computes_straight_after_its_woken_work_holds_the_core() -> None:
-    # workers 0 and 1 share core 0 (slice 1 s). A (worker 0's compute, 3 s) starts at 0. At 0.5
-    # worker 1 is woken (its reply): its unpacking (W, 0.1 s) preempts A, and its thread goes on
-    # to compute (B, 0.5 s) without sleeping, so it holds the core for the rest of the slice it
-    # was given when woken (0.9 s): B ends at 1.1, A then has the 0.5 s left of its slice and
-    # ends at 3.6. Queued behind A instead (a compute job that did not follow woken work), B
-    # waits for A's slice to end (1.1) and ends at 1.6. Woken work longer than a slice (1.2 s)
-    # leaves B none: it takes its turn after A's.
-    from pssim.sim.resources import COMPUTE
-
-    def run(woken_work: float, goes_on: bool) -> dict[str, float]:
-        env, procs = _two_workers_on_one_core(1.0)
-        done: dict[str, float] = {}
-
-        def worker0():  # noqa: ANN202 - SimPy process
-            yield procs.run(0, 3.0, COMPUTE)
-            done["A"] = env.now
-
-        def worker1():  # noqa: ANN202 - SimPy process
-            yield env.timeout(0.5)
-            w = procs.run(0, woken_work)
-            yield w
-            yield procs.run(0, 0.5, COMPUTE, after=w if goes_on else None)
-            done["B"] = env.now
-
-        env.process(worker0())
-        env.process(worker1())
-        env.run()
-        return done
-
-    assert run(0.1, True) == pytest.approx({"B": 1.1, "A": 3.6}, rel=1e-9)
-    assert run(0.1, False) == pytest.approx({"B": 1.6, "A": 3.6}, rel=1e-9)
-    assert run(1.2, True) == pytest.approx({"B": 2.7, "A": 4.7}, rel=1e-9)
 
 
 def test_a_push_sent_straight_after_packing_takes_turns_with_the_core_mates_compute() -> None:

@@ -22,8 +22,7 @@ worker has finished its last step and every shard has applied every gradient.
 A delivered message reaches its role (and a push's end reaches the pushing worker) once the
 role's thread gets its core: where a compute job holds that core, when the job's turn ends
 (`Network.hand_over`), as psreal's second wake-up of the role's thread waits for a compute
-thread's slice. A worker that then unpacks its last reply computes straight on, with the core
-its wake-up gave it (the compute job continues the unpacking's slice).
+thread's slice.
 
 Ties: events due at the same instant run in the order SimPy scheduled them; messages that finish
 together are delivered in the order they were sent. Records are logged as rows when the thing
@@ -268,7 +267,6 @@ class Worker:
         # sync hold among them; idle: waiting for replies and not unpacking
         self.replies: list[tuple] = []
         self.got, self.unpacking, self.wait, self.idle = 0, 0, 0.0, False
-        self.unpack_job: simpy.Event | None = None  # the last one: its thread computes next
         self.run_job, self.unpacked = model.procs.run, self._unpacked  # bound once
         self.hand_over = net.hand_over
         self.pull_done: simpy.Event | None = None
@@ -307,8 +305,7 @@ class Worker:
                 wait = msg[4]
         self.wait = wait
         self.unpacking = len(batch)
-        self.unpack_job = self.run_job(self.host, cost, who=self.p)
-        self.unpack_job.callbacks.append(self.unpacked)  # type: ignore[union-attr]
+        self.run_job(self.host, cost, who=self.p).callbacks.append(self.unpacked)  # type: ignore[union-attr]
 
     def _unpacked(self, _ev: simpy.Event) -> None:
         self.got += self.unpacking
@@ -373,7 +370,7 @@ class Worker:
             elif m.stages == 1:
                 t0 = env.now
                 # a fixed step time (compute.step_time_s) is a what-if: it holds no device
-                ran = procs.run(compute_res, compute_s * natural[step], COMPUTE, after=self.unpack_job, who=self.p)
+                ran = procs.run(compute_res, compute_s * natural[step], COMPUTE, who=self.p)
                 yield ran
                 f = factors[step]
                 if f > 1.0:  # a straggler sleeps, and then wakes to pack
@@ -409,7 +406,7 @@ class Worker:
         t0 = env.now
         # one thread runs forward, backward and the packing hooks back to back: each job goes
         # on with the turn of the one before (`Processors.run`'s `after`)
-        ran = m.procs.run(res, fwd_s * natural, COMPUTE, after=self.unpack_job, who=self.p)
+        ran = m.procs.run(res, fwd_s * natural, COMPUTE, who=self.p)
         yield ran
         self.pushes_left = len(self.shards)
         self.push_done = env.event()

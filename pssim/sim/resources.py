@@ -423,21 +423,14 @@ class SharedProcessor:
     preemption); one that has just been computing has no such claim (a worker packing and
     sending its gradient straight after its backward pass takes turns with its core-mate's
     computation, it does not interrupt it).
-
-    A thread that has just been woken and goes on to compute without sleeping holds the core too:
-    a compute job started by the thread whose woken (ORDINARY) job ended at this very instant
-    (`Processors.run`'s `after`, from that job's event) runs first, for what is left of a slice
-    after the woken work, then takes turns (a worker that unpacks its reply and computes; the
-    kernel gave the woken thread the core and a fresh slice, and does not take it back when the
-    thread goes from unpacking to computing; benchmarks/woken_compute.py).
     """
 
     def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
         self.env = env
         self.name = name
         self.quantum = quantum_s  # > 0: COMPUTE jobs take turns, one slice each (see the class doc)
-        # [standalone seconds left, event, priority, slice left, standalone seconds in all], in
-        # arrival order (a COMPUTE job whose slice ran out goes to the back)
+        # [standalone seconds left, event, priority, slice left], in arrival order (a COMPUTE job
+        # whose slice ran out goes to the back)
         self.jobs: list[list[Any]] = []
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
@@ -450,11 +443,11 @@ class SharedProcessor:
         ev = simpy.Event(self.env)
         self._drain()
         if turn is not None and turn > _DONE_TOL_S:
-            self.jobs.insert(0, [work_s, ev, COMPUTE, turn, work_s])
+            self.jobs.insert(0, [work_s, ev, COMPUTE, turn])
         elif turn is not None:
-            self.jobs.append([work_s, ev, COMPUTE, self.quantum, work_s])
+            self.jobs.append([work_s, ev, COMPUTE, self.quantum])
         else:
-            self.jobs.append([work_s, ev, priority, self.quantum, work_s])
+            self.jobs.append([work_s, ev, priority, self.quantum])
         self._arm()
         return ev
 
@@ -515,8 +508,6 @@ class SharedProcessor:
             for j in done:
                 if j[2] == COMPUTE and self.quantum > 0.0:
                     j[1].turn = (self, now, j[3])
-                elif j[2] == ORDINARY and self.quantum > 0.0:
-                    j[1].woke = (self, now, self.quantum - j[4])
                 j[1].succeed()
         elif active[0][2] == COMPUTE and self.quantum > 0.0 and active[0][3] <= _DONE_TOL_S:
             head = active[0]  # its slice is over: to the back of the queue, with a new one
@@ -603,8 +594,6 @@ class Processors:
         if sp is None:
             return self.env.timeout(work_s)
         turn = getattr(after, "turn", None)
-        if turn is None and priority == COMPUTE:  # computing straight after its woken work
-            turn = getattr(after, "woke", None)
         if turn is not None and turn[0] is sp and turn[1] == self.env.now:
             return sp.run(work_s, priority, turn[2])
         return sp.run(work_s, priority)
