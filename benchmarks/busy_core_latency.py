@@ -107,9 +107,9 @@ def send_stamps(sock: socket.socket, n: int, core: int, ack: bool) -> None:
         os.sched_setaffinity(0, old)
 
 
-def print_header(name: str, cores: tuple[int, int], messages: int) -> None:
+def print_header(name: str, cores: tuple[int, int], count: int, unit: str = "messages each") -> None:
     print(f"# {name}  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
-          f"cores {cores}  {messages} messages each")
+          f"cores {cores}  {count} {unit}")
 
 
 def two_cores() -> tuple[int, int] | None:

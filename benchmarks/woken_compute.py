@@ -81,7 +81,7 @@ def main() -> int:
     args = ap.parse_args()
     cores = two_cores()
     if cores is None:
-        return 1
+        return 2
 
     os.sched_setaffinity(0, {cores[1]})
     c, u = args.compute_ms * 1e-3, args.unpack_ms * 1e-3
@@ -123,7 +123,7 @@ def main() -> int:
     a2_end.send(False)
     pa.join()
     pb.join()
-    print_header("woken_compute", cores, args.trials)
+    print_header("woken_compute", cores, args.trials, "trials")
     print(f"A: {args.compute_ms} ms of compute; B woken d ms later: {args.unpack_ms} ms of woken work, then "
           f"{args.compute_ms} ms of compute without sleeping; times in ms")
     for d in DELAYS_MS:
