@@ -19,8 +19,11 @@ def as_bytes(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().view(torch.uint8).reshape(-1)
 
 
-def encode_dense(flat: torch.Tensor, wire_dtype: str) -> torch.Tensor:
-    return as_bytes(flat.to(TORCH_DTYPES[wire_dtype]))
+def encode_dense(flat: torch.Tensor, wire_dtype: str, copy: bool = False) -> torch.Tensor:
+    """`flat` in `wire_dtype` as bytes: a view of `flat` itself when it is of that dtype already,
+    unless `copy` (a shard's reply must be a snapshot: its parameters change in place with the
+    next update while the reply may still be on its way)."""
+    return as_bytes(flat.to(TORCH_DTYPES[wire_dtype], copy=copy))
 
 
 def view_as(buf: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

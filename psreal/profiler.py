@@ -281,7 +281,7 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
         return {"worker_pack": pack, "worker_unpack": unpack,
                 "server_accumulate": lambda: acc.add_(decode_push(payload, numels, wire_dtype, kind, ratio)),
                 "server_apply": apply, "server_update": update,
-                "server_reply": lambda: encode_dense(p.data, wire_dtype)}
+                "server_reply": lambda: encode_dense(p.data, wire_dtype, copy=True)}
 
     def timed(op: str, fn: Callable[[], Any]) -> float:  # a worker's ops run on its device, a shard's on the host
         return _timeit(fn, sync, device=device) if op.startswith("worker") else _timeit(fn, lambda: None)

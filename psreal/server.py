@@ -8,7 +8,9 @@ mirrors this loop):
   gradient of a clock triggers one optimiser step with the sum (version + 1).
 - PULL for step c: answered when `pssim.sync.pull_ready` allows, else held until it does. A reply
   carries the version and how long the sync rule held the pull. Parameters are packed to the wire
-  dtype once per version and the same bytes go to every puller.
+  dtype once per version (a copy, so that the next update cannot change a reply on its way) and
+  the same bytes go to every puller. A puller's previous reply is let go when its next one is sent
+  (a worker pulls again only once it has its last reply): a shard holds one reply per puller.
 
 Parameters are float32 master copies. A shard holding parameters of several pipeline stages keeps
 one segment (parameters + torch optimiser) per stage, since each stage pushes only its own.
@@ -33,6 +35,7 @@ from . import msgtrace
 from .codec import decode_push, encode_dense
 from .models import initial_flat_params
 from .roles import RoleContext, inject_fault
+from .transport import SendHandle
 from .worker import _rss_bytes
 
 STALL_S = 120.0
@@ -75,7 +78,9 @@ class ServerRole:
         self.parked: list[tuple[int, int, float]] = []
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.reply_version = -1
-        self.sends: list = []
+        # each puller's last reply in flight: a worker pulls again only once it has its last reply,
+        # so an older one is through and is let go (with its buffer) when the next is sent
+        self.sends: dict[int, SendHandle] = {}
         self.pulls_answered = 0
         self.fault_checked: set[int] = set()
         comm = scn.communication
@@ -146,7 +151,7 @@ class ServerRole:
                 self._update()
                 rec.spans.append((self.s, 1, t1, time.monotonic(), 0))
             self._release()
-        for h in self.sends:
+        for h in self.sends.values():
             h.wait()
         for p in self.pushers:
             ctx.transport.stop(p)
@@ -170,14 +175,17 @@ class ServerRole:
         t_ready = time.monotonic()
         if self.reply_version != self.sync.version:
             for sg in self.segments.values():
-                sg.wire = encode_dense(sg.param.data, self.codec[0])
+                sg.wire = encode_dense(sg.param.data, self.codec[0], copy=True)
             self.reply_version = self.sync.version
         t_packed = time.monotonic()
         for p, step, t_held in pulls:
             payload = self.segments[p % self.P].wire
             wait_us = int(round((t_ready - t_held) * 1e6))
-            h = self.ctx.transport.send(p, wire.REPLY, step=step, version=self.sync.version, payload=payload, aux=wait_us)
-            self.sends.append(h)
+            last = self.sends.pop(p, None)
+            if last is not None:
+                last.wait()
+            self.sends[p] = self.ctx.transport.send(p, wire.REPLY, step=step, version=self.sync.version, payload=payload,
+                                                    aux=wait_us)
             self.ctx.records.spans.append((self.s, 2, t_ready, t_packed, wire.HEADER_BYTES + payload.numel()))  # type: ignore[union-attr]
             self.pulls_answered += 1
             t_ready = t_packed

@@ -163,7 +163,7 @@ def load_profile(path: str | Path) -> Profile:
 
 
 # ------------------------------------------------------------ the calibration scenario
-CALIBRATION_STEPS, CALIBRATION_WARMUP = 40, 8
+CALIBRATION_STEPS, CALIBRATION_WARMUP = 120, 8
 
 
 def calibration_scenario(scn: Scenario) -> Scenario:
