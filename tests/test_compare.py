@@ -188,6 +188,7 @@ def test_profile_self_check_simulates_the_calibration_scenario_against_its_runs(
     # profile: the same as simulating that scenario, written out by hand, with the same costs
     from pssim.compare import profile_self_check
     from pssim.costs import build_costs
+    from pssim.profile import CALIBRATION_STEPS, CALIBRATION_WARMUP
     from pssim.records import summarize
     from pssim.sim import simulate
 
@@ -201,7 +202,7 @@ def test_profile_self_check_simulates_the_calibration_scenario_against_its_runs(
     assert got is not None and got["runs"] == 3 and got["real"] == 1000.0
     by_hand = scenario_from_dict({**TINY, "compute": {"profile": str(prof)},
                                   "cluster": {"workers": {"count": 1}, "servers": {"count": 1}},
-                                  "training": {"batch_size": 8, "steps": 40, "warmup_steps": 8}})
+                                  "training": {"batch_size": 8, "steps": CALIBRATION_STEPS, "warmup_steps": CALIBRATION_WARMUP}})
     sim = summarize(by_hand, *simulate(by_hand, build_costs(by_hand)))["throughput_samples_per_s"]
     assert got["sim"] == pytest.approx(sim, rel=1e-9)
     assert got["rel_error"] == pytest.approx((sim - 1000.0) / 1000.0)
