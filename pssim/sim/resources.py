@@ -407,10 +407,12 @@ class SharedProcessor:
     end, the codec and optimiser calls of a role woken by a message) preempts COMPUTE: a thread
     that wakes after a short sleep runs before a compute-bound one (the kernel's wake-up
     preemption). Within a class, jobs share egalitarianly (k jobs progress at 1/k each), except
-    COMPUTE jobs on a core with a time slice (`quantum_s` > 0, the OS scheduler's slice, see
-    `pssim.profile.linux_base_slice_s`): they take turns, first come first served, each running
-    alone for at most one slice before going to the back of the queue, as a kernel runs one
-    thread per core at a time. So two compute jobs of 1 ms that arrive together end at 1 ms and
+    on a core with a time slice (`quantum_s` > 0, the OS scheduler's slice, see
+    `pssim.profile.linux_base_slice_s`), where a kernel runs one thread at a time: ORDINARY jobs
+    run one after another, first come first served, each to its end (woken work up to 1.2 ms runs
+    through beside compute, benchmarks/wake_work.py; the message jobs here are shorter than a
+    slice), and COMPUTE jobs take turns, first come first served, each running alone for at most
+    one slice before going to the back of the queue. So two compute jobs of 1 ms that arrive together end at 1 ms and
     2 ms, not both at 2 ms as under even sharing. A job of w standalone seconds that runs alone
     takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
     order. A compute job costs its standalone work whether or not other compute shares the core
@@ -453,7 +455,7 @@ class SharedProcessor:
 
     def _active(self) -> list[list[Any]]:
         top = min(j[2] for j in self.jobs)
-        if top == COMPUTE and self.quantum > 0.0:
+        if self.quantum > 0.0 and top != ARBITER:
             for j in self.jobs:  # the first in the queue has the core
                 if j[2] == top:
                     return [j]
