@@ -181,9 +181,8 @@ class ServerRole:
         for p, step, t_held in pulls:
             payload = self.segments[p % self.P].wire
             wait_us = int(round((t_ready - t_held) * 1e6))
-            last = self.sends.pop(p, None)
-            if last is not None:
-                last.wait()
+            if p in self.sends:  # the puller's previous reply: through, since it pulled again
+                self.sends[p].wait()
             self.sends[p] = self.ctx.transport.send(p, wire.REPLY, step=step, version=self.sync.version, payload=payload,
                                                     aux=wait_us)
             self.ctx.records.spans.append((self.s, 2, t_ready, t_packed, wire.HEADER_BYTES + payload.numel()))  # type: ignore[union-attr]

@@ -412,9 +412,9 @@ class SharedProcessor:
     run one after another, first come first served, each to its end (woken work up to 1.2 ms runs
     through beside compute, benchmarks/wake_work.py; the message jobs here are shorter than a
     slice), and COMPUTE jobs take turns, first come first served, each running alone for at most
-    one slice before going to the back of the queue. So two compute jobs of 1 ms that arrive together end at 1 ms and
-    2 ms, not both at 2 ms as under even sharing. A job of w standalone seconds that runs alone
-    takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
+    one slice before going to the back of the queue. So two compute jobs (or two message jobs) of
+    1 ms that arrive together end at 1 ms and 2 ms, not both at 2 ms as under even sharing. A job
+    of w standalone seconds that runs alone takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
     order. A compute job costs its standalone work whether or not other compute shares the core
     (measured in real runs: docs/profiling.md, "compute beside another worker").
 
@@ -430,7 +430,7 @@ class SharedProcessor:
     def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
         self.env = env
         self.name = name
-        self.quantum = quantum_s  # > 0: COMPUTE jobs take turns, one slice each (see the class doc)
+        self.quantum = quantum_s  # > 0: one job of a class at a time, compute in turns of a slice (class doc)
         # [standalone seconds left, event, priority, slice left], in arrival order (a COMPUTE job
         # whose slice ran out goes to the back)
         self.jobs: list[list[Any]] = []
