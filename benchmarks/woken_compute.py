@@ -1,6 +1,6 @@
 """What a thread woken on a busy core does when it goes on from its woken work to compute.
 
-    .venv/bin/python benchmarks/woken_compute.py [--trials N] [--unpack-ms U] [--compute-ms C]
+    .venv/bin/python benchmarks/woken_compute.py [--trials N] [--unpack-ms U] [--compute-ms C] [--delays-ms D1,D2,...]
 
 Two processes share one core, as two CPU workers (`per_device: 2`) do. A controller on the other
 core starts A (C ms of CPU work, a loop on its thread's CPU clock: a worker's computation), then
@@ -18,10 +18,15 @@ own run (another thread had the core), so the printout shows, per d:
   (the kernel's time slice here, less A's own wake-up);
 - the median end of A and of B after A's start.
 
-`pssim.sim.resources.SharedProcessor` queues a worker's compute job behind its core-mate's next
-slice even when the worker was just woken and holds the core; letting it hold the core for the
-rest of a slice, as this measures, was tried and taken back (docs/profiling.md, "A woken thread
-that goes on to compute holds the core: tried"); results in reports/benchmarks/woken_compute.txt.
+Woken past the slice A got with the core (`--compute-ms 4 --delays-ms 1.8,2.4,3.0`), B takes
+the core at once in every trial: the kernel protects one slice from the moment a thread gets the
+core (EEVDF's run to parity), and a thread that runs on alone past it has no such claim.
+`pssim.sim.resources.SharedProcessor` models both: woken work waits for a protected compute slice,
+and a woken computation takes the core from a compute job run on past its slice
+(tests/test_fluid.py, `test_a_woken_thread_waits_for_a_protected_slice_...`). Letting B's
+computation go on with its unpacking's slice (`B holds`) was tried twice and taken back
+(docs/profiling.md). Results in reports/benchmarks/woken_compute.txt.
+
 Prints numbers only.
 """
 
@@ -78,7 +83,10 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=800)
     ap.add_argument("--unpack-ms", type=float, default=0.1)
     ap.add_argument("--compute-ms", type=float, default=2.0)
+    ap.add_argument("--delays-ms", type=str, default=",".join(str(d) for d in DELAYS_MS),
+                    help="comma-separated wake-up delays d (default %(default)s)")
     args = ap.parse_args()
+    delays = tuple(float(x) for x in args.delays_ms.split(","))
     cores = two_cores()
     if cores is None:
         return 2
@@ -92,9 +100,9 @@ def main() -> int:
     pa.start()
     pb.start()
     rng = random.Random(1)
-    rows: dict[float, list[tuple[bool, float, float | None, float, float]]] = {d: [] for d in DELAYS_MS}
+    rows: dict[float, list[tuple[bool, float, float | None, float, float]]] = {d: [] for d in delays}
     for _ in range(args.trials):
-        d = rng.choice(DELAYS_MS)
+        d = rng.choice(delays)
         time.sleep(rng.uniform(2e-3, 20e-3))
         t0 = time.perf_counter()
         a_end.send(True)
@@ -126,7 +134,7 @@ def main() -> int:
     print_header("woken_compute", cores, args.trials, "trials")
     print(f"A: {args.compute_ms} ms of compute; B woken d ms later: {args.unpack_ms} ms of woken work, then "
           f"{args.compute_ms} ms of compute without sleeping; times in ms")
-    for d in DELAYS_MS:
+    for d in delays:
         r = rows[d]
         slices = [row[2] for row in r if row[2] is not None]
         print(f"d {d:.1f}  trials {len(r):4d}  preempts {sum(x[0] for x in r) / len(r):.2f}  "

@@ -335,7 +335,10 @@ def test_woken_work_preempts_compute_and_the_arbiter_preempts_both() -> None:
     # C at 2.75. A second message N (0.5 s) at 0.5 shares with M evenly on a core without a slice;
     # on a core with one (as the profile gives every core) M runs through first, then N: the
     # kernel runs one thread at a time, and woken work shorter than a slice runs to its end
-    # (benchmarks/wake_work.py).
+    # (benchmarks/wake_work.py). But not before the computation's protected slice has ended: with
+    # a 1.5 s slice, M and N wait for C's first slice (M ends at 2.0, N at 2.5, C at 3.0); with
+    # a 1 s slice and M and N at 1.2, C has run on past its slice alone and they run at once
+    # (benchmarks/woken_compute.py).
     import simpy
 
     from pssim.sim.resources import ARBITER, COMPUTE, ORDINARY, SharedProcessor
@@ -354,15 +357,20 @@ def test_woken_work_preempts_compute_and_the_arbiter_preempts_both() -> None:
     env = simpy.Environment()
     got = _run_jobs(SharedProcessor(env, "core0", 1.5), env,
                     [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("N", 0.5, 0.5, ORDINARY)])
-    assert got == pytest.approx({"M": 1.0, "N": 1.5, "C": 3.0}, rel=1e-12)
+    assert got == pytest.approx({"M": 2.0, "N": 2.5, "C": 3.0}, rel=1e-12)
+    env = simpy.Environment()
+    got = _run_jobs(SharedProcessor(env, "core0", 1.0), env,
+                    [("C", 0.0, 3.0, COMPUTE), ("M", 1.2, 0.5, ORDINARY), ("N", 1.2, 0.5, ORDINARY)])
+    assert got == pytest.approx({"M": 1.7, "N": 2.2, "C": 4.0}, rel=1e-12)
 
 
 def test_turn_left_is_the_rest_of_the_running_compute_jobs_slice_or_work() -> None:
-    # slice 1 s; C (compute, 2.5 s) from 0: at 0.3 its turn has 0.7 s left; its slice renews at
-    # 1.0 (nothing else wants the core), so at 1.2 0.8 s are left; at 2.2 the 0.3 s of work it has
-    # left end first. While woken work (M, 0.2 s from 2.2) has the core, no compute job holds it;
-    # at 2.5 C has run 0.1 s since M ended and 0.2 s are left. Without a slice compute shares the
-    # core evenly and never holds it either
+    # slice 1 s; C (compute, 2.5 s) from 0: at 0.3 its turn has 0.7 s left. At 1.0 its slice ends
+    # with nothing else wanting the core: it runs on unprotected, and a thread woken there would
+    # get the core at once (benchmarks/woken_compute.py), so nothing is left at 1.2, nor while
+    # woken work (M, 0.2 s from 2.2) has the core, nor at 2.5 once C has it back. A job with less
+    # work than slice left holds the core for its work (D, 0.4 s: 0.1 s left at 0.3). Without a
+    # slice compute shares the core evenly and never holds it either
     import simpy
 
     from pssim.sim.resources import COMPUTE, ORDINARY, SharedProcessor
@@ -382,19 +390,108 @@ def test_turn_left_is_the_rest_of_the_running_compute_jobs_slice_or_work() -> No
     sp.run(2.5, COMPUTE)
     env.process(probe())
     env.run()
-    assert seen == pytest.approx({0.3: 0.7, 1.2: 0.8, 2.2: 0.3, 2.3: 0.0, 2.5: 0.2}, abs=1e-12)
+    assert seen == pytest.approx({0.3: 0.7, 1.2: 0.0, 2.2: 0.0, 2.3: 0.0, 2.5: 0.0}, abs=1e-12)
+    env = simpy.Environment()
+    short = SharedProcessor(env, "core0", 1.0)
+    short.run(0.4, COMPUTE)
+    env.run(until=0.3)
+    assert short.turn_left() == pytest.approx(0.1, abs=1e-12)
     env = simpy.Environment()
     even = SharedProcessor(env, "core0")
     even.run(1.0, COMPUTE)
     assert even.turn_left() == 0.0
 
 
+def test_a_woken_thread_waits_for_a_protected_slice_and_takes_the_core_from_one_run_past_it() -> None:
+    # slice 1 s. A computes 2 s from 0; B is woken at d, unpacks (woken work, 0.1 s) and then
+    # computes 2 s. The kernel protects the slice a thread gets with the core, and only that one
+    # (benchmarks/woken_compute.py: B waits for A's slice when woken within it, and takes the core
+    # at once when woken after A has run on past it alone, in every trial):
+    # - d = 0.5: B's unpacking waits for A's slice (1.0-1.1); A has run on past its slice alone
+    #   by then, so B's computation takes the core (1.1-2.1), A finishes (2.1-3.1), then B (4.1);
+    # - d = 1.5: A is past its slice; B unpacks at once (1.5-1.6) and computes from 1.6 to 2.6,
+    #   A finishes at 3.1, B at 4.1. (Were A's renewed slice protected, A would end at 2.1.)
+    import simpy
+
+    from pssim.sim.resources import COMPUTE, SharedProcessor
+
+    def run(d: float) -> dict[str, float]:
+        env = simpy.Environment()
+        sp = SharedProcessor(env, "core0", 1.0)
+        done: dict[str, float] = {}
+
+        def a():  # noqa: ANN202 - SimPy process
+            yield sp.run(2.0, COMPUTE)
+            done["A"] = env.now
+
+        def b():  # noqa: ANN202 - SimPy process
+            yield env.timeout(d)
+            yield sp.run(0.1)
+            done["unpack"] = env.now
+            yield sp.run(2.0, COMPUTE)
+            done["B"] = env.now
+
+        env.process(a())
+        env.process(b())
+        env.run()
+        return done
+
+    assert run(0.5) == pytest.approx({"unpack": 1.1, "A": 3.1, "B": 4.1}, rel=1e-9)
+    assert run(1.5) == pytest.approx({"unpack": 1.6, "A": 3.1, "B": 4.1}, rel=1e-9)
+
+
+def _threads_on_core0(slice_s: float, *threads):  # noqa: ANN002, ANN202 - fn(env, procs, done) -> SimPy process
+    """Run SimPy processes whose jobs go to core 0 of two workers and a shard on 2 cores (with
+    per-thread `after` chains, `Processors.run`); the finish times they note in `done`."""
+    import simpy
+
+    from pssim.costs import placement
+    from pssim.scenario import scenario_from_dict
+    from pssim.sim.resources import Processors
+
+    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                              "cluster": {"workers": {"count": 2, "per_device": 2}, "servers": {"count": 1}}})
+    env = simpy.Environment()
+    procs = Processors(env, scn, placement(scn, 2), overlapping=True, cpu_slice_s=slice_s)
+    done: dict[str, float] = {}
+    for thread in threads:
+        env.process(thread(env, procs, done))
+    env.run()
+    return done
+
+
+def test_a_thread_going_on_from_woken_work_keeps_the_core_for_the_rest_of_its_slice() -> None:
+    # slice 1 s. A shard's thread aggregates (ORDINARY, 0.2 s from 0) and goes on to its update
+    # (0.3 s) without sleeping; another thread's message work M (0.5 s) is woken at 0.1. The shard
+    # still has the core: update 0.2-0.5, M 0.5-1.0. Woken anew instead, the update queues behind M
+    # (0.7-1.0). A thread whose aggregation used its whole slice (1 s) has no claim left: M
+    # 1.0-1.5, then its update 1.5-1.8.
+    def run(agg: float, goes_on: bool) -> dict[str, float]:
+        def shard(env, procs, done):  # noqa: ANN001, ANN202 - SimPy process
+            a = procs.run(0, agg)
+            yield a
+            yield procs.run(0, 0.3, after=a if goes_on else None)
+            done["update"] = env.now
+
+        def other(env, procs, done):  # noqa: ANN001, ANN202 - SimPy process
+            yield env.timeout(0.1)
+            yield procs.run(0, 0.5)
+            done["M"] = env.now
+
+        return _threads_on_core0(1.0, shard, other)
+
+    assert run(0.2, True) == pytest.approx({"update": 0.5, "M": 1.0}, rel=1e-9)
+    assert run(0.2, False) == pytest.approx({"M": 0.7, "update": 1.0}, rel=1e-9)
+    assert run(1.0, True) == pytest.approx({"M": 1.5, "update": 1.8}, rel=1e-9)
+
+
 def test_a_message_to_a_core_that_computes_waits_for_the_compute_turn_to_end() -> None:
     # 1 worker (core 0) and its shard (core 1), free links and message CPU, a 1.5 ms slice; a 5 ms
     # compute job holds core 1 from 0. Messages to the shard sent at 0 and 1 ms are handed to it
-    # when the compute job's slice ends (1.5 ms), together and in order; one sent at 2 ms waits for
-    # the end of the next slice (3.0 ms); one sent at 6 ms, once the core is free, at once. Messages
-    # to the worker, whose core does not compute, are handed over at once.
+    # when the compute job's slice ends (1.5 ms), together and in order; one sent at 2 ms, when the
+    # compute job runs on past its slice with nothing else wanting the core (unprotected), at once;
+    # one sent at 6 ms, once the core is free, at once. Messages to the worker, whose core does not
+    # compute, are handed over at once.
     from pssim.profile import LinearCost
     from pssim.sim.resources import COMPUTE
 
@@ -414,7 +511,7 @@ def test_a_message_to_a_core_that_computes_waits_for_the_compute_turn_to_end() -
     env.process(sender())
     env.run()
     assert [n for n, _ in got] == ["w", "a", "b", "c", "d"]
-    assert [t for _, t in got] == pytest.approx([0.5e-3, 1.5e-3, 1.5e-3, 3.0e-3, 6e-3], abs=1e-9)
+    assert [t for _, t in got] == pytest.approx([0.5e-3, 1.5e-3, 1.5e-3, 2.0e-3, 6e-3], abs=1e-9)
 
 
 def test_the_model_hands_every_message_to_its_receiver_and_every_push_end_to_its_pusher() -> None:
@@ -687,39 +784,28 @@ def test_a_thread_that_goes_on_from_its_computation_keeps_its_turn() -> None:
     # workers 0 and 1 share core 0 (slice 1 s). A (worker 0's compute, 0.4 s) and B (worker 1's,
     # 2 s) arrive at 0; A runs first. Worker 0 then packs (0.8 s) without sleeping: it goes on
     # with what is left of A's slice (0.6 s), B takes its turn (1.0-2.0), the packing ends at
-    # 2.2 and B at 3.2. Woken from a sleep instead, the packing would preempt B (ends at 1.2).
-    # A that used its whole slice (1 s) leaves the packing none: it waits for B's turn first.
-    import simpy
-
-    from pssim.costs import placement
-    from pssim.scenario import scenario_from_dict
-    from pssim.sim.resources import COMPUTE, Processors
-
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 2, "per_device": 2}, "servers": {"count": 1}}})
+    # 2.2 and B at 3.2. Woken from a sleep of 1.2 s instead, when B has run on past its own slice
+    # (0.4-1.4) alone, the packing takes the core at once (1.6-2.4; B ends at 3.2). A that used its
+    # whole slice (1 s) leaves the packing none: it waits for B's turn first.
+    from pssim.sim.resources import COMPUTE
 
     def run(a_work: float, goes_on: bool) -> dict[str, float]:
-        env = simpy.Environment()
-        procs = Processors(env, scn, placement(scn, 2), overlapping=True, cpu_slice_s=1.0)
-        done: dict[str, float] = {}
-
-        def worker0():  # noqa: ANN202 - SimPy process
+        def worker0(env, procs, done):  # noqa: ANN001, ANN202 - SimPy process
             a = procs.run(0, a_work, COMPUTE)
             yield a
+            if not goes_on:
+                yield env.timeout(1.2)
             yield procs.run(0, 0.8, after=a if goes_on else None)
             done["pack"] = env.now
 
-        def worker1():  # noqa: ANN202 - SimPy process
+        def worker1(env, procs, done):  # noqa: ANN001, ANN202 - SimPy process
             yield procs.run(0, 2.0, COMPUTE)
             done["B"] = env.now
 
-        env.process(worker0())
-        env.process(worker1())
-        env.run()
-        return done
+        return _threads_on_core0(1.0, worker0, worker1)
 
     assert run(0.4, True) == pytest.approx({"pack": 2.2, "B": 3.2}, rel=1e-9)
-    assert run(0.4, False) == pytest.approx({"pack": 1.2, "B": 3.2}, rel=1e-9)
+    assert run(0.4, False) == pytest.approx({"pack": 2.4, "B": 3.2}, rel=1e-9)
     assert run(1.0, True) == pytest.approx({"pack": 2.8, "B": 3.8}, rel=1e-9)
 
 
@@ -728,7 +814,8 @@ def test_a_push_sent_straight_after_packing_takes_turns_with_the_core_mates_comp
     # receiving nothing, the link microseconds. Worker 1 computes 5 ms from 0; worker 0 computes
     # 0.4 ms, packs 0.1 ms and sends: the send goes on with worker 0's turn (0.5 ms left), waits
     # out worker 1's slice and is delivered at 2.5 ms. Sent by a thread woken from a sleep (no
-    # `continues`), it preempts the computation and is delivered at 1.5 ms.
+    # `continues`) at 1.7 ms, when worker 1 has run on past its slice (0.5-1.5 ms) alone, it takes
+    # the core at once and is delivered at 2.7 ms.
     import simpy
 
     from pssim.costs import build_costs, placement
@@ -756,6 +843,8 @@ def test_a_push_sent_straight_after_packing_takes_turns_with_the_core_mates_comp
             if goes_on:
                 net.continues(0, packed)
             yield packed
+            if not goes_on:
+                yield env.timeout(1.2e-3)
             net.send(net.resources(0, 2), 10.0, (0.0, lambda _m: got.append(env.now)))
 
         def worker1():  # noqa: ANN202 - SimPy process
@@ -767,7 +856,7 @@ def test_a_push_sent_straight_after_packing_takes_turns_with_the_core_mates_comp
         return got[0]
 
     assert delivered(True) == pytest.approx(2.5e-3, abs=1e-6)
-    assert delivered(False) == pytest.approx(1.5e-3, abs=1e-6)
+    assert delivered(False) == pytest.approx(2.7e-3, abs=1e-6)
 
 
 def test_an_arbiter_pass_costs_what_the_profile_measured_after_as_long_a_sleep() -> None:

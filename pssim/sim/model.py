@@ -107,6 +107,7 @@ class ServerShard:
         self.reply_bytes = {p: topo.pull_bytes[p][shard] for p in pushers}
         self.reply_delay = net.delay_w2s
         self.hand_over = net.hand_over
+        self.last_job: simpy.Event | None = None  # the main thread's latest job on its core (`_work`)
         model.env.process(self.run())
 
     # ---------------------------------------------------------------------------- delivery
@@ -137,7 +138,7 @@ class ServerShard:
         # gradient log, one column each: pusher, step, version read, version applied to, arrival
         g_proc, g_step, g_read, g_applied, g_arr = (c.append for c in self.grad_cols)
         g_done = self.grad_done.append  # (gradients in the job, time the job ended)
-        s, core, procs, push_cost = self.s, self.core, m.procs, self.push_cost
+        s, push_cost = self.s, self.push_cost
         while True:
             if not inbox:
                 self.wake = env.event()
@@ -171,7 +172,7 @@ class ServerShard:
                     self._send_replies(group, None, now)
                 if inbox and inbox[0][2] == PULL:  # ready, but the current version is not packed yet
                     proc = inbox.popleft()[3]
-                    yield procs.run(core, self.reply_cost, who=self.endpoint)
+                    yield self._work(self.reply_cost)
                     self.reply_version = st.version
                     self._send_replies([proc], None, now)
                 continue
@@ -192,7 +193,7 @@ class ServerShard:
                 # bsp: summed, the version moves once the clock is complete; else applied now
                 release = st.push(proc, step) or (not bsp and parked_min is not None and st.ready(parked_min))
             t0 = env.now
-            yield procs.run(core, cost, who=self.endpoint)
+            yield self._work(cost)
             t1 = env.now
             spans.append((s, 0 if bsp else 1, t0, t1, 0))
             g_done((n_job, t1))
@@ -203,10 +204,18 @@ class ServerShard:
             if self.applied == self.expected:
                 self.drained.succeed()
 
+    def _work(self, cost: float) -> simpy.Event:
+        """A job of the shard's main thread on its core (decoding and adding or applying pushes,
+        the update, encoding a reply). One that starts as the thread's previous job ends goes on
+        with that job's hold of the core (`Processors.run`'s `after`): psreal's main loop goes
+        from the clock's last push to the update and the reply without sleeping."""
+        self.last_job = self.m.procs.run(self.core, cost, after=self.last_job, who=self.endpoint)
+        return self.last_job
+
     def _update(self) -> Generator[simpy.Event, Any, None]:
         """bsp: one optimiser step with the clock's summed gradient (version + 1)."""
         t1 = self.env.now
-        yield self.m.procs.run(self.core, self.update_cost, who=self.endpoint)
+        yield self._work(self.update_cost)
         self.state.updated()
         self.m.rec.spans.append((self.s, 1, t1, self.env.now, 0))
 
@@ -218,7 +227,7 @@ class ServerShard:
         if ready_now:
             t_ready = self.env.now
             if self.reply_version != self.state.version:
-                yield self.m.procs.run(self.core, self.reply_cost, who=self.endpoint)
+                yield self._work(self.reply_cost)
                 self.reply_version = self.state.version
             self._send_replies([q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready)
 

@@ -399,6 +399,10 @@ def _pass_turn(src: simpy.Event, dst: simpy.Event) -> simpy.Event:
     return dst
 
 
+# the slice left of a compute job that has run on past its slice with no other compute job waiting
+_UNPROTECTED = float("inf")
+
+
 class SharedProcessor:
     """One device or core shared by several processes, with strict priority classes.
 
@@ -414,9 +418,10 @@ class SharedProcessor:
     slice), and COMPUTE jobs take turns, first come first served, each running alone for at most
     one slice before going to the back of the queue. So two compute jobs (or two message jobs) of
     1 ms that arrive together end at 1 ms and 2 ms, not both at 2 ms as under even sharing. A job
-    of w standalone seconds that runs alone takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
-    order. A compute job costs its standalone work whether or not other compute shares the core
-    (measured in real runs: docs/profiling.md, "compute beside another worker").
+    of w standalone seconds that runs alone takes w. Jobs that finish within `_DONE_TOL_S` of
+    each other complete together, in arrival order. A compute job costs its standalone work
+    whether or not other compute shares the core (measured in real runs: docs/profiling.md,
+    "compute beside another worker").
 
     A thread that goes on working without sleeping keeps its turn: a job started by the thread
     whose compute job ended at this very instant (`run`'s `turn`, from the ended job's event)
@@ -424,7 +429,20 @@ class SharedProcessor:
     the rest. Only a thread woken from a sleep preempts compute (the kernel's wake-up
     preemption); one that has just been computing has no such claim (a worker packing and
     sending its gradient straight after its backward pass takes turns with its core-mate's
-    computation, it does not interrupt it).
+    computation, it does not interrupt it). Likewise a job started by the thread whose ORDINARY
+    job ended at this instant (`run`'s `first`: a shard going on from aggregating the clock's
+    last push to its update and its reply, a thread sending one message after another) runs
+    before the ORDINARY jobs queued meanwhile: that thread still has the core.
+
+    The kernel protects a thread's slice from the moment it gets the core (EEVDF's run to
+    parity), and only that slice (benchmarks/woken_compute.py, reports/benchmarks/woken_compute.txt):
+    - a thread woken while a compute job is within that slice waits for the slice to end, be it
+      woken work (ORDINARY) or a computation (COMPUTE takes its turn in the queue);
+    - a compute job whose slice ends with no other compute job waiting runs on unprotected: the
+      next thread woken on its core takes the core at once, woken work and computation alike (a
+      compute job arriving then runs first, with a slice of its own; the one it displaces is next,
+      with a fresh slice), and a message handed over to a role there is seen at once
+      (`turn_left` is 0).
     """
 
     def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
@@ -432,29 +450,51 @@ class SharedProcessor:
         self.name = name
         self.quantum = quantum_s  # > 0: one job of a class at a time, compute in turns of a slice (class doc)
         # [standalone seconds left, event, priority, slice left], in arrival order (a COMPUTE job
-        # whose slice ran out goes to the back)
+        # whose slice ran out goes to the back; one running on alone past it has _UNPROTECTED)
         self.jobs: list[list[Any]] = []
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
+        self._holder: list[Any] | None = None  # the compute job that had the core when last armed
 
-    def run(self, work_s: float, priority: int = ORDINARY, turn: float | None = None) -> simpy.Event:
+    def run(self, work_s: float, priority: int = ORDINARY, turn: float | None = None, first: float = 0.0) -> simpy.Event:
         """A job of `work_s` seconds of standalone work of class `priority`; with `turn`, a
         compute job that continues the turn of one that just ended, with `turn` seconds of its
-        slice left (see the class doc; none left: it waits for its next turn). A compute job's
-        event carries `turn` = (processor, end time, slice left) once it has ended."""
+        slice left (see the class doc; none left: it waits for its next turn); with `first`, one
+        whose thread goes on from the ORDINARY job that just ended, ahead of those queued. A
+        compute job's event carries `turn` = (processor, end time, slice left) once it has
+        ended, an ORDINARY job's `held` = (processor, end time)."""
         ev = simpy.Event(self.env)
         self._drain()
-        if turn is not None and turn > _DONE_TOL_S:
-            self.jobs.insert(0, [work_s, ev, COMPUTE, turn])
-        elif turn is not None:
-            self.jobs.append([work_s, ev, COMPUTE, self.quantum])
+        job = [work_s, ev, priority, first if first else self.quantum]
+        if turn is not None:
+            job[2] = COMPUTE
+            if turn > _DONE_TOL_S:
+                job[3] = turn
+                self.jobs.insert(0, job)
+            else:
+                self.jobs.append(job)
+        elif self.quantum > 0.0 and (first or priority == COMPUTE):
+            at = 0
+            if not first:  # a woken computation: first only beside a compute job past its slice
+                at = len(self.jobs)
+                for i, j in enumerate(self.jobs):
+                    if j[2] == COMPUTE:
+                        if j[3] == _UNPROTECTED:
+                            j[3] = self.quantum
+                            at = i
+                        break
+            self.jobs.insert(at, job)
         else:
-            self.jobs.append([work_s, ev, priority, self.quantum])
+            self.jobs.append(job)
         self._arm()
         return ev
 
     def _active(self) -> list[list[Any]]:
         top = min(j[2] for j in self.jobs)
+        if top == ORDINARY and self.quantum > 0.0:
+            h = self._holder  # woken work waits for the end of a protected compute slice
+            if h is not None and _DONE_TOL_S < h[3] < _UNPROTECTED and any(j is h for j in self.jobs):
+                return [h]
         if self.quantum > 0.0 and top != ARBITER:
             for j in self.jobs:  # the first in the queue has the core
                 if j[2] == top:
@@ -476,6 +516,7 @@ class SharedProcessor:
             self._next_t = float("inf")
             return
         active = self._active()
+        self._holder = active[0] if active[0][2] == COMPUTE else None
         if active[0][2] == COMPUTE and self.quantum > 0.0:
             left = max(min(active[0][0], active[0][3]), 0.0)
         else:
@@ -486,13 +527,14 @@ class SharedProcessor:
 
     def turn_left(self) -> float:
         """How long the compute job that has the core now keeps it: the rest of its slice or of its
-        work, whichever ends first (0 when no compute job runs, or without a slice). A thread
+        work, whichever ends first (0 when no compute job runs, when it runs on past its slice
+        unprotected, or without a slice). A thread
         woken now behind a wake-up it did not get first waits that long (`Network.hand_over`)."""
         if self.quantum <= 0.0 or not self.jobs:
             return 0.0
         self._drain()
         head = self._active()[0]
-        if head[2] != COMPUTE:
+        if head[2] != COMPUTE or head[3] == _UNPROTECTED:
             return 0.0
         return max(min(head[0], head[3]), 0.0)
 
@@ -508,14 +550,22 @@ class SharedProcessor:
             self.jobs = [j for j in self.jobs if id(j) not in ids]
             now = self.env.now
             for j in done:
-                if j[2] == COMPUTE and self.quantum > 0.0:
-                    j[1].turn = (self, now, j[3])
+                if self.quantum > 0.0:
+                    if j[2] == COMPUTE:
+                        j[1].turn = (self, now, j[3])
+                    elif j[2] == ORDINARY:
+                        j[1].held = (self, now, j[3])
                 j[1].succeed()
         elif active[0][2] == COMPUTE and self.quantum > 0.0 and active[0][3] <= _DONE_TOL_S:
-            head = active[0]  # its slice is over: to the back of the queue, with a new one
-            self.jobs.remove(head)
-            head[3] = self.quantum
-            self.jobs.append(head)
+            head = active[0]  # its slice is over: to the back of the queue, with a new one, or
+            self.jobs = [j for j in self.jobs if j is not head]  # on alone, unprotected
+            self._holder = None
+            if any(j[2] == COMPUTE for j in self.jobs):
+                head[3] = self.quantum
+                self.jobs.append(head)
+            else:
+                head[3] = _UNPROTECTED
+                self.jobs.insert(0, head)
         self._arm()
 
 
@@ -578,7 +628,8 @@ class Processors:
         """An event that fires when `work_s` seconds of standalone work of class `priority`
         (ARBITER, ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`. `after`: the
         job the same thread ran just before; if it was a compute job on the same core that ended
-        at this instant, this one continues its turn as a compute job (SharedProcessor). `who`:
+        at this instant, this one continues its turn as a compute job; if it was an ORDINARY job
+        that did, this ORDINARY one runs before those queued meanwhile (SharedProcessor). `who`:
         the process whose work it is (an endpoint: worker processes 0..P-1, then the servers),
         for its CPU seconds (`role_work`)."""
         if work_s <= 0.0:
@@ -598,4 +649,7 @@ class Processors:
         turn = getattr(after, "turn", None)
         if turn is not None and turn[0] is sp and turn[1] == self.env.now:
             return sp.run(work_s, priority, turn[2])
+        held = getattr(after, "held", None)
+        if held is not None and held[0] is sp and held[1] == self.env.now and priority == ORDINARY and held[2] > _DONE_TOL_S:
+            return sp.run(work_s, priority, first=held[2])
         return sp.run(work_s, priority)
