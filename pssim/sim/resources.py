@@ -432,7 +432,8 @@ class SharedProcessor:
     computation, it does not interrupt it). Likewise a job started by the thread whose ORDINARY
     job ended at this instant (`run`'s `first`: a shard going on from aggregating the clock's
     last push to its update and its reply, a thread sending one message after another) runs
-    before the ORDINARY jobs queued meanwhile: that thread still has the core.
+    before the ORDINARY jobs queued meanwhile, for what is left of that job's slice: that thread
+    still has the core (none left: it queues like the rest).
 
     The kernel protects a thread's slice from the moment it gets the core (EEVDF's run to
     parity), and only that slice (benchmarks/woken_compute.py, reports/benchmarks/woken_compute.txt):
@@ -454,15 +455,16 @@ class SharedProcessor:
         self.jobs: list[list[Any]] = []
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
-        self._holder: list[Any] | None = None  # the compute job that had the core when last armed
+        self._holder: list[Any] | None = None  # the compute job that had the core when last armed (in `jobs`)
 
     def run(self, work_s: float, priority: int = ORDINARY, turn: float | None = None, first: float = 0.0) -> simpy.Event:
         """A job of `work_s` seconds of standalone work of class `priority`; with `turn`, a
         compute job that continues the turn of one that just ended, with `turn` seconds of its
-        slice left (see the class doc; none left: it waits for its next turn); with `first`, one
-        whose thread goes on from the ORDINARY job that just ended, ahead of those queued. A
-        compute job's event carries `turn` = (processor, end time, slice left) once it has
-        ended, an ORDINARY job's `held` = (processor, end time)."""
+        slice left (see the class doc; none left: it waits for its next turn); with `first` > 0,
+        one whose thread goes on from the ORDINARY job that just ended with `first` seconds of its
+        slice left: it runs ahead of the ORDINARY jobs queued. A job's event carries, once it has
+        ended, `turn` = (processor, end time, slice left) for a compute job, `held` = (processor,
+        end time, slice left) for an ORDINARY one."""
         ev = simpy.Event(self.env)
         self._drain()
         job = [work_s, ev, priority, first if first else self.quantum]
@@ -493,7 +495,7 @@ class SharedProcessor:
         top = min(j[2] for j in self.jobs)
         if top == ORDINARY and self.quantum > 0.0:
             h = self._holder  # woken work waits for the end of a protected compute slice
-            if h is not None and _DONE_TOL_S < h[3] < _UNPROTECTED and any(j is h for j in self.jobs):
+            if h is not None and _DONE_TOL_S < h[3] < _UNPROTECTED:
                 return [h]
         if self.quantum > 0.0 and top != ARBITER:
             for j in self.jobs:  # the first in the queue has the core
@@ -549,6 +551,8 @@ class SharedProcessor:
             ids = {id(j) for j in done}
             self.jobs = [j for j in self.jobs if id(j) not in ids]
             now = self.env.now
+            if any(j is self._holder for j in done):
+                self._holder = None
             for j in done:
                 if self.quantum > 0.0:
                     if j[2] == COMPUTE:
