@@ -689,6 +689,28 @@ def test_an_end_that_is_awake_pays_the_busy_cost_for_its_next_message() -> None:
     assert procs.cpu_work == pytest.approx([2.1e-3, 2.1e-3], rel=1e-9)
 
 
+def test_a_thread_sending_one_message_after_another_keeps_the_core_to_the_last() -> None:
+    # one worker (core 0) sends three messages to its shard at 0 from its one sending thread, each
+    # 0.2 ms of CPU (slice 1 ms, free links); another thread's woken work (0.5 ms) arrives on core
+    # 0 at 0.1 ms. The sending thread goes on from one message to the next with the core: the
+    # messages are delivered at 0.2, 0.4 and 0.6 ms, the other work ends at 1.1 ms. (A message
+    # queued behind its thread's previous one used to lose that hold: the third went at 1.1 ms.)
+    from pssim.profile import LinearCost
+
+    env, net, procs = _one_link(100.0, cpu_slice_s=1e-3)
+    net.enable_endpoint_cpu(procs, [LinearCost(a=2e-4), LinearCost()], [LinearCost(), LinearCost()], [0, 1])
+    other: list[float] = []
+
+    def woken():  # noqa: ANN202 - SimPy process
+        yield env.timeout(0.1e-3)
+        yield procs.run(0, 0.5e-3)
+        other.append(env.now)
+
+    env.process(woken())
+    assert _deliveries(env, net, [(0, 1)] * 3, 10.0) == pytest.approx([0.2e-3, 0.4e-3, 0.6e-3], abs=1e-9)
+    assert other == pytest.approx([1.1e-3], abs=1e-9)
+
+
 def _two_workers_one_server(bandwidth_gbps: float):  # noqa: ANN202 - (env, Network, Processors)
     """Workers 0 and 1 and the server (endpoint 2) on a 2-core host, no link latency."""
     import simpy

@@ -430,10 +430,10 @@ class SharedProcessor:
     preemption); one that has just been computing has no such claim (a worker packing and
     sending its gradient straight after its backward pass takes turns with its core-mate's
     computation, it does not interrupt it). Likewise a job started by the thread whose ORDINARY
-    job ended at this instant (`run`'s `first`: a shard going on from aggregating the clock's
-    last push to its update and its reply, a thread sending one message after another) runs
-    before the ORDINARY jobs queued meanwhile, for what is left of that job's slice: that thread
-    still has the core (none left: it queues like the rest).
+    job ended at this instant (a shard going on from aggregating the clock's last push to its
+    update and its reply, a thread sending one message after another) is an ORDINARY job that
+    runs before those queued meanwhile, for what is left of that slice: that thread still has the
+    core (none left: it queues like the rest).
 
     The kernel protects a thread's slice from the moment it gets the core (EEVDF's run to
     parity), and only that slice (benchmarks/woken_compute.py, reports/benchmarks/woken_compute.txt):
@@ -457,37 +457,26 @@ class SharedProcessor:
         self._next_t = float("inf")
         self._holder: list[Any] | None = None  # the compute job that had the core when last armed (in `jobs`)
 
-    def run(self, work_s: float, priority: int = ORDINARY, turn: float | None = None, first: float = 0.0) -> simpy.Event:
-        """A job of `work_s` seconds of standalone work of class `priority`; with `turn`, a
-        compute job that continues the turn of one that just ended, with `turn` seconds of its
-        slice left (see the class doc; none left: it waits for its next turn); with `first` > 0,
-        one whose thread goes on from the ORDINARY job that just ended with `first` seconds of its
-        slice left: it runs ahead of the ORDINARY jobs queued. A job's event carries, once it has
-        ended, `turn` = (processor, end time, slice left) for a compute job, `held` = (processor,
-        end time, slice left) for an ORDINARY one."""
+    def run(self, work_s: float, priority: int = ORDINARY, turn: float | None = None) -> simpy.Event:
+        """A job of `work_s` seconds of standalone work of class `priority`; with `turn`, one
+        whose thread goes on from its job of the same class that just ended, with `turn` seconds
+        of that slice left: it runs first (see the class doc; none left: it queues like the rest).
+        A job's event carries `turn` = (processor, end time, slice left, class) once it has ended
+        (`Processors.run`'s `after`)."""
         ev = simpy.Event(self.env)
         self._drain()
-        job = [work_s, ev, priority, first if first else self.quantum]
+        job = [work_s, ev, priority, self.quantum]
+        at = len(self.jobs)
         if turn is not None:
-            job[2] = COMPUTE
             if turn > _DONE_TOL_S:
-                job[3] = turn
-                self.jobs.insert(0, job)
-            else:
-                self.jobs.append(job)
-        elif self.quantum > 0.0 and (first or priority == COMPUTE):
-            at = 0
-            if not first:  # a woken computation: first only beside a compute job past its slice
-                at = len(self.jobs)
-                for i, j in enumerate(self.jobs):
-                    if j[2] == COMPUTE:
-                        if j[3] == _UNPROTECTED:
-                            j[3] = self.quantum
-                            at = i
-                        break
-            self.jobs.insert(at, job)
-        else:
-            self.jobs.append(job)
+                job[3], at = turn, 0
+        elif priority == COMPUTE and self.quantum > 0.0:
+            for i, j in enumerate(self.jobs):  # a woken computation: first only beside a compute
+                if j[2] == COMPUTE:  # job run on past its slice, which is next with a fresh one
+                    if j[3] == _UNPROTECTED:
+                        j[3], at = self.quantum, i
+                    break
+        self.jobs.insert(at, job)
         self._arm()
         return ev
 
@@ -554,11 +543,8 @@ class SharedProcessor:
             if any(j is self._holder for j in done):
                 self._holder = None
             for j in done:
-                if self.quantum > 0.0:
-                    if j[2] == COMPUTE:
-                        j[1].turn = (self, now, j[3])
-                    elif j[2] == ORDINARY:
-                        j[1].held = (self, now, j[3])
+                if self.quantum > 0.0 and j[2] != ARBITER:
+                    j[1].turn = (self, now, j[3], j[2])
                 j[1].succeed()
         elif active[0][2] == COMPUTE and self.quantum > 0.0 and active[0][3] <= _DONE_TOL_S:
             head = active[0]  # its slice is over: to the back of the queue, with a new one, or
@@ -633,7 +619,7 @@ class Processors:
         (ARBITER, ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`. `after`: the
         job the same thread ran just before; if it was a compute job on the same core that ended
         at this instant, this one continues its turn as a compute job; if it was an ORDINARY job
-        that did, this ORDINARY one runs before those queued meanwhile (SharedProcessor). `who`:
+        that did, an ORDINARY job goes on with its hold of the core (SharedProcessor). `who`:
         the process whose work it is (an endpoint: worker processes 0..P-1, then the servers),
         for its CPU seconds (`role_work`)."""
         if work_s <= 0.0:
@@ -651,9 +637,6 @@ class Processors:
         if sp is None:
             return self.env.timeout(work_s)
         turn = getattr(after, "turn", None)
-        if turn is not None and turn[0] is sp and turn[1] == self.env.now:
-            return sp.run(work_s, priority, turn[2])
-        held = getattr(after, "held", None)
-        if held is not None and held[0] is sp and held[1] == self.env.now and priority == ORDINARY and held[2] > _DONE_TOL_S:
-            return sp.run(work_s, priority, first=held[2])
+        if turn is not None and turn[0] is sp and turn[1] == self.env.now and (turn[3] == COMPUTE or priority == ORDINARY):
+            return sp.run(work_s, turn[3], turn[2])  # after compute, a compute job; after woken work, woken work
         return sp.run(work_s, priority)
