@@ -43,8 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def _hog(core: int) -> None:
     os.sched_setaffinity(0, {core})
     torch.set_num_threads(1)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
-                                torch.nn.Linear(256, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 10),
+    )
     x = torch.randn(128, 784)
     while True:
         model.zero_grad()
@@ -107,9 +112,13 @@ def send_stamps(sock: socket.socket, n: int, core: int, ack: bool) -> None:
         os.sched_setaffinity(0, old)
 
 
-def print_header(name: str, cores: tuple[int, int], count: int, unit: str = "messages each") -> None:
-    print(f"# {name}  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
-          f"cores {cores}  {count} {unit}")
+def print_header(
+    name: str, cores: tuple[int, int], count: int, unit: str = "messages each"
+) -> None:
+    print(
+        f"# {name}  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
+        f"cores {cores}  {count} {unit}"
+    )
 
 
 def two_cores() -> tuple[int, int] | None:
@@ -174,12 +183,19 @@ def main() -> int:
     if cores is None:
         return 2
     print_header("busy_core_latency", cores, args.messages)
-    print(f"{'path':8s} {'hogs':>4s} {'p10':>7s} {'p50':>7s} {'p90':>7s} {'p95':>7s} {'mean':>7s}  (ms, one way)")
+    print(
+        f"{'path':8s} {'hogs':>4s} {'p10':>7s} {'p50':>7s} {'p90':>7s} {'p95':>7s} {'mean':>7s}  (ms, one way)"
+    )
     for kind in ("gloo", "socket"):
         for k in range(args.max_hogs + 1):
             lat = sorted(measure(kind, k, args.messages, cores))
             q = [lat[int(len(lat) * f)] * 1e3 for f in (0.1, 0.5, 0.9, 0.95)]
-            print(f"{kind:8s} {k:4d} " + " ".join(f"{x:7.3f}" for x in q) + f" {statistics.fmean(lat) * 1e3:7.3f}", flush=True)
+            print(
+                f"{kind:8s} {k:4d} "
+                + " ".join(f"{x:7.3f}" for x in q)
+                + f" {statistics.fmean(lat) * 1e3:7.3f}",
+                flush=True,
+            )
     return 0
 
 

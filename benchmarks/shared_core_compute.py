@@ -53,12 +53,18 @@ def run(path: str, k: int, seconds: float, core: int) -> tuple[float, float, int
     got = [out.get() for _ in ps]
     for p in ps:
         p.join()
-    return (statistics.median(g[0] for g in got), statistics.median(g[1] for g in got), sum(g[2] for g in got))
+    return (
+        statistics.median(g[0] for g in got),
+        statistics.median(g[1] for g in got),
+        sum(g[2] for g in got),
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("scenarios", nargs="*", default=["scenarios/validation/v04-bsp-4w2s-straggler.yaml"])
+    ap.add_argument(
+        "scenarios", nargs="*", default=["scenarios/validation/v04-bsp-4w2s-straggler.yaml"]
+    )
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--k", default="1,2,3")
     a = ap.parse_args()
@@ -68,8 +74,11 @@ def main() -> None:
         for k in (int(x) for x in a.k.split(",")):
             cpu, wall, n = run(path, k, a.seconds, core)
             base = base or cpu
-            print(f"{os.path.basename(path)}  k={k}  cpu/step {cpu * 1e3:7.3f} ms  wall/step {wall * 1e3:7.3f} ms"
-                  f"  cpu vs k=1 {cpu / base:5.2f}  steps {n}", flush=True)
+            print(
+                f"{os.path.basename(path)}  k={k}  cpu/step {cpu * 1e3:7.3f} ms  wall/step {wall * 1e3:7.3f} ms"
+                f"  cpu vs k=1 {cpu / base:5.2f}  steps {n}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

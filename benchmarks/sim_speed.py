@@ -36,7 +36,9 @@ from pssim.scenario import Scenario, scenario_from_dict
 from pssim.sim import simulate
 
 
-def bench_scenario(workers: int, shards: int, steps: int, mode: str = "bsp", jitter: float = 0.0) -> Scenario:
+def bench_scenario(
+    workers: int, shards: int, steps: int, mode: str = "bsp", jitter: float = 0.0
+) -> Scenario:
     """The benchmark cluster: ~1.07M-parameter mlp (4.3 MB), 200 kB partitions (26 of them)."""
     data: dict[str, Any] = {
         "name": "bench",
@@ -100,7 +102,9 @@ def growth_exponent(xs: list[float], ys: list[float]) -> float:
     lx = [math.log(x) for x in xs]
     ly = [math.log(y) for y in ys]
     mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum(
+        (a - mx) ** 2 for a in lx
+    )
 
 
 def main() -> None:
@@ -122,20 +126,35 @@ def main() -> None:
     if "b" in args.cases:
         T = 30 if q else 100
         print(f"\ncase b: 64 workers ASP (exponential jitter cv 0.3) x 16 shards x {T} steps")
-        run_case(bench_scenario(64, 16, T, mode="asp", jitter=0.3), rate, f"b  asp W=64 S=16 T={T}", args.repeat)
+        run_case(
+            bench_scenario(64, 16, T, mode="asp", jitter=0.3),
+            rate,
+            f"b  asp W=64 S=16 T={T}",
+            args.repeat,
+        )
 
     if "c" in args.cases:
         workers = [64, 256, 1024] if q else [64, 256, 1024, 4096]
         T = 10 if q else 20
         print(f"\ncase c: BSP, 16 shards, {T} steps, growing workers")
-        walls = [run_case(bench_scenario(W, 16, T), rate, f"c  bsp W={W} S=16 T={T}", args.repeat)["wall"] for W in workers]
+        walls = [
+            run_case(bench_scenario(W, 16, T), rate, f"c  bsp W={W} S=16 T={T}", args.repeat)[
+                "wall"
+            ]
+            for W in workers
+        ]
         for W, w in zip(workers, walls, strict=True):
             print(f"   W={W:<5} {1e6 * w / (W * T):7.1f} us per worker-step")
         print(f"   wall ~ workers^{growth_exponent(workers, walls):.2f}")
         steps = [10, 20, 40] if q else [25, 50, 100, 200]
         W = 256
         print(f"\ncase c: BSP, 16 shards, {W} workers, growing steps")
-        walls = [run_case(bench_scenario(W, 16, T), rate, f"c  bsp W={W} S=16 T={T}", args.repeat)["wall"] for T in steps]
+        walls = [
+            run_case(bench_scenario(W, 16, T), rate, f"c  bsp W={W} S=16 T={T}", args.repeat)[
+                "wall"
+            ]
+            for T in steps
+        ]
         for T, w in zip(steps, walls, strict=True):
             print(f"   T={T:<5} {1e6 * w / (W * T):7.1f} us per worker-step")
         print(f"   wall ~ steps^{growth_exponent(steps, walls):.2f}")

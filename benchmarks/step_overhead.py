@@ -35,16 +35,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def scenario(steps: int, batch: int) -> Any:
     from pssim.scenario import scenario_from_dict
 
-    return scenario_from_dict({
-        "name": "step-overhead",
-        "seed": 0,
-        "model": {"kind": "mlp", "input_dim": 1024, "hidden": [1024, 1024], "output_dim": 10},
-        "training": {"batch_size": batch, "steps": steps, "warmup_steps": 3, "samples_per_worker": 4 * batch,
-                     "optimizer": {"name": "sgd", "lr": 0.01}},
-        "cluster": {"workers": {"count": 1, "device": "cpu"}, "servers": {"count": 1},
-                    "network": {"emulation": "none"}},
-        "sync": {"mode": "bsp"},
-    })
+    return scenario_from_dict(
+        {
+            "name": "step-overhead",
+            "seed": 0,
+            "model": {"kind": "mlp", "input_dim": 1024, "hidden": [1024, 1024], "output_dim": 10},
+            "training": {
+                "batch_size": batch,
+                "steps": steps,
+                "warmup_steps": 3,
+                "samples_per_worker": 4 * batch,
+                "optimizer": {"name": "sgd", "lr": 0.01},
+            },
+            "cluster": {
+                "workers": {"count": 1, "device": "cpu"},
+                "servers": {"count": 1},
+                "network": {"emulation": "none"},
+            },
+            "sync": {"mode": "bsp"},
+        }
+    )
 
 
 def _plain(scn_json: str, q: Any) -> None:
@@ -75,7 +85,7 @@ def _plain(scn_json: str, q: Any) -> None:
         opt.step()
         float(loss.detach())
         times.append(time.monotonic() - t0)
-    q.put(times[scn.training.warmup_steps:])
+    q.put(times[scn.training.warmup_steps :])
 
 
 def plain_step_times(scn: Any) -> list[float]:
@@ -104,15 +114,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--repeat", type=int, default=3, help="alternate plain/psreal this many times, keep the best")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="alternate plain/psreal this many times, keep the best",
+    )
     args = ap.parse_args()
     scn = scenario(args.steps, args.batch)
     from pssim.workload import build_workload
 
     wl = build_workload(scn.model)
-    print(f"model: mlp 1024-1024-1024-10, {wl.numel / 1e6:.2f} M parameters ({wl.numel * 4 / 1e6:.1f} MB each way), "
-          f"batch {args.batch}, {wl.train_flops_per_sample * args.batch / 1e9:.1f} GFLOP per step, "
-          f"{args.steps - 3} measured steps", flush=True)
+    print(
+        f"model: mlp 1024-1024-1024-10, {wl.numel / 1e6:.2f} M parameters ({wl.numel * 4 / 1e6:.1f} MB each way), "
+        f"batch {args.batch}, {wl.train_flops_per_sample * args.batch / 1e9:.1f} GFLOP per step, "
+        f"{args.steps - 3} measured steps",
+        flush=True,
+    )
     best_plain: list[float] | None = None
     best_ps: tuple[list[float], list[float]] | None = None
     for _ in range(args.repeat):
@@ -126,9 +144,13 @@ def main() -> None:
     step, compute = best_ps
     pm, pp = statistics.mean(best_plain), statistics.median(best_plain)
     sm, sp = statistics.mean(step), statistics.median(step)
-    print(f"plain torch loop : step mean {pm * 1e3:8.2f} ms  p50 {pp * 1e3:8.2f} ms  (fwd+bwd+SGD, one process)")
-    print(f"psreal worker    : step mean {sm * 1e3:8.2f} ms  p50 {sp * 1e3:8.2f} ms  "
-          f"(of which compute {statistics.mean(compute) * 1e3:.2f} ms; pull+push the rest)")
+    print(
+        f"plain torch loop : step mean {pm * 1e3:8.2f} ms  p50 {pp * 1e3:8.2f} ms  (fwd+bwd+SGD, one process)"
+    )
+    print(
+        f"psreal worker    : step mean {sm * 1e3:8.2f} ms  p50 {sp * 1e3:8.2f} ms  "
+        f"(of which compute {statistics.mean(compute) * 1e3:.2f} ms; pull+push the rest)"
+    )
     print(f"overhead         : mean {sm / pm - 1:+.1%}  p50 {sp / pp - 1:+.1%}   (goal <= +5%)")
 
 

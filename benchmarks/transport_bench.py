@@ -56,8 +56,13 @@ def _peer(rank: int, port: int, ctl_addr: Any, mode: str, size: int, rounds: int
 
     set_threads()  # the process set-up of a psreal role (one thread, glibc keeps freed buffers)
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank % len(os.sched_getaffinity(0))]})
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
-                            timeout=datetime.timedelta(seconds=120))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=120),
+    )
     peer = 1 - rank
     buf = torch.randint(0, 255, (size,), dtype=torch.uint8)
     warm = max(2, rounds // 10)
@@ -90,7 +95,9 @@ def _peer(rank: int, port: int, ctl_addr: Any, mode: str, size: int, rounds: int
                 dist.send(buf, peer)
     else:
         ctl = ControlClient(ctl_addr, rank, rank) if ctl_addr else None
-        tr = Transport(rank, lambda ep: ep, ctl, emulate=ctl is not None)  # endpoint == gloo rank here
+        tr = Transport(
+            rank, lambda ep: ep, ctl, emulate=ctl is not None
+        )  # endpoint == gloo rank here
         inbox: queue.SimpleQueue = queue.SimpleQueue()
         tr.receive_from(peer, inbox.put)
         dist.barrier()  # both ends known to the arbiter before the first message (as psreal's roles)
@@ -144,8 +151,16 @@ def measure(mode: str, size: int, rounds: int, gbps: float | None = None) -> flo
         from pssim.scenario import scenario_from_dict
 
         nic = {"bandwidth_gbps": gbps, "latency_us": 0}
-        scn = scenario_from_dict({"name": "bench", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                                  "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+        scn = scenario_from_dict(
+            {
+                "name": "bench",
+                "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                "cluster": {
+                    "workers": {"count": 1, "nic": nic},
+                    "servers": {"count": 1, "nic": nic},
+                },
+            }
+        )
         server = ControlServer(link_layout(scn, 1))
         server.start()
         addr = server.addr
@@ -169,24 +184,50 @@ def measure(mode: str, size: int, rounds: int, gbps: float | None = None) -> flo
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer sizes and rounds")
-    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs per unthrottled figure (noisy hosts)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="best of this many runs per unthrottled figure (noisy hosts)",
+    )
     args = ap.parse_args()
     sizes = [(64_000, 400), (1_000_000, 100), (16_000_000, 16)]
     if args.quick:
         sizes = [(1_000_000, 40)]
-    print("1. unthrottled: push+pull payload throughput between two processes (emulation: none)", flush=True)
-    print(f"   {'message':>10}  {'raw gloo send/recv':>19}  {'raw, recv pre-posted':>21}  {'psreal Transport':>17}  "
-          f"{'efficiency vs raw / pre-posted':>31}", flush=True)
+    print(
+        "1. unthrottled: push+pull payload throughput between two processes (emulation: none)",
+        flush=True,
+    )
+    print(
+        f"   {'message':>10}  {'raw gloo send/recv':>19}  {'raw, recv pre-posted':>21}  {'psreal Transport':>17}  "
+        f"{'efficiency vs raw / pre-posted':>31}",
+        flush=True,
+    )
     for size, rounds in sizes:
         raw = max(measure("raw", size, rounds) for _ in range(args.repeat))
         pre = max(measure("raw-pre", size, rounds) for _ in range(args.repeat))
         ours = max(measure("transport", size, rounds) for _ in range(args.repeat))
-        print(f"   {size / 1e6:>8.3f}MB  {raw / 1e6:>14.1f}MB/s  {pre / 1e6:>16.1f}MB/s  {ours / 1e6:>12.1f}MB/s  "
-              f"{ours / raw:>18.1%} / {ours / pre:>6.1%}", flush=True)
-    print("\n2. throttled: achieved / configured bandwidth under app emulation (latency 0)", flush=True)
-    print("   stream: all messages in flight at once, each direction (the slower one shown): the arbiter's accuracy", flush=True)
-    print("   exchange: push, wait, pull reply, as above: adds the per-message software cost of a PS step", flush=True)
-    print(f"   {'bandwidth':>10}  {'message':>10}  {'configured':>12}  {'stream':>20}  {'exchange':>20}", flush=True)
+        print(
+            f"   {size / 1e6:>8.3f}MB  {raw / 1e6:>14.1f}MB/s  {pre / 1e6:>16.1f}MB/s  {ours / 1e6:>12.1f}MB/s  "
+            f"{ours / raw:>18.1%} / {ours / pre:>6.1%}",
+            flush=True,
+        )
+    print(
+        "\n2. throttled: achieved / configured bandwidth under app emulation (latency 0)",
+        flush=True,
+    )
+    print(
+        "   stream: all messages in flight at once, each direction (the slower one shown): the arbiter's accuracy",
+        flush=True,
+    )
+    print(
+        "   exchange: push, wait, pull reply, as above: adds the per-message software cost of a PS step",
+        flush=True,
+    )
+    print(
+        f"   {'bandwidth':>10}  {'message':>10}  {'configured':>12}  {'stream':>20}  {'exchange':>20}",
+        flush=True,
+    )
     for gbps, size in [(0.1, 1_000_000), (1.0, 4_000_000), (5.0, 16_000_000)]:
         conf = gbps * 125e6
         rounds = max(4, int(2.0 * conf / (2 * size)))  # about 2 s of traffic
@@ -194,8 +235,12 @@ def main() -> None:
             rounds = max(3, rounds // 4)
         stream = measure("stream", size, rounds, gbps)
         exch = measure("transport", size, rounds, gbps)
-        print(f"   {gbps:>6.1f}Gb/s  {size / 1e6:>8.3f}MB  {conf / 1e6:>9.1f}MB/s  "
-              f"{stream / 1e6:>9.1f}MB/s {stream / conf:>7.1%}  {exch / 1e6:>9.1f}MB/s {exch / conf:>7.1%}", flush=True)
+        print(
+            f"   {gbps:>6.1f}Gb/s  {size / 1e6:>8.3f}MB  {conf / 1e6:>9.1f}MB/s  "
+            f"{stream / 1e6:>9.1f}MB/s {stream / conf:>7.1%}  {exch / 1e6:>9.1f}MB/s {exch / conf:>7.1%}",
+            flush=True,
+        )
+
 
 if __name__ == "__main__":
     main()

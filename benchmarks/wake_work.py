@@ -66,7 +66,9 @@ def _spin(work_s: float) -> None:
         pass
 
 
-def _receiver(core: int, conn: socket.socket, n: int, work_s: float, handed: bool, out: mp.Queue) -> None:
+def _receiver(
+    core: int, conn: socket.socket, n: int, work_s: float, handed: bool, out: mp.Queue
+) -> None:
     os.sched_setaffinity(0, {core})
     lat: list[float] = []
     q: queue.SimpleQueue = queue.SimpleQueue()
@@ -94,7 +96,9 @@ def _receiver(core: int, conn: socket.socket, n: int, work_s: float, handed: boo
     out.put(lat)
 
 
-def _gloo_role(rank: int, addr: mp.Queue, cores: tuple[int, int], n: int, work_s: float, out: mp.Queue) -> None:
+def _gloo_role(
+    rank: int, addr: mp.Queue, cores: tuple[int, int], n: int, work_s: float, out: mp.Queue
+) -> None:
     import torch.distributed as dist
 
     gloo_pair(rank, addr, cores)
@@ -137,7 +141,9 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=200)
     ap.add_argument("--max-hogs", type=int, default=2)
     ap.add_argument("--paths", default="direct,handed,local,gloo")
-    ap.add_argument("--work", default=",".join(map(str, WORK_MS)), help="W values, ms, comma-separated")
+    ap.add_argument(
+        "--work", default=",".join(map(str, WORK_MS)), help="W values, ms, comma-separated"
+    )
     args = ap.parse_args()
     cores = two_cores()
     if cores is None:
@@ -145,7 +151,9 @@ def main() -> int:
     torch.set_num_threads(1)
     print_header("wake_work", cores, args.messages)
     print("# wait = (send to end of work) - the same with no compute on the core; ms")
-    print(f"{'path':7s} {'hogs':>4s} {'work':>5s} {'p50 wait':>9s} {'mean wait':>9s} {'p90 wait':>9s}")
+    print(
+        f"{'path':7s} {'hogs':>4s} {'work':>5s} {'p50 wait':>9s} {'mean wait':>9s} {'p90 wait':>9s}"
+    )
     for path in args.paths.split(","):
         for w in map(float, args.work.split(",")):
             base = None

@@ -83,8 +83,12 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=800)
     ap.add_argument("--unpack-ms", type=float, default=0.1)
     ap.add_argument("--compute-ms", type=float, default=2.0)
-    ap.add_argument("--delays-ms", type=str, default=",".join(str(d) for d in DELAYS_MS),
-                    help="comma-separated wake-up delays d (default %(default)s)")
+    ap.add_argument(
+        "--delays-ms",
+        type=str,
+        default=",".join(str(d) for d in DELAYS_MS),
+        help="comma-separated wake-up delays d (default %(default)s)",
+    )
     args = ap.parse_args()
     delays = tuple(float(x) for x in args.delays_ms.split(","))
     cores = two_cores()
@@ -100,7 +104,9 @@ def main() -> int:
     pa.start()
     pb.start()
     rng = random.Random(1)
-    rows: dict[float, list[tuple[bool, float, float | None, float, float]]] = {d: [] for d in delays}
+    rows: dict[float, list[tuple[bool, float, float | None, float, float]]] = {
+        d: [] for d in delays
+    }
     for _ in range(args.trials):
         d = rng.choice(delays)
         time.sleep(rng.uniform(2e-3, 20e-3))
@@ -126,21 +132,28 @@ def main() -> int:
         rows[d].append((preempts, holds, a_slice, ra[-1][1] - t0, rb[-1][1] - t0))
         if os.environ.get("WOKEN_COMPUTE_TRACE"):
             ev = sorted([(s, e, "A") for s, e in ra] + [(s, e, "B") for s, e in rb])
-            print(f"d {d:.1f} B woken at {(tw - t0) * 1e3:.2f}: " + " ".join(f"{w}[{(s - t0) * 1e3:.2f}-{(e - t0) * 1e3:.2f}]" for s, e, w in ev))
+            print(
+                f"d {d:.1f} B woken at {(tw - t0) * 1e3:.2f}: "
+                + " ".join(f"{w}[{(s - t0) * 1e3:.2f}-{(e - t0) * 1e3:.2f}]" for s, e, w in ev)
+            )
     a_end.send(False)
     a2_end.send(False)
     pa.join()
     pb.join()
     print_header("woken_compute", cores, args.trials, "trials")
-    print(f"A: {args.compute_ms} ms of compute; B woken d ms later: {args.unpack_ms} ms of woken work, then "
-          f"{args.compute_ms} ms of compute without sleeping; times in ms")
+    print(
+        f"A: {args.compute_ms} ms of compute; B woken d ms later: {args.unpack_ms} ms of woken work, then "
+        f"{args.compute_ms} ms of compute without sleeping; times in ms"
+    )
     for d in delays:
         r = rows[d]
         slices = [row[2] for row in r if row[2] is not None]
-        print(f"d {d:.1f}  trials {len(r):4d}  preempts {sum(x[0] for x in r) / len(r):.2f}  "
-              f"B holds {statistics.median(x[1] for x in r) * 1e3:.2f}  "
-              f"A slice {statistics.median(slices) * 1e3 if slices else float('nan'):.2f}  "
-              f"A ends {statistics.median(x[3] for x in r) * 1e3:.2f}  B ends {statistics.median(x[4] for x in r) * 1e3:.2f}")
+        print(
+            f"d {d:.1f}  trials {len(r):4d}  preempts {sum(x[0] for x in r) / len(r):.2f}  "
+            f"B holds {statistics.median(x[1] for x in r) * 1e3:.2f}  "
+            f"A slice {statistics.median(slices) * 1e3 if slices else float('nan'):.2f}  "
+            f"A ends {statistics.median(x[3] for x in r) * 1e3:.2f}  B ends {statistics.median(x[4] for x in r) * 1e3:.2f}"
+        )
     return 0
 
 

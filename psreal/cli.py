@@ -26,20 +26,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a scenario with real processes")
     p.add_argument("file")
     p.add_argument("--out", default="results", help="output folder (default: results/)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override cluster.workers.device")
-    p.add_argument("--timeout", type=float, default=1800.0, help="fail the run after this many seconds (default 1800)")
-    p.add_argument("--stall-timeout", type=float, default=120.0,
-                   help="fail the run when no worker makes progress for this many seconds (default 120)")
-    p.add_argument("--save-params", action="store_true",
-                   help="also write the final parameters to OUT/<scenario>/real/params.pt ({name: tensor})")
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default=None, help="override cluster.workers.device"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        help="fail the run after this many seconds (default 1800)",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=120.0,
+        help="fail the run when no worker makes progress for this many seconds (default 120)",
+    )
+    p.add_argument(
+        "--save-params",
+        action="store_true",
+        help="also write the final parameters to OUT/<scenario>/real/params.pt ({name: tensor})",
+    )
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="a.b=v")
     p = sub.add_parser("profile", help="measure compute and host costs for the simulator")
     p.add_argument("file")
-    p.add_argument("--out", default=None, help="profile file (default: the per-host cache pssim reads)")
-    p.add_argument("--more", action="store_true",
-                   help="add calibration runs to the profile already there and take its in-situ figures over all "
-                        "of them (a whole new profile if there is none)")
+    p.add_argument(
+        "--out", default=None, help="profile file (default: the per-host cache pssim reads)"
+    )
+    p.add_argument(
+        "--more",
+        action="store_true",
+        help="add calibration runs to the profile already there and take its in-situ figures over all "
+        "of them (a whole new profile if there is none)",
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="a.b=v")
@@ -51,8 +70,13 @@ def _progress_bar(quiet: bool):  # noqa: ANN202
         return None, None
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    prog = Progress(TextColumn("psreal"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                    TimeElapsedColumn(), transient=True)
+    prog = Progress(
+        TextColumn("psreal"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        transient=True,
+    )
     task = prog.add_task("run", total=1)
     prog.start()
 
@@ -88,17 +112,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         path, prof = profile_scenario(scn, device, args.out, quiet=args.quiet, more=args.more)
         if not args.quiet:
             print(f"profile: {path}")
-            print(f"  step compute {prof.step_compute_s * 1e3:.3f} ms, per-message overhead {prof.msg_overhead_s * 1e6:.1f} us, cores {prof.cores}")
+            print(
+                f"  step compute {prof.step_compute_s * 1e3:.3f} ms, per-message overhead {prof.msg_overhead_s * 1e6:.1f} us, cores {prof.cores}"
+            )
         return 0
     from .launch import run_local, run_torchrun
 
-    torchrun = "TORCHELASTIC_RUN_ID" in os.environ or ("RANK" in os.environ and "WORLD_SIZE" in os.environ)
+    torchrun = "TORCHELASTIC_RUN_ID" in os.environ or (
+        "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    )
     prog, update = _progress_bar(args.quiet or (torchrun and os.environ.get("RANK") != "0"))
     try:
         if torchrun:
-            res = run_torchrun(scn, args.out, device, args.timeout, args.stall_timeout, update, args.save_params)
+            res = run_torchrun(
+                scn, args.out, device, args.timeout, args.stall_timeout, update, args.save_params
+            )
         else:
-            res = run_local(scn, args.out, device, args.timeout, args.stall_timeout, update, args.save_params)
+            res = run_local(
+                scn, args.out, device, args.timeout, args.stall_timeout, update, args.save_params
+            )
     except RunFailed as exc:
         if prog:
             prog.stop()

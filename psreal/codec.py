@@ -39,11 +39,17 @@ def decode_dense(payload: torch.Tensor, wire_dtype: str) -> torch.Tensor:
     return payload.view(TORCH_DTYPES[wire_dtype])
 
 
-def encode_push(parts: list[torch.Tensor], wire_dtype: str, kind: str, ratio: float) -> torch.Tensor:
+def encode_push(
+    parts: list[torch.Tensor], wire_dtype: str, kind: str, ratio: float
+) -> torch.Tensor:
     """Encode the gradient partitions of one shard (1-D tensors, any float dtype) into bytes."""
     wd = TORCH_DTYPES[wire_dtype]
     if kind == "none":
-        return as_bytes(torch.cat([p.reshape(-1) for p in parts]).to(wd) if len(parts) > 1 else parts[0].reshape(-1).to(wd))
+        return as_bytes(
+            torch.cat([p.reshape(-1) for p in parts]).to(wd)
+            if len(parts) > 1
+            else parts[0].reshape(-1).to(wd)
+        )
     chunks: list[torch.Tensor] = []
     for p in parts:
         p = p.reshape(-1)
@@ -62,7 +68,9 @@ def encode_push(parts: list[torch.Tensor], wire_dtype: str, kind: str, ratio: fl
     return torch.cat(chunks)
 
 
-def decode_push(payload: torch.Tensor, numels: list[int], wire_dtype: str, kind: str, ratio: float) -> torch.Tensor:
+def decode_push(
+    payload: torch.Tensor, numels: list[int], wire_dtype: str, kind: str, ratio: float
+) -> torch.Tensor:
     """Dense float32 gradient of the shard slice (concatenated partitions) from a push payload."""
     wd = TORCH_DTYPES[wire_dtype]
     if kind == "none":

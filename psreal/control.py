@@ -68,8 +68,13 @@ WAKE_LOG_MAX = 100_000
 
 
 class ControlServer:
-    def __init__(self, links: LinkLayout | None, bind: str = "127.0.0.1", advertise: str = "127.0.0.1",
-                 core: int | None = None) -> None:
+    def __init__(
+        self,
+        links: LinkLayout | None,
+        bind: str = "127.0.0.1",
+        advertise: str = "127.0.0.1",
+        core: int | None = None,
+    ) -> None:
         """`core`: pin the arbiter thread to this CPU (psreal pins it to the last one, where the
         simulator models its work)."""
         self.core = core
@@ -89,11 +94,15 @@ class ControlServer:
         self.sel.register(self.sock, selectors.EVENT_READ, None)
         self.conns: dict[socket.socket, dict] = {}
         self.by_endpoint: dict[int, socket.socket] = {}
-        self.unclaimed: dict[int, list[bytes]] = {}  # DONEs for endpoints whose HELLO has not arrived
+        self.unclaimed: dict[
+            int, list[bytes]
+        ] = {}  # DONEs for endpoints whose HELLO has not arrived
         self.deliveries: list[tuple[float, int, int, int]] = []  # (due, src, seq, dst)
         self.progress: dict[int, int] = {}
         self.last_progress = time.monotonic()
-        self.errors: list[tuple[int, bool, str]] = []  # (rank, consequence, "role i (rank N): cause") reported
+        self.errors: list[
+            tuple[int, bool, str]
+        ] = []  # (rank, consequence, "role i (rank N): cause") reported
         self.lost: list[int] = []  # ranks whose connection closed without BYE (the process died)
         self.finished: set[int] = set()
         self.realtime = False
@@ -144,7 +153,10 @@ class ControlServer:
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     conn.setblocking(False)
                     self.conns[conn] = {"buf": b"", "rank": None, "ep": None}
-                    if isinstance(self.sel, selectors.SelectSelector) and conn.fileno() >= _SELECT_FD_LIMIT:
+                    if (
+                        isinstance(self.sel, selectors.SelectSelector)
+                        and conn.fileno() >= _SELECT_FD_LIMIT
+                    ):
                         self._to_default_selector()
                     self.sel.register(conn, selectors.EVENT_READ, 1)
                 else:
@@ -163,7 +175,11 @@ class ControlServer:
 
     def _tick(self, now: float, starts: list[tuple[int, int, int, int]]) -> None:
         fl, links = self.fluid, self.links
-        if starts or (self.deliveries and self.deliveries[0][0] <= now) or (fl is not None and fl.next_completion() <= now):
+        if (
+            starts
+            or (self.deliveries and self.deliveries[0][0] <= now)
+            or (fl is not None and fl.next_completion() <= now)
+        ):
             self.wakeups += 1
         if fl is not None and links is not None:
             # completions at their exact instants, even if this thread woke late
@@ -278,7 +294,9 @@ class ControlClient:
         self._on_close: list[Callable[[], None]] = []
         self._closed = False
         self._send(_HELLO + _FMT[_HELLO].pack(rank, endpoint))
-        self.reader = threading.Thread(target=self._read_loop, name=f"psreal-ctl-{rank}", daemon=True)
+        self.reader = threading.Thread(
+            target=self._read_loop, name=f"psreal-ctl-{rank}", daemon=True
+        )
         self.reader.start()
 
     def _send(self, msg: bytes) -> None:
@@ -297,7 +315,9 @@ class ControlClient:
                 if self._closed:
                     raise ConnectionError("the coordinator closed the control connection")
                 if left <= 0:
-                    raise TimeoutError(f"message {seq} from endpoint {src} not delivered within {timeout:.0f} s")
+                    raise TimeoutError(
+                        f"message {seq} from endpoint {src} not delivered within {timeout:.0f} s"
+                    )
                 self._cv.wait(left)
             self._done.discard(key)
 

@@ -80,7 +80,9 @@ def _set_pdeathsig() -> None:
 
 
 # ------------------------------------------------------------------------------- roles
-def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clock_t0: Any) -> dict[str, Any]:
+def _role_body(
+    scn: Scenario, layout: Layout, rank: int, device: str, shared_clock_t0: Any
+) -> dict[str, Any]:
     """Everything a non-coordinator rank does after init_process_group (and `_pin`)."""
     obj: list[Any] = [None]
     dist.broadcast_object_list(obj, src=0)
@@ -111,7 +113,13 @@ def _role_body(scn: Scenario, layout: Layout, rank: int, device: str, shared_clo
         cpu_s = _process_cpu_s() - cpu0
         msgtrace.dump(f"rank{rank}")
         ctx.records.shift_time(t0)
-        out = {"rank": rank, "records": ctx.records, "kind": kind, "peak_memory": role.peak_memory(), "cpu_s": cpu_s}
+        out = {
+            "rank": rank,
+            "records": ctx.records,
+            "kind": kind,
+            "peak_memory": role.peak_memory(),
+            "cpu_s": cpu_s,
+        }
         if save_params and kind == "server":
             out["params"] = role.final_params()
     except BaseException as exc:
@@ -159,8 +167,14 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _child_main(rank: int, world: int, init_method: str, scn_json: str, device: str,
-                netns: tuple[str, str] | None = None) -> None:
+def _child_main(
+    rank: int,
+    world: int,
+    init_method: str,
+    scn_json: str,
+    device: str,
+    netns: tuple[str, str] | None = None,
+) -> None:
     """Entry of a spawned role process; `netns` = (namespace path, interface) under kernel emulation."""
     _set_pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C for everyone
@@ -173,14 +187,23 @@ def _child_main(rank: int, world: int, init_method: str, scn_json: str, device: 
     layout = layout_of(scn)
     try:
         _pin(scn, layout, rank)
-        dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
-                                timeout=datetime.timedelta(seconds=DEFAULT_STALL_S))
+        dist.init_process_group(
+            "gloo",
+            init_method=init_method,
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(seconds=DEFAULT_STALL_S),
+        )
         result = _role_body(scn, layout, rank, device, None)
         dist.gather_object(result, None, dst=0)
         dist.destroy_process_group()
     except BaseException as exc:  # noqa: BLE001
         if not getattr(exc, "psreal_reported", False):  # else the coordinator names it, once
-            print(f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}", file=sys.stderr, flush=True)
+            print(
+                f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}",
+                file=sys.stderr,
+                flush=True,
+            )
         os._exit(EXIT_FAILED)
     os._exit(0)
 
@@ -208,19 +231,29 @@ class _Coordinator:
             if self.gloo_ifname:
                 os.environ["GLOO_SOCKET_IFNAME"] = self.gloo_ifname  # read when the group is made
             try:
-                dist.init_process_group("gloo", rank=0, world_size=self.layout.world,
-                                        timeout=datetime.timedelta(seconds=DEFAULT_STALL_S), **init)
+                dist.init_process_group(
+                    "gloo",
+                    rank=0,
+                    world_size=self.layout.world,
+                    timeout=datetime.timedelta(seconds=DEFAULT_STALL_S),
+                    **init,
+                )
             finally:
                 if self.gloo_ifname:
                     os.environ.pop("GLOO_SOCKET_IFNAME", None)
             links = link_layout(self.scn, self.layout.n_procs) if self.emulate else None
             local = "store" in init  # run_local hands over its store; torchrun's env:// has none
             # the arbiter thread runs on the last core (pssim.costs.placement: arbiter_core)
-            self.control = ControlServer(links, bind=self.host if local else "0.0.0.0",
-                                         advertise=self.host if local else os.environ.get("MASTER_ADDR", "127.0.0.1"),
-                                         core=sorted(os.sched_getaffinity(0))[-1])
+            self.control = ControlServer(
+                links,
+                bind=self.host if local else "0.0.0.0",
+                advertise=self.host if local else os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                core=sorted(os.sched_getaffinity(0))[-1],
+            )
             self.control.start()
-            dist.broadcast_object_list([(self.control.addr, self.emulate, self.save_params, self.transport_latency)], src=0)
+            dist.broadcast_object_list(
+                [(self.control.addr, self.emulate, self.save_params, self.transport_latency)], src=0
+            )
             hosts: list[Any] = [None] * self.layout.world
             dist.all_gather_object(hosts, socket.gethostname())
             dist.barrier()
@@ -238,12 +271,19 @@ class _Coordinator:
 
     def results(self, wall_s: float) -> tuple[Path, dict[str, Any]]:
         scn = self.scn
-        rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
+        rec = Records(
+            scn.cluster.workers.count,
+            scn.pipeline.stages,
+            scn.training.steps,
+            scn.cluster.servers.count,
+        )
         peak: dict[str, int] = {}
         P = scn.pipeline.stages
         place = placement(scn, host_cores())
         cpu: dict[str, float] = {}
-        by_role: dict[tuple[str, int], float] = {}  # (worker, p) / (server, s): each role process's CPU
+        by_role: dict[
+            tuple[str, int], float
+        ] = {}  # (worker, p) / (server, s): each role process's CPU
         for r in self.gathered[1:]:
             rec.merge(r["records"])
             kind, i = self.layout.role_of(r["rank"])
@@ -274,7 +314,9 @@ class _Coordinator:
         summary["arbiter_realtime"] = bool(self.control and self.control.realtime)
         if self.control is not None and self.emulate:
             summary["arbiter_wakeups"] = int(self.control.wakeups)
-            if os.environ.get("PSREAL_ARBITER_LOG"):  # each pass's sleep before it and CPU (psreal profile)
+            if os.environ.get(
+                "PSREAL_ARBITER_LOG"
+            ):  # each pass's sleep before it and CPU (psreal profile)
                 Path(os.environ["PSREAL_ARBITER_LOG"]).write_text(json.dumps(self.control.wake_log))
         if scn.cluster.network.emulation == "kernel":
             summary["kernel_latency"] = "transport" if self.transport_latency else "netem"
@@ -338,12 +380,20 @@ def local_rendezvous(host: str, world: int, timeout_s: float) -> tuple[dist.Stor
     released first can be taken meanwhile by any other socket of the host: EADDRINUSE at
     init_process_group). The others' tcp:// rendezvous keys the group under "default_pg"
     (torch.distributed.init_process_group), so rank 0's store gets that prefix too."""
-    store = dist.TCPStore(host, 0, world, is_master=True, timeout=datetime.timedelta(seconds=timeout_s),
-                          wait_for_workers=False)
+    store = dist.TCPStore(
+        host,
+        0,
+        world,
+        is_master=True,
+        timeout=datetime.timedelta(seconds=timeout_s),
+        wait_for_workers=False,
+    )
     return dist.PrefixStore("default_pg", store), f"tcp://{host}:{store.port}"
 
 
-def _watch(coord: _Coordinator, procs: list[Any], timeout_s: float, stall_s: float, progress: Any) -> None:
+def _watch(
+    coord: _Coordinator, procs: list[Any], timeout_s: float, stall_s: float, progress: Any
+) -> None:
     """Watch the run from the main thread; raise RunFailed on the first failure."""
     t_start = time.monotonic()
     total = coord.layout.n_procs * coord.scn.training.steps
@@ -353,7 +403,9 @@ def _watch(coord: _Coordinator, procs: list[Any], timeout_s: float, stall_s: flo
         if (ctl is not None and ctl.failed) or any(pr.exitcode not in (None, 0) for _, pr in procs):
             raise RunFailed(_diagnose(coord, procs))
         if now - t_start > timeout_s:
-            raise RunFailed([f"error: the run exceeded its timeout of {timeout_s:.0f} s (psreal run --timeout)"])
+            raise RunFailed(
+                [f"error: the run exceeded its timeout of {timeout_s:.0f} s (psreal run --timeout)"]
+            )
         if ctl is not None and coord.started and now > coord.started:
             done = sum(ctl.progress.values())
             if progress is not None:
@@ -372,10 +424,16 @@ def _stall_line(coord: _Coordinator, ctl: ControlServer, stall_s: float) -> str:
     ranks = range(1 + lay.n_servers, lay.world)
     steps = {r: ctl.progress.get(r, 0) for r in ranks}
     low = min(steps.values())
-    slowest = [f"{lay.describe(r, scn.pipeline.stages)} at step {low}" for r in ranks if steps[r] == low]
-    unfinished = [lay.describe(r, scn.pipeline.stages) for r in ranks if steps[r] < scn.training.steps]
-    return (f"error: no progress for {stall_s:.0f} s (psreal run --stall-timeout); slowest: {', '.join(slowest[:4])} "
-            f"of {scn.training.steps}; unfinished: {', '.join(unfinished[:8])}")
+    slowest = [
+        f"{lay.describe(r, scn.pipeline.stages)} at step {low}" for r in ranks if steps[r] == low
+    ]
+    unfinished = [
+        lay.describe(r, scn.pipeline.stages) for r in ranks if steps[r] < scn.training.steps
+    ]
+    return (
+        f"error: no progress for {stall_s:.0f} s (psreal run --stall-timeout); slowest: {', '.join(slowest[:4])} "
+        f"of {scn.training.steps}; unfinished: {', '.join(unfinished[:8])}"
+    )
 
 
 _GRACE_S = 0.5  # how long a failure's own report and exit may trail its peers' complaints
@@ -398,20 +456,28 @@ def _diagnose(coord: _Coordinator, procs: list[Any]) -> list[str]:
     for rank, pr in procs:
         code = pr.exitcode
         if code not in (None, 0) and rank not in reported:
-            how = f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+            how = (
+                f"killed by signal {-code} ({signal.Signals(-code).name})"
+                if code < 0
+                else f"exited with code {code}"
+            )
             roots.append(f"error: {lay.describe(rank, stages)}: {how} without reporting a cause")
             reported.add(rank)
     for rank in lost:  # torchrun: no process handles, only the lost connection
         if rank not in reported:
-            roots.append(f"error: {lay.describe(rank, stages)}: lost its connection to the coordinator (the process died)")
+            roots.append(
+                f"error: {lay.describe(rank, stages)}: lost its connection to the coordinator (the process died)"
+            )
             reported.add(rank)
     follow = [(r, text) for r, consequence, text in errors if consequence]
     if not roots and follow:
         roots.append(f"error: {follow[0][1]}")
         follow = follow[1:]
     if follow:
-        roots.append(f"note: then {len(follow)} other role(s) stopped after losing a peer: "
-                     + ", ".join(lay.describe(r, stages) for r, _ in follow[:8]))
+        roots.append(
+            f"note: then {len(follow)} other role(s) stopped after losing a peer: "
+            + ", ".join(lay.describe(r, stages) for r, _ in follow[:8])
+        )
     return roots or ["error: the run failed without a reported cause"]
 
 
@@ -428,9 +494,15 @@ def _kill_all(procs: list[Any]) -> None:
             p.join(2.0)
 
 
-def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_TIMEOUT_S,
-              stall_s: float = DEFAULT_STALL_S, progress: Any = None,
-              save_params: bool = False) -> tuple[Path, dict[str, Any]]:
+def run_local(
+    scn: Scenario,
+    out: str,
+    device: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    stall_s: float = DEFAULT_STALL_S,
+    progress: Any = None,
+    save_params: bool = False,
+) -> tuple[Path, dict[str, Any]]:
     """Run the scenario with local processes; returns (result folder, summary). Raises RunFailed."""
     layout = layout_of(scn)
     emulate = scn.cluster.network.emulation == "app"
@@ -446,9 +518,17 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
     ctx = mp.get_context("spawn")
     scn_json = scn.model_dump_json()
     procs = []
-    coord = _Coordinator(scn, layout, device, out, emulate, save_params=save_params, host=host,
-                         gloo_ifname=kernel.bridge if kernel else None,
-                         transport_latency=kernel is not None and not kernel.netem)
+    coord = _Coordinator(
+        scn,
+        layout,
+        device,
+        out,
+        emulate,
+        save_params=save_params,
+        host=host,
+        gloo_ifname=kernel.bridge if kernel else None,
+        transport_latency=kernel is not None and not kernel.netem,
+    )
     if kernel is not None and kernel.warning:
         print(kernel.warning, file=sys.stderr, flush=True)
     old_int = signal.getsignal(signal.SIGINT)
@@ -463,8 +543,11 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
     try:
         for rank in range(1, layout.world):
             netns = (kernel.ns_path(rank), IFNAME) if kernel else None
-            pr = ctx.Process(target=_child_main, args=(rank, layout.world, init_method, scn_json, device, netns),
-                             daemon=True)
+            pr = ctx.Process(
+                target=_child_main,
+                args=(rank, layout.world, init_method, scn_json, device, netns),
+                daemon=True,
+            )
             pr.start()
             procs.append((rank, pr))
         th = threading.Thread(target=coord.body, args=({"store": store},), daemon=True)
@@ -475,7 +558,9 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
         return coord.results(time.perf_counter() - wall0)
     except KeyboardInterrupt:
         _kill_all(procs)
-        raise RunFailed(["error: interrupted; every psreal process was stopped"], EXIT_INTERRUPTED) from None
+        raise RunFailed(
+            ["error: interrupted; every psreal process was stopped"], EXIT_INTERRUPTED
+        ) from None
     except RunFailed:
         _kill_all(procs)
         raise
@@ -490,15 +575,26 @@ def run_local(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_T
             signal.signal(signal.SIGINT, old_int)
 
 
-def run_torchrun(scn: Scenario, out: str, device: str, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 stall_s: float = DEFAULT_STALL_S, progress: Any = None,
-                 save_params: bool = False) -> tuple[Path, dict[str, Any]] | None:
+def run_torchrun(
+    scn: Scenario,
+    out: str,
+    device: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    stall_s: float = DEFAULT_STALL_S,
+    progress: Any = None,
+    save_params: bool = False,
+) -> tuple[Path, dict[str, Any]] | None:
     """Called in every torchrun process: rank 0 coordinates and returns the results, others return None."""
     layout = layout_of(scn)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if world != layout.world:
-        raise RunFailed([f"error: torchrun started {world} processes but the scenario needs {layout.world} "
-                         f"(1 coordinator + {layout.n_servers} servers + {layout.n_procs} worker processes)"], 2)
+        raise RunFailed(
+            [
+                f"error: torchrun started {world} processes but the scenario needs {layout.world} "
+                f"(1 coordinator + {layout.n_servers} servers + {layout.n_procs} worker processes)"
+            ],
+            2,
+        )
     if rank != 0:
         try:
             _pin(scn, layout, rank)
@@ -509,11 +605,18 @@ def run_torchrun(scn: Scenario, out: str, device: str, timeout_s: float = DEFAUL
         except BaseException as exc:  # noqa: BLE001
             if getattr(exc, "psreal_reported", False):  # rank 0 names it
                 raise RunFailed([]) from exc
-            raise RunFailed([f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}"]) from exc
+            raise RunFailed(
+                [f"error: {layout.describe(rank, scn.pipeline.stages)}: {_cause(exc)}"]
+            ) from exc
         return None
     if scn.cluster.network.emulation == "kernel":
-        raise RunFailed(["error: cluster.network.emulation: kernel runs with the local launcher only (psreal run "
-                         "without torchrun); use app or none under torchrun"], 2)
+        raise RunFailed(
+            [
+                "error: cluster.network.emulation: kernel runs with the local launcher only (psreal run "
+                "without torchrun); use app or none under torchrun"
+            ],
+            2,
+        )
     emulate = scn.cluster.network.emulation == "app"
     wall0 = time.perf_counter()
     coord = _Coordinator(scn, layout, device, out, emulate, save_params=save_params)

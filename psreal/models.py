@@ -127,7 +127,9 @@ def initial_flat_params(spec: ModelSpec, seed: int) -> list[torch.Tensor]:
     return [p.detach().float().reshape(-1).clone() for p in m.parameters()]
 
 
-def synthetic_data(spec: ModelSpec, seed: int, worker: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_data(
+    spec: ModelSpec, seed: int, worker: int, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Worker `worker`'s data shard: n (input, target) samples drawn from (seed, worker)."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * worker + 17)
     if spec.kind in ("mlp", "linear"):
@@ -146,7 +148,9 @@ def synthetic_data(spec: ModelSpec, seed: int, worker: int, n: int) -> tuple[tor
     return toks[:, :-1].contiguous(), toks[:, 1:].contiguous()
 
 
-def local_batch(x: torch.Tensor, y: torch.Tensor, step: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def local_batch(
+    x: torch.Tensor, y: torch.Tensor, step: int, batch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Step `step`'s batch of a worker's shard: samples [step*B, (step+1)*B) modulo the shard size
     (the worker's compute phase starts with this gather; the profiler times it too)."""
     idx = torch.arange(step * batch, (step + 1) * batch, device=x.device) % x.shape[0]

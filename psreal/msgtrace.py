@@ -38,7 +38,10 @@ def mark(*fields: Any) -> None:
 def load(folder: str | Path) -> tuple[dict[str, list], list]:
     """A trace folder's events: ({"rank<r>": events}, the arbiter's events or [])."""
     folder = Path(folder)
-    roles = {f.stem: json.loads(f.read_text()) for f in sorted(folder.glob("rank*.json"), key=lambda f: int(f.stem[4:]))}
+    roles = {
+        f.stem: json.loads(f.read_text())
+        for f in sorted(folder.glob("rank*.json"), key=lambda f: int(f.stem[4:]))
+    }
     arb = folder / "arbiter.json"
     return roles, json.loads(arb.read_text()) if arb.exists() else []
 

@@ -64,8 +64,13 @@ class KernelEmulationUnavailable(RunFailed):
     """Kernel emulation cannot run here (no root, no ip/tc, or the kernel refuses)."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__([f"error: cluster.network.emulation: kernel needs {reason}; "
-                          "use emulation: app, which needs none of this"], EXIT_UNAVAILABLE)
+        super().__init__(
+            [
+                f"error: cluster.network.emulation: kernel needs {reason}; "
+                "use emulation: app, which needs none of this"
+            ],
+            EXIT_UNAVAILABLE,
+        )
         self.reason = reason
 
 
@@ -79,7 +84,9 @@ def _tc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def _first_line(exc: subprocess.CalledProcessError) -> str:
     text = (exc.stderr or exc.stdout or "").strip()
-    return f"`{' '.join(exc.cmd)}`: {text.splitlines()[0] if text else f'exit code {exc.returncode}'}"
+    return (
+        f"`{' '.join(exc.cmd)}`: {text.splitlines()[0] if text else f'exit code {exc.returncode}'}"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -97,10 +104,40 @@ def _probe() -> tuple[str | None, bool]:
         _ip("link", "add", a, "type", "veth", "peer", "name", b)
         _ip("link", "set", b, "netns", ns)
         _ip("link", "add", br, "type", "bridge")
-        _tc("qdisc", "add", "dev", a, "root", "handle", "1:", "tbf", "rate", "1gbit", "burst", "64kb", "limit", "1mb")
-        netem = _tc("qdisc", "replace", "dev", a, "root", "handle", "1:", "netem", "delay", "100us", check=False)
+        _tc(
+            "qdisc",
+            "add",
+            "dev",
+            a,
+            "root",
+            "handle",
+            "1:",
+            "tbf",
+            "rate",
+            "1gbit",
+            "burst",
+            "64kb",
+            "limit",
+            "1mb",
+        )
+        netem = _tc(
+            "qdisc",
+            "replace",
+            "dev",
+            a,
+            "root",
+            "handle",
+            "1:",
+            "netem",
+            "delay",
+            "100us",
+            check=False,
+        )
     except subprocess.CalledProcessError as exc:
-        return f"network namespaces, veth pairs, a bridge and tc tbf, which failed here: {_first_line(exc)}", False
+        return (
+            f"network namespaces, veth pairs, a bridge and tc tbf, which failed here: {_first_line(exc)}",
+            False,
+        )
     except OSError as exc:
         return f"network namespaces and tc, which failed here: {exc}", False
     finally:
@@ -126,8 +163,13 @@ def check_kernel_emulation(scn: Scenario) -> None:
     if reason is not None:
         raise KernelEmulationUnavailable(reason)
     if scn.cluster.network.fabric_gbps:
-        raise RunFailed([f"error: cluster.network.fabric_gbps: is not emulated by emulation: kernel (got "
-                         f"{scn.cluster.network.fabric_gbps}); use emulation: app"], EXIT_UNAVAILABLE)
+        raise RunFailed(
+            [
+                f"error: cluster.network.fabric_gbps: is not emulated by emulation: kernel (got "
+                f"{scn.cluster.network.fabric_gbps}); use emulation: app"
+            ],
+            EXIT_UNAVAILABLE,
+        )
 
 
 def enter_netns(path: str) -> None:
@@ -166,7 +208,9 @@ def remove_stale() -> None:
 
 def _free_subnet() -> str:
     """A 10.x.y.0/24 not assigned on this host (prefix '10.x.y.')."""
-    used = set(re.findall(r"inet 10\.(\d+)\.(\d+)\.", _ip("-4", "-o", "addr", "show", check=False).stdout))
+    used = set(
+        re.findall(r"inet 10\.(\d+)\.(\d+)\.", _ip("-4", "-o", "addr", "show", check=False).stdout)
+    )
     start = os.getpid()
     for i in range(4096):
         k = (start + i) % 4096
@@ -188,7 +232,9 @@ class KernelNet:
 
     nics: dict[int, Nic]  # rank -> its NIC (every rank but the coordinator)
     netem: bool = True  # False: no netem in this kernel, the transport adds the latency on delivery
-    tag: str = field(default_factory=lambda: f"{os.getpid():x}x{next(_counter) % 10}")  # interface names <= 15 chars
+    tag: str = field(
+        default_factory=lambda: f"{os.getpid():x}x{next(_counter) % 10}"
+    )  # interface names <= 15 chars
     prefix: str = ""
     made_ns: list[str] = field(default_factory=list)
     made_links: list[str] = field(default_factory=list)
@@ -202,16 +248,22 @@ class KernelNet:
             nic = s if layout.role_of(rank)[0] == "server" else w
             nics[rank] = Nic(nic.bytes_per_s, nic.latency_us * 1e-6)
         if layout.world > 250:
-            raise RunFailed([f"error: emulation: kernel supports up to 250 processes on one host (got {layout.world})"],
-                            EXIT_UNAVAILABLE)
+            raise RunFailed(
+                [
+                    f"error: emulation: kernel supports up to 250 processes on one host (got {layout.world})"
+                ],
+                EXIT_UNAVAILABLE,
+            )
         return cls(nics, netem=netem_available())
 
     @property
     def warning(self) -> str | None:
         if self.netem or all(n.latency_s == 0 for n in self.nics.values()):
             return None
-        return ("warning: emulation: kernel: this kernel has no netem qdisc (sch_netem), so tbf shapes the bandwidth "
-                "and the transport adds each message's link latency on delivery")
+        return (
+            "warning: emulation: kernel: this kernel has no netem qdisc (sch_netem), so tbf shapes the bandwidth "
+            "and the transport adds each message's link latency on delivery"
+        )
 
     # ----------------------------------------------------------------------- names
     @property
@@ -248,8 +300,12 @@ class KernelNet:
         except BaseException as exc:
             self.close()
             if isinstance(exc, subprocess.CalledProcessError):
-                raise RunFailed([f"error: emulation: kernel: setting up the emulated network failed: {_first_line(exc)}"],
-                                EXIT_UNAVAILABLE) from exc
+                raise RunFailed(
+                    [
+                        f"error: emulation: kernel: setting up the emulated network failed: {_first_line(exc)}"
+                    ],
+                    EXIT_UNAVAILABLE,
+                ) from exc
             raise
         return self
 
@@ -257,7 +313,20 @@ class KernelNet:
         ns, outer, inner = self.ns(rank), f"psv{self.tag}r{rank}", f"psp{self.tag}r{rank}"
         _ip("netns", "add", ns)
         self.made_ns.append(ns)
-        _ip("link", "add", outer, "mtu", str(MTU), "type", "veth", "peer", "name", inner, "mtu", str(MTU))
+        _ip(
+            "link",
+            "add",
+            outer,
+            "mtu",
+            str(MTU),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            inner,
+            "mtu",
+            str(MTU),
+        )
         self.made_links.append(outer)
         _ip("link", "set", inner, "netns", ns)
         _ip("-n", ns, "link", "set", inner, "name", IFNAME)
@@ -273,13 +342,76 @@ class KernelNet:
         limit = str(max(1 << 20, int(nic.bytes_per_s * 0.2)))
         if self.netem:
             delay = f"{max(0.0, nic.latency_s) * 1e6:.0f}us"
-            _tc("-n", ns, "qdisc", "add", "dev", IFNAME, "root", "handle", "1:", "netem", "delay", delay, "limit", "100000")
-            _tc("-n", ns, "qdisc", "add", "dev", IFNAME, "parent", "1:1", "handle", "10:", "tbf", "rate", rate,
-                "burst", burst, "limit", limit)
+            _tc(
+                "-n",
+                ns,
+                "qdisc",
+                "add",
+                "dev",
+                IFNAME,
+                "root",
+                "handle",
+                "1:",
+                "netem",
+                "delay",
+                delay,
+                "limit",
+                "100000",
+            )
+            _tc(
+                "-n",
+                ns,
+                "qdisc",
+                "add",
+                "dev",
+                IFNAME,
+                "parent",
+                "1:1",
+                "handle",
+                "10:",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                burst,
+                "limit",
+                limit,
+            )
         else:
-            _tc("-n", ns, "qdisc", "add", "dev", IFNAME, "root", "handle", "1:", "tbf", "rate", rate,
-                "burst", burst, "limit", limit)
-        _tc("qdisc", "add", "dev", outer, "root", "handle", "1:", "tbf", "rate", rate, "burst", burst, "limit", limit)
+            _tc(
+                "-n",
+                ns,
+                "qdisc",
+                "add",
+                "dev",
+                IFNAME,
+                "root",
+                "handle",
+                "1:",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                burst,
+                "limit",
+                limit,
+            )
+        _tc(
+            "qdisc",
+            "add",
+            "dev",
+            outer,
+            "root",
+            "handle",
+            "1:",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            burst,
+            "limit",
+            limit,
+        )
 
     def _check_reachable(self) -> None:
         """One role's namespace reaches the coordinator, and two roles reach each other (a host
@@ -290,9 +422,13 @@ class KernelNet:
             err = self._probe(src, dst)
             if err is not None:
                 where = "the coordinator" if dst is None else f"rank {dst}"
-                raise RunFailed([f"error: emulation: kernel: rank {src}'s namespace cannot reach {where} over the "
-                                 f"bridge ({err}); is bridged traffic filtered (net.bridge.bridge-nf-call-iptables)?"],
-                                EXIT_UNAVAILABLE)
+                raise RunFailed(
+                    [
+                        f"error: emulation: kernel: rank {src}'s namespace cannot reach {where} over the "
+                        f"bridge ({err}); is bridged traffic filtered (net.bridge.bridge-nf-call-iptables)?"
+                    ],
+                    EXIT_UNAVAILABLE,
+                )
 
     def _probe(self, src: int, dst: int | None) -> BaseException | None:
         """Connect from rank src's namespace to a listener in rank dst's (None: the root namespace).
@@ -349,8 +485,15 @@ class KernelNet:
 
     def leftovers(self) -> list[str]:
         """Names of this run's namespaces and links that still exist (for tests)."""
-        out = [ns for ns in (ln.split()[0] for ln in _ip("netns", "list", check=False).stdout.splitlines() if ln.strip())
-               if ns.startswith(f"psreal-{self.tag}-")]
+        out = [
+            ns
+            for ns in (
+                ln.split()[0]
+                for ln in _ip("netns", "list", check=False).stdout.splitlines()
+                if ln.strip()
+            )
+            if ns.startswith(f"psreal-{self.tag}-")
+        ]
         links = _ip("-o", "link", "show", check=False).stdout
         out += re.findall(rf"\d+: (ps[bvp]\w*{re.escape(self.tag)}\w*)[:@]", links)
         return out

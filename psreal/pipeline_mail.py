@@ -31,7 +31,9 @@ class Mailbox:
         with self._cv:
             ok = self._cv.wait_for(lambda: key in self._box or self._failed is not None, timeout)
             if self._failed is not None:
-                raise PeerLost(f"receiving from pipeline neighbour endpoint {self._failed.src} failed")
+                raise PeerLost(
+                    f"receiving from pipeline neighbour endpoint {self._failed.src} failed"
+                )
             if not ok:
                 raise TimeoutError(f"pipeline message {key} not delivered within {timeout:.0f} s")
             return self._box.pop(key)

@@ -79,14 +79,27 @@ def _cold(device: torch.device | None = None) -> None:
         g.add_(1.0)
 
 
-def _timeit(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.1, max_iters: int = 60, warmup: int = 2,
-            device: torch.device | None = None) -> float:
+def _timeit(
+    fn: Callable[[], Any],
+    sync: Callable[[], None],
+    min_time: float = 0.1,
+    max_iters: int = 60,
+    warmup: int = 2,
+    device: torch.device | None = None,
+) -> float:
     """Median seconds of `fn` from cold caches (host-side operations: their typical cost)."""
     return statistics.median(_samples(fn, sync, min_time, max_iters, warmup, device=device))
 
 
-def _samples(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = 0.2, max_iters: int = 200, warmup: int = 3,
-             before: Callable[[], None] | None = None, device: torch.device | None = None) -> list[float]:
+def _samples(
+    fn: Callable[[], Any],
+    sync: Callable[[], None],
+    min_time: float = 0.2,
+    max_iters: int = 200,
+    warmup: int = 3,
+    before: Callable[[], None] | None = None,
+    device: torch.device | None = None,
+) -> list[float]:
     """Seconds of repeated runs of `fn` after warm-up (synchronised), each from cold caches
     (`before` runs first, untimed)."""
     for _ in range(warmup):
@@ -125,7 +138,9 @@ def _sizes(scn: Scenario) -> list[int]:
     return sorted(set(geo + parts[:3] + parts[-2:]))
 
 
-def _worker_compute(scn: Scenario, device: torch.device, seed: int) -> tuple[Callable[[], None], Callable[[], None]]:
+def _worker_compute(
+    scn: Scenario, device: torch.device, seed: int
+) -> tuple[Callable[[], None], Callable[[], None]]:
     """(step, refresh) of a worker's model built with `seed`: `step` is what a worker's compute
     phase does (psreal/worker.py: batch, zero_grad, forward, loss, backward, loss read back),
     each call on the next batch; `refresh` writes new parameters, as a pull does."""
@@ -152,7 +167,9 @@ def _worker_compute(scn: Scenario, device: torch.device, seed: int) -> tuple[Cal
     return step, refresh
 
 
-def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[float], list[float], dict[str, Any]]:
+def measure_compute(
+    scn: Scenario, device: torch.device
+) -> tuple[float, list[float], list[float], dict[str, Any]]:
     spec, B = scn.model, scn.training.batch_size
     cuda = device.type == "cuda"
 
@@ -187,7 +204,11 @@ def measure_compute(scn: Scenario, device: torch.device) -> tuple[float, list[fl
 
             fwd.append(statistics.fmean(_samples(f, sync, min_time=0.3, device=device)))
             out_shape = state["out"].shape
-            g = torch.randn(out_shape, device=device, dtype=state["out"].dtype) if not last else None
+            g = (
+                torch.randn(out_shape, device=device, dtype=state["out"].dtype)
+                if not last
+                else None
+            )
 
             def fb(stage=stage, inp=inp, last=last, g=g) -> None:  # noqa: ANN001
                 out = stage(inp)
@@ -213,7 +234,9 @@ def _fit_parts(ns: list[int], one: list[float], many: list[float], k: int) -> Li
     return LinearCost(a=a, p=per.a, b=per.b)
 
 
-def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCost], dict[str, Any]]:
+def measure_ops(
+    scn: Scenario, device: torch.device
+) -> tuple[dict[str, LinearCost], dict[str, Any]]:
     """Each host op as psreal calls it, on one partition of each size and, for the ops psreal runs
     partition by partition (`per_partition_ops`), also on PARTS_K partitions in one call: a call
     starts from cold caches but its later partitions find them warm, so a per-call cost and a
@@ -234,7 +257,9 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
 
     def optimiser(p: torch.nn.Parameter) -> torch.optim.Optimizer:
         if opt.name == "adam":
-            return torch.optim.Adam([p], lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
+            return torch.optim.Adam(
+                [p], lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
+            )
         return torch.optim.SGD([p], lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
 
     def calls(n: int, k: int) -> dict[str, Callable[[], Any]]:
@@ -278,13 +303,25 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
             o.step()
             p.grad = None
 
-        return {"worker_pack": pack, "worker_unpack": unpack,
-                "server_accumulate": lambda: acc.add_(decode_push(payload, numels, wire_dtype, kind, ratio)),
-                "server_apply": apply, "server_update": update,
-                "server_reply": lambda: encode_dense(p.data, wire_dtype, copy=True)}
+        return {
+            "worker_pack": pack,
+            "worker_unpack": unpack,
+            "server_accumulate": lambda: acc.add_(
+                decode_push(payload, numels, wire_dtype, kind, ratio)
+            ),
+            "server_apply": apply,
+            "server_update": update,
+            "server_reply": lambda: encode_dense(p.data, wire_dtype, copy=True),
+        }
 
-    def timed(op: str, fn: Callable[[], Any]) -> float:  # a worker's ops run on its device, a shard's on the host
-        return _timeit(fn, sync, device=device) if op.startswith("worker") else _timeit(fn, lambda: None)
+    def timed(
+        op: str, fn: Callable[[], Any]
+    ) -> float:  # a worker's ops run on its device, a shard's on the host
+        return (
+            _timeit(fn, sync, device=device)
+            if op.startswith("worker")
+            else _timeit(fn, lambda: None)
+        )
 
     sizes = _sizes(scn)
     raw: dict[str, list[float]] = {k: [] for k in OPS}
@@ -296,8 +333,16 @@ def measure_ops(scn: Scenario, device: torch.device) -> tuple[dict[str, LinearCo
             fns = calls(n, PARTS_K)
             for op in raw_k:
                 raw_k[op].append(timed(op, fns[op]))
-    ops = {k: _fit_parts(sizes, v, raw_k[k], PARTS_K) if k in raw_k else _fit(sizes, v) for k, v in raw.items()}
-    return ops, {"sizes": sizes, **raw, "parts_k": PARTS_K, **{f"{k}_x{PARTS_K}": v for k, v in raw_k.items()}}
+    ops = {
+        k: _fit_parts(sizes, v, raw_k[k], PARTS_K) if k in raw_k else _fit(sizes, v)
+        for k, v in raw.items()
+    }
+    return ops, {
+        "sizes": sizes,
+        **raw,
+        "parts_k": PARTS_K,
+        **{f"{k}_x{PARTS_K}": v for k, v in raw_k.items()},
+    }
 
 
 # ------------------------------------------------------------------------- transport
@@ -391,15 +436,21 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
 
     store, init = local_rendezvous("127.0.0.1", 3, 300.0)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_transport_child, args=(r, 3, init, n_ping), daemon=True) for r in (1, 2)]
+    procs = [
+        ctx.Process(target=_transport_child, args=(r, 3, init, n_ping), daemon=True) for r in (1, 2)
+    ]
     for p in procs:
         p.start()
     links = LinkLayout([1e15] * 4, ["a.out", "a.in", "b.out", "b.in"], 2, None, 0.0, 0.0)
-    server = ControlServer(links, core=sorted(os.sched_getaffinity(0))[-1])  # pinned as in psreal runs
+    server = ControlServer(
+        links, core=sorted(os.sched_getaffinity(0))[-1]
+    )  # pinned as in psreal runs
     server.start()
     arbiter: list[float] = []
     try:
-        dist.init_process_group("gloo", store=store, rank=0, world_size=3, timeout=datetime.timedelta(seconds=300))
+        dist.init_process_group(
+            "gloo", store=store, rank=0, world_size=3, timeout=datetime.timedelta(seconds=300)
+        )
         dist.broadcast_object_list([server.addr], src=0)
         dist.barrier()  # plain ping-pong
         for _ in _STREAM_SIZES:
@@ -422,16 +473,23 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     snd, rcv = out[1], out[2]
     sizes = list(_STREAM_SIZES)
     fits = {
-        mode: (_fit(sizes, [snd[f"stream_{mode}_{n}"][0] for n in sizes]), _fit(sizes, [rcv[f"stream_{mode}_{n}"][0] for n in sizes]))
+        mode: (
+            _fit(sizes, [snd[f"stream_{mode}_{n}"][0] for n in sizes]),
+            _fit(sizes, [rcv[f"stream_{mode}_{n}"][0] for n in sizes]),
+        )
         for mode in ("plain", "emulated")
     }
-    arb = [(b - a) / (_stream_reps(n) + 1) for a, b, n in zip(arbiter, arbiter[1:], sizes, strict=False)]
+    arb = [
+        (b - a) / (_stream_reps(n) + 1)
+        for a, b, n in zip(arbiter, arbiter[1:], sizes, strict=False)
+    ]
     # a PS exchanges requests and replies one at a time: the fixed CPU per message is the
     # ping-pong's (each wake-up paid per message), the per-byte part the streams'
     arb_a = (arbiter[0] - arb_ping) / (2 * n_ping) if arbiter else 0.0
 
     def per_message(fit: LinearCost, mode: str, side: dict[str, Any]) -> LinearCost:
         return LinearCost(a=side[f"ping_cpu_{mode}"] / 2, b=fit.b)
+
     plain = statistics.median(snd["rtt_plain"]) / 2
     emulated = statistics.median(snd["rtt_emulated"]) / 2
     # the wire: wall seconds per message of a one-way stream, a + b * bytes; 1/b is the most the
@@ -451,10 +509,18 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
         "delay_none_s": plain,
         "delay_app_s": emulated,
         "wire_bytes_per_s": 1.0 / wire_fit.b if wire_fit.b > 0 else None,
-        "samples": {"one_way_plain_s": plain, "one_way_emulated_s": emulated,
-                    "arbiter_cpu_per_message_s": dict(zip(sizes, arb, strict=False)),
-                    "streams": {mode: {n: {"send": snd[f"stream_{mode}_{n}"], "recv": rcv[f"stream_{mode}_{n}"]} for n in sizes}
-                                for mode in ("plain", "emulated")}},
+        "samples": {
+            "one_way_plain_s": plain,
+            "one_way_emulated_s": emulated,
+            "arbiter_cpu_per_message_s": dict(zip(sizes, arb, strict=False)),
+            "streams": {
+                mode: {
+                    n: {"send": snd[f"stream_{mode}_{n}"], "recv": rcv[f"stream_{mode}_{n}"]}
+                    for n in sizes
+                }
+                for mode in ("plain", "emulated")
+            },
+        },
     }
 
 
@@ -469,7 +535,9 @@ def host_transport(force: bool = False) -> dict[str, Any]:
             d[k] = LinearCost(**d[k])
         return d
     d = measure_transport()
-    text = json.dumps({**d, "host": host_id(), **{k: d[k].model_dump() for k in _COST_KEYS}}, indent=2)
+    text = json.dumps(
+        {**d, "host": host_id(), **{k: d[k].model_dump() for k in _COST_KEYS}}, indent=2
+    )
     write_atomic_text(path, text)
     return d
 
@@ -480,13 +548,29 @@ CALIBRATION_RUNS = 3  # the in-situ figures are medians over this many runs
 
 # the shard's calls timed in the calibration run (its trace's spans): decode + add of a push, the
 # optimiser step, encoding the reply
-SERVER_SPAN_OPS = {"aggregate": "server_accumulate", "update": "server_update", "reply": "server_reply"}
-IN_SITU_FIGURES = ("compute_s", "msg_worker_a", "msg_server_a", "arbiter_wake_s", "pack_s",
-                   *(f"{op}_s" for op in SERVER_SPAN_OPS.values()))
+SERVER_SPAN_OPS = {
+    "aggregate": "server_accumulate",
+    "update": "server_update",
+    "reply": "server_reply",
+}
+IN_SITU_FIGURES = (
+    "compute_s",
+    "msg_worker_a",
+    "msg_server_a",
+    "arbiter_wake_s",
+    "pack_s",
+    *(f"{op}_s" for op in SERVER_SPAN_OPS.values()),
+)
 
 
-def measure_in_situ(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any],
-                    runs: int = CALIBRATION_RUNS, previous: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+def measure_in_situ(
+    scn: Scenario,
+    device: str,
+    ops: dict[str, LinearCost],
+    tr: dict[str, Any],
+    runs: int = CALIBRATION_RUNS,
+    previous: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
     """What the roles cost inside a real run, where microbenchmarks are too kind (caches cold after
     every message, threads waking, gloo's own threads): `runs` short real runs of
     `calibration_scenario`, then from each run's records and each role's measured CPU time
@@ -533,7 +617,9 @@ def previous_in_situ_runs(prof: Profile) -> list[dict[str, Any]]:
     return [r for r in runs if all(k in r for k in keep)]
 
 
-def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any]) -> dict[str, Any]:
+def _in_situ_once(
+    scn: Scenario, device: str, ops: dict[str, LinearCost], tr: dict[str, Any]
+) -> dict[str, Any]:
     """One calibration run (see measure_in_situ)."""
     import csv
     import tempfile
@@ -548,7 +634,9 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     with tempfile.TemporaryDirectory(prefix="psreal-calibration-") as tmp:
         trace, arb_log = Path(tmp) / "trace", Path(tmp) / "arbiter-passes.json"
         # the roles it starts record their messages, the arbiter each pass of its loop
-        with mock.patch.dict(os.environ, {"PSREAL_MSG_TRACE": str(trace), "PSREAL_ARBITER_LOG": str(arb_log)}):
+        with mock.patch.dict(
+            os.environ, {"PSREAL_MSG_TRACE": str(trace), "PSREAL_ARBITER_LOG": str(arb_log)}
+        ):
             folder, summary = run_local(cal, tmp, device, timeout_s=600, stall_s=120)
         passes = json.loads(arb_log.read_text()) if arb_log.is_file() else []
         with open(folder / "steps.csv", newline="") as f:
@@ -565,16 +653,34 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
     def op(name: str) -> float:  # as this run timed it where it did, else the microbenchmark's
         return shard_ops.get(f"{name}_s", op_cost(ops[name], name in pp, numels))
 
-    push = message_bytes(push_payload_bytes(numels, comm.wire_dtype, comm.compression.kind, comm.compression.ratio))
+    push = message_bytes(
+        push_payload_bytes(numels, comm.wire_dtype, comm.compression.kind, comm.compression.ratio)
+    )
     reply = message_bytes(dense_payload_bytes(sum(numels), comm.wire_dtype))
     app = cal.cluster.network.emulation == "app"
-    send_b, recv_b = (tr["send_cpu_app"].b, tr["recv_cpu_app"].b) if app else (tr["send_cpu"].b, tr["recv_cpu"].b)
+    send_b, recv_b = (
+        (tr["send_cpu_app"].b, tr["recv_cpu_app"].b)
+        if app
+        else (tr["send_cpu"].b, tr["recv_cpu"].b)
+    )
     mean_compute = statistics.fmean(compute)
     pack = statistics.median(packs) if packs else op("worker_pack")
-    worker = cpu.get("core0", 0.0) / steps - mean_compute - pack - op("worker_unpack") \
-        - send_b * (HEADER_BYTES + push) - recv_b * reply
-    server = cpu.get("core1", 0.0) / steps - op("server_accumulate") - op("server_update") - op("server_reply") \
-        - recv_b * (HEADER_BYTES + push) - send_b * reply
+    worker = (
+        cpu.get("core0", 0.0) / steps
+        - mean_compute
+        - pack
+        - op("worker_unpack")
+        - send_b * (HEADER_BYTES + push)
+        - recv_b * reply
+    )
+    server = (
+        cpu.get("core1", 0.0) / steps
+        - op("server_accumulate")
+        - op("server_update")
+        - op("server_reply")
+        - recv_b * (HEADER_BYTES + push)
+        - send_b * reply
+    )
     floor = 10e-6  # a message never costs less than this (guards the subtraction against noise)
     out = {
         "compute_s": mean_compute,
@@ -583,8 +689,12 @@ def _in_situ_once(scn: Scenario, device: str, ops: dict[str, LinearCost], tr: di
         "msg_server_a": max(server / 3, floor),
         "send_b": send_b,
         "recv_b": recv_b,
-        "samples": {"cpu_seconds": cpu, "steps": steps, "arbiter_wakeups": summary.get("arbiter_wakeups"),
-                    "throughput_samples_per_s": summary["throughput_samples_per_s"]},
+        "samples": {
+            "cpu_seconds": cpu,
+            "steps": steps,
+            "arbiter_wakeups": summary.get("arbiter_wakeups"),
+            "throughput_samples_per_s": summary["throughput_samples_per_s"],
+        },
     }
     if app and "arbiter" in cpu and summary.get("arbiter_wakeups"):
         out["arbiter_wake_s"] = cpu["arbiter"] / summary["arbiter_wakeups"]
@@ -605,7 +715,9 @@ def arbiter_pass_bins(passes: Sequence[Sequence[float]]) -> list[list[float]]:
     return by
 
 
-def arbiter_pass_costs(passes: Sequence[Sequence[float]], least: int = 5) -> list[tuple[float, float]]:
+def arbiter_pass_costs(
+    passes: Sequence[Sequence[float]], least: int = 5
+) -> list[tuple[float, float]]:
     """(longest sleep of the bin, CPU seconds of a pass) per bin of ARBITER_SLEEP_BINS_S, from the
     arbiter's log of (sleep before, CPU) per pass over the calibration runs: the median CPU of
     each bin with at least `least` passes; a bin with fewer takes the line between its nearest
@@ -648,7 +760,9 @@ def pack_times(trace: str | Path, warmup: int) -> list[float]:
     return out
 
 
-def fit_in_situ(bench: LinearCost, took_s: float, numels: list[int], per_partition: bool) -> LinearCost:
+def fit_in_situ(
+    bench: LinearCost, took_s: float, numels: list[int], per_partition: bool
+) -> LinearCost:
     """An op's cost `bench` (a microbenchmark's, on warm reused memory) made to take `took_s` on
     the calibration's partitions `numels`, as the calibration run timed it: what it takes longer
     is charged per element (fresh memory and cold caches grow with the bytes), what it takes less
@@ -671,18 +785,33 @@ def server_span_times(trace_file: str | Path, warmup: int) -> dict[str, float]:
     if not path.is_file():
         return {}
     by: dict[str, list[float]] = {k: [] for k in SERVER_SPAN_OPS}
-    for e in sorted(json.loads(path.read_text()).get("traceEvents", []), key=lambda e: e.get("ts", 0.0)):
-        if e.get("ph") == "X" and e.get("pid") == 2 and e.get("name") in by and e.get("dur", 0.0) > 0.0:
+    for e in sorted(
+        json.loads(path.read_text()).get("traceEvents", []), key=lambda e: e.get("ts", 0.0)
+    ):
+        if (
+            e.get("ph") == "X"
+            and e.get("pid") == 2
+            and e.get("name") in by
+            and e.get("dur", 0.0) > 0.0
+        ):
             by[e["name"]].append(e["dur"] * 1e-6)
-    return {f"{SERVER_SPAN_OPS[k]}_s": statistics.median(v[warmup:]) for k, v in by.items() if len(v) > warmup}
+    return {
+        f"{SERVER_SPAN_OPS[k]}_s": statistics.median(v[warmup:])
+        for k, v in by.items()
+        if len(v) > warmup
+    }
 
 
 # the in-situ figure that times each op in the calibration run
 IN_SITU_OPS = {"worker_pack": "pack_s", **{op: f"{op}_s" for op in SERVER_SPAN_OPS.values()}}
 
 
-def ops_in_situ(ops: dict[str, LinearCost], situ: dict[str, Any], numels: list[int],
-                per_partition: frozenset[str]) -> dict[str, LinearCost]:
+def ops_in_situ(
+    ops: dict[str, LinearCost],
+    situ: dict[str, Any],
+    numels: list[int],
+    per_partition: frozenset[str],
+) -> dict[str, LinearCost]:
     """The ops the calibration run timed (`IN_SITU_OPS`: the worker's packing, the shard's calls)
     made to cost that on its partitions `numels` (`fit_in_situ`: an excess per element, a
     shortfall off the fixed part). `server_apply` (decode + one optimiser step, SSP and ASP) is
@@ -703,14 +832,24 @@ def ops_in_situ(ops: dict[str, LinearCost], situ: dict[str, Any], numels: list[i
     if "server_apply" in ops and all(IN_SITU_OPS[op] in situ and op in ops for op in timed):
         shift = sum(situ[IN_SITU_OPS[op]] - bench_s(op) for op in timed)
         out["server_apply_bench"] = ops["server_apply"]
-        out["server_apply"] = fit_in_situ(ops["server_apply"], max(bench_s("server_apply") + shift, 0.0), numels,
-                                          "server_apply" in per_partition)
+        out["server_apply"] = fit_in_situ(
+            ops["server_apply"],
+            max(bench_s("server_apply") + shift, 0.0),
+            numels,
+            "server_apply" in per_partition,
+        )
     return out
 
 
 # ------------------------------------------------------------------------------- entry
-def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: bool = True, force_transport: bool = False,
-                     more: bool = False) -> tuple[Path, Profile]:
+def profile_scenario(
+    scn: Scenario,
+    device: str,
+    out: str | None = None,
+    quiet: bool = True,
+    force_transport: bool = False,
+    more: bool = False,
+) -> tuple[Path, Profile]:
     """Measure the scenario's profile and write it (default: the per-host cache pssim reads).
 
     `more`: if that file holds a profile of the same key that kept its calibration runs, measure
@@ -729,15 +868,22 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
             old = load_profile(path)
         except (OSError, ValueError):
             old = None
-        if old is not None and (old.key != json.loads(json.dumps(key)) or not previous_in_situ_runs(old)):
+        if old is not None and (
+            old.key != json.loads(json.dumps(key)) or not previous_in_situ_runs(old)
+        ):
             old = None
     tr = host_transport(force_transport)
     if old is not None:
         s1, s2 = dict(old.samples.get("compute", {})), old.samples.get("ops", {})
         step_s = float(s1.get("microbenchmark_step_compute_s", old.step_compute_s))
         fwd, bwd = list(old.stage_fwd_s), list(old.stage_bwd_s)
-        ops = {k: v for k, v in old.ops.items() if k in OPS}  # its microbenchmarks; the message costs follow below
-        for k, v in old.ops.items():  # the microbenchmarks' fits, before the in-situ times moved them
+        ops = {
+            k: v for k, v in old.ops.items() if k in OPS
+        }  # its microbenchmarks; the message costs follow below
+        for (
+            k,
+            v,
+        ) in old.ops.items():  # the microbenchmarks' fits, before the in-situ times moved them
             if k.endswith("_bench") and k[: -len("_bench")] in ops:
                 ops[k[: -len("_bench")]] = v
         situ = measure_in_situ(scn, device, ops, tr, previous=previous_in_situ_runs(old))
@@ -763,8 +909,12 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     # than the in-situ cost of a message that wakes its end
     stream = tr["samples"]["streams"]["emulated" if app else "plain"]
     smallest = min(stream, key=int)
-    ops["msg_send_busy"] = LinearCost(a=min(stream[smallest]["send"][0], situ["msg_worker_a"]), b=situ["send_b"])
-    ops["msg_recv_busy"] = LinearCost(a=min(stream[smallest]["recv"][0], situ["msg_worker_a"]), b=situ["recv_b"])
+    ops["msg_send_busy"] = LinearCost(
+        a=min(stream[smallest]["send"][0], situ["msg_worker_a"]), b=situ["send_b"]
+    )
+    ops["msg_recv_busy"] = LinearCost(
+        a=min(stream[smallest]["recv"][0], situ["msg_worker_a"]), b=situ["recv_b"]
+    )
     if app:  # the arbiter's CPU per wake-up (messages starting or ending at one instant share one)
         ops["arbiter"] = LinearCost(a=situ.get("arbiter_wake_s", tr["arbiter_cpu"].a))
     # the worker's packing and the shard's calls as the calibration run lived them (its one shard
@@ -772,9 +922,18 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
     from pssim.costs import per_partition_ops
 
     cal_numels = [q.numel for q in plan_shards(calibration_scenario(scn)).shards[0]]
-    ops.update(ops_in_situ(ops, situ, cal_numels, per_partition_ops(scn.communication.compression.kind)))
+    ops.update(
+        ops_in_situ(ops, situ, cal_numels, per_partition_ops(scn.communication.compression.kind))
+    )
     if scn.pipeline.stages == 1:  # the compute phase as a real worker lives it
-        step_s, s1 = situ["compute_s"], {**s1, "microbenchmark_step_compute_s": step_s, "compute_samples_s": situ["compute_samples_s"]}
+        step_s, s1 = (
+            situ["compute_s"],
+            {
+                **s1,
+                "microbenchmark_step_compute_s": step_s,
+                "compute_samples_s": situ["compute_samples_s"],
+            },
+        )
     wire_rate = tr.get("wire_bytes_per_s")
     delay = tr["delay_app_s"] if scn.cluster.network.emulation == "app" else tr["delay_none_s"]
     prof = Profile(
@@ -794,8 +953,13 @@ def profile_scenario(scn: Scenario, device: str, out: str | None = None, quiet: 
         transport_bytes_per_s=wire_rate,
         cpu_slice_s=host_cpu_slice_s(cores),
         arbiter_pass_s=situ.get("arbiter_pass_s", []) if app else [],
-        samples={"compute": s1, "ops": s2, "transport": tr["samples"], "in_situ": situ["samples"],
-                 "model_params": build_workload(scn.model).numel},
+        samples={
+            "compute": s1,
+            "ops": s2,
+            "transport": tr["samples"],
+            "in_situ": situ["samples"],
+            "model_params": build_workload(scn.model).numel,
+        },
     )
     write_atomic_text(path, prof.model_dump_json(indent=2))
     return path, prof

@@ -85,7 +85,9 @@ class RoleContext:
 
     def __post_init__(self) -> None:
         s = self.scn
-        self.records = Records(s.cluster.workers.count, s.pipeline.stages, s.training.steps, s.cluster.servers.count)
+        self.records = Records(
+            s.cluster.workers.count, s.pipeline.stages, s.training.steps, s.cluster.servers.count
+        )
 
     def now(self) -> float:
         return time.monotonic()
@@ -153,9 +155,16 @@ def parse_faults(text: str) -> list[tuple[str, int, int, str]]:
     out = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         f = item.split(":")
-        if len(f) != 5 or f[0] not in ("worker", "server") or f[2] != "step" or f[4] not in FAULT_ACTIONS:
-            raise ValueError(f"{FAULT_ENV}: expected ROLE:INDEX:step:N:ACTION with ROLE worker|server and "
-                             f"ACTION {'|'.join(FAULT_ACTIONS)} (got {item!r})")
+        if (
+            len(f) != 5
+            or f[0] not in ("worker", "server")
+            or f[2] != "step"
+            or f[4] not in FAULT_ACTIONS
+        ):
+            raise ValueError(
+                f"{FAULT_ENV}: expected ROLE:INDEX:step:N:ACTION with ROLE worker|server and "
+                f"ACTION {'|'.join(FAULT_ACTIONS)} (got {item!r})"
+            )
         out.append((f[0], int(f[1]), int(f[3]), f[4]))
     return out
 

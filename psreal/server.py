@@ -46,14 +46,18 @@ class _Segment:
         a, b = ctx.bounds[stage]
         parts = [q for q in plan_shards(ctx.scn).shards[shard] if a <= q.unit < b]
         self.numels = [q.numel for q in parts]
-        self.param = torch.nn.Parameter(torch.cat([init[q.param][q.offset : q.offset + q.numel] for q in parts]))
+        self.param = torch.nn.Parameter(
+            torch.cat([init[q.param][q.offset : q.offset + q.numel] for q in parts])
+        )
         opt = ctx.scn.training.optimizer
         if opt.name == "adam":
             self.opt: torch.optim.Optimizer = torch.optim.Adam(
                 [self.param], lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
             )
         else:
-            self.opt = torch.optim.SGD([self.param], lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+            self.opt = torch.optim.SGD(
+                [self.param], lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
+            )
         self.acc = torch.zeros_like(self.param.data) if ctx.scn.sync.mode == "bsp" else None
         self.wire: torch.Tensor | None = None
 
@@ -74,7 +78,9 @@ class ServerRole:
         init = initial_flat_params(scn.model, scn.seed)
         stages = sorted({p % self.P for p in self.pushers})
         self.segments = {k: _Segment(ctx, shard, k, init) for k in stages}
-        self.sync = sync.ShardSync(self.mode, self.bound, self.pushers)  # the simulator's rule, shared
+        self.sync = sync.ShardSync(
+            self.mode, self.bound, self.pushers
+        )  # the simulator's rule, shared
         self.parked: list[tuple[int, int, float]] = []
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.reply_version = -1
@@ -183,8 +189,11 @@ class ServerRole:
             wait_us = int(round((t_ready - t_held) * 1e6))
             if p in self.sends:  # the puller's previous reply: through, since it pulled again
                 self.sends[p].wait()
-            self.sends[p] = self.ctx.transport.send(p, wire.REPLY, step=step, version=self.sync.version, payload=payload,
-                                                    aux=wait_us)
-            self.ctx.records.spans.append((self.s, 2, t_ready, t_packed, wire.HEADER_BYTES + payload.numel()))  # type: ignore[union-attr]
+            self.sends[p] = self.ctx.transport.send(
+                p, wire.REPLY, step=step, version=self.sync.version, payload=payload, aux=wait_us
+            )
+            self.ctx.records.spans.append(
+                (self.s, 2, t_ready, t_packed, wire.HEADER_BYTES + payload.numel())
+            )  # type: ignore[union-attr]
             self.pulls_answered += 1
             t_ready = t_packed

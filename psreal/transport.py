@@ -46,7 +46,12 @@ class PeerLost(ConnectionError):
 
 
 # gloo's words for a peer that went away
-_GLOO_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Socket closed")
+_GLOO_PEER = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "Socket closed",
+)
 
 
 def is_peer_loss(exc: BaseException) -> bool:
@@ -87,7 +92,9 @@ class SendHandle:
                 w.wait()
         except RuntimeError as exc:
             if is_peer_loss(exc):
-                raise PeerLost(f"sending to endpoint {self.dst} failed: {short_error(exc)}") from exc
+                raise PeerLost(
+                    f"sending to endpoint {self.dst} failed: {short_error(exc)}"
+                ) from exc
             raise
         msgtrace.mark("gloo_done", self.t.endpoint, self.seq)
         if self.t.control is not None and self.t.emulate:
@@ -96,8 +103,14 @@ class SendHandle:
 
 
 class Transport:
-    def __init__(self, endpoint: int, rank_of: Callable[[int], int], control: ControlClient | None, emulate: bool,
-                 latency_of: Callable[[int], float] | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: int,
+        rank_of: Callable[[int], int],
+        control: ControlClient | None,
+        emulate: bool,
+        latency_of: Callable[[int], float] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.rank_of = rank_of
         self.control = control
@@ -109,15 +122,25 @@ class Transport:
         self.threads: list[threading.Thread] = []
         self.errors: list[BaseException] = []
 
-    def send(self, dst: int, kind: int, step: int = 0, version: int = 0, payload: torch.Tensor | None = None,
-             aux: int = 0, aux2: int = 0) -> SendHandle:
+    def send(
+        self,
+        dst: int,
+        kind: int,
+        step: int = 0,
+        version: int = 0,
+        payload: torch.Tensor | None = None,
+        aux: int = 0,
+        aux2: int = 0,
+    ) -> SendHandle:
         seq = next(self._seq)
         n = 0 if payload is None else payload.numel()
         nbytes = wire.HEADER_BYTES + n
         msgtrace.mark("send", self.endpoint, seq, dst, kind, nbytes)
         if self.emulate:
             self.control.start_flow(dst, seq, nbytes)  # type: ignore[union-attr]
-        header = torch.tensor([kind, self.endpoint, step, seq, version, n, aux, aux2], dtype=torch.int64)
+        header = torch.tensor(
+            [kind, self.endpoint, step, seq, version, n, aux, aux2], dtype=torch.int64
+        )
         rank = self.rank_of(dst)
         if 0 < n <= INLINE_MAX:  # one gloo message: the receiver has a buffer posted for it already
             first = torch.empty(wire.HEADER_BYTES + n, dtype=torch.uint8)
@@ -139,7 +162,9 @@ class Transport:
         header = torch.tensor([wire.STOP, self.endpoint, 0, 0, 0, 0, 0, 0], dtype=torch.int64)
         dist.send(header, self.rank_of(dst), tag=TAG)
 
-    def receive_from(self, src: int, on_message: Callable[[Message], None], pin: bool = False) -> threading.Thread:
+    def receive_from(
+        self, src: int, on_message: Callable[[Message], None], pin: bool = False
+    ) -> threading.Thread:
         """Start a thread that hands every delivered message from `src` to `on_message`."""
 
         def failed(exc: BaseException) -> None:
@@ -151,9 +176,13 @@ class Transport:
             try:
                 while True:
                     # room for a header and an inline payload; gloo fills what was sent
-                    first = torch.empty(wire.HEADER_BYTES + INLINE_MAX, dtype=torch.uint8, pin_memory=pin)
+                    first = torch.empty(
+                        wire.HEADER_BYTES + INLINE_MAX, dtype=torch.uint8, pin_memory=pin
+                    )
                     dist.recv(first, rank, tag=TAG)
-                    kind, sender, step, seq, version, n, aux, aux2 = first[: wire.HEADER_BYTES].view(torch.int64).tolist()
+                    kind, sender, step, seq, version, n, aux, aux2 = (
+                        first[: wire.HEADER_BYTES].view(torch.int64).tolist()
+                    )
                     msgtrace.mark("hdr", sender, seq, kind)
                     if kind == wire.STOP:
                         return
@@ -163,7 +192,18 @@ class Transport:
                     elif n:
                         payload = torch.empty(n, dtype=torch.uint8, pin_memory=pin)
                         dist.recv(payload, rank, tag=TAG)
-                    msg = Message(kind, sender, step, seq, version, aux, aux2, payload, 0.0, wire.HEADER_BYTES + n)
+                    msg = Message(
+                        kind,
+                        sender,
+                        step,
+                        seq,
+                        version,
+                        aux,
+                        aux2,
+                        payload,
+                        0.0,
+                        wire.HEADER_BYTES + n,
+                    )
                     if self.emulate:
                         # delivered when the arbiter says so; meanwhile this thread takes the next
                         # message's bytes, so messages in flight together share the emulated link
@@ -182,7 +222,8 @@ class Transport:
 
         if self.emulate:
             self.control.on_close(  # type: ignore[union-attr]
-                lambda: failed(ConnectionError("the coordinator closed the control connection")))
+                lambda: failed(ConnectionError("the coordinator closed the control connection"))
+            )
 
         t = threading.Thread(target=loop, name=f"recv-from-{src}", daemon=True)
         t.start()

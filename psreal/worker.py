@@ -52,7 +52,9 @@ class WorkerRole:
         if self.cuda:
             from pssim.costs import placement
 
-            self.dev = torch.device("cuda", placement(scn, None, torch.cuda.device_count()).device_of_proc[proc])
+            self.dev = torch.device(
+                "cuda", placement(scn, None, torch.cuda.device_count()).device_of_proc[proc]
+            )
             torch.cuda.set_device(self.dev)
         else:
             self.dev = torch.device("cpu")
@@ -67,7 +69,10 @@ class WorkerRole:
             assert tuple(prm.shape) == wl.params[g].shape, (wl.params[g], prm.shape)
         plan = plan_shards(scn)
         self.shards = ctx.topo.shards_of[proc]
-        self.parts = {s: [(local[q.param], q.offset, q.numel) for q in plan.shards[s] if a <= q.unit < b] for s in self.shards}
+        self.parts = {
+            s: [(local[q.param], q.offset, q.numel) for q in plan.shards[s] if a <= q.unit < b]
+            for s in self.shards
+        }
         x, y = synthetic_data(scn.model, scn.seed, self.replica, scn.training.samples_per_worker)
         self.x, self.y = x.to(self.dev), y.to(self.dev)
         self.factors = compute_factors(scn)[self.replica, self.stage]
@@ -81,7 +86,9 @@ class WorkerRole:
             self.act_shape = [(mb, *self._out_shape(u)) for (_, u) in ctx.bounds]
             from pssim.pipeline import schedule
 
-            self.plan = schedule(scn.pipeline.schedule, self.P, scn.pipeline.microbatches)[self.stage]
+            self.plan = schedule(scn.pipeline.schedule, self.P, scn.pipeline.microbatches)[
+                self.stage
+            ]
         self._pinned: dict[tuple[int, int], torch.Tensor] = {}
 
     def _out_shape(self, unit_end: int) -> tuple[int, ...]:
@@ -100,14 +107,18 @@ class WorkerRole:
         if buf is None:
             buf = self._pinned[key] = torch.empty(t.numel(), dtype=torch.uint8, pin_memory=True)
         buf.copy_(t, non_blocking=True)
-        torch.cuda.current_stream(self.dev).synchronize()  # note: a CPU-GPU sync point, the bytes must be on the host
+        torch.cuda.current_stream(
+            self.dev
+        ).synchronize()  # note: a CPU-GPU sync point, the bytes must be on the host
         return buf
 
     def _server_ep(self, s: int) -> int:
         return self.n_servers_ep + s
 
     def _unpack(self, s: int, payload: torch.Tensor) -> None:
-        vals = decode_dense(payload.to(self.dev, non_blocking=True) if self.cuda else payload, self.codec[0])
+        vals = decode_dense(
+            payload.to(self.dev, non_blocking=True) if self.cuda else payload, self.codec[0]
+        )
         pos = 0
         with torch.no_grad():
             for li, off, n in self.parts[s]:
@@ -148,7 +159,9 @@ class WorkerRole:
                 self._lose_state()
                 restart_after = crashes[step]
                 if restart_after is None:  # for good: the shards take it out of the sync rule
-                    for h in [tr.send(self._server_ep(s), wire.LEAVE, step=step) for s in self.shards]:
+                    for h in [
+                        tr.send(self._server_ep(s), wire.LEAVE, step=step) for s in self.shards
+                    ]:
                         h.wait()
                     ctx.control.progress(scn.training.steps)
                     break
@@ -162,7 +175,9 @@ class WorkerRole:
                 try:
                     msg = self.replies.get(timeout=REPLY_TIMEOUT_S)
                 except queue.Empty:
-                    raise TimeoutError(f"no pull reply within {REPLY_TIMEOUT_S:.0f} s at step {step}") from None
+                    raise TimeoutError(
+                        f"no pull reply within {REPLY_TIMEOUT_S:.0f} s at step {step}"
+                    ) from None
                 if msg.kind == -1:
                     raise tr.receive_failed(msg.src)
                 s = msg.src - self.n_servers_ep
@@ -183,8 +198,13 @@ class WorkerRole:
                 t0 = time.monotonic()
                 self.model.zero_grad(set_to_none=True)
                 if overlap:  # the hooks push each shard's gradient as soon as backward has made it
-                    self._overlap = {"step": step, "versions": versions, "sends": [], "first": None,
-                                     "left": dict(self._params_needed)}
+                    self._overlap = {
+                        "step": step,
+                        "versions": versions,
+                        "sends": [],
+                        "first": None,
+                        "left": dict(self._params_needed),
+                    }
                 loss = self.model.loss(self.model(xb), yb)
                 loss.backward()
                 self._sync()
@@ -203,7 +223,16 @@ class WorkerRole:
             else:
                 T["push_start_s"][p, step] = time.monotonic()
                 payloads = {s: self._pack(s) for s in self.shards}
-                sends = [tr.send(self._server_ep(s), wire.PUSH, step=step, version=versions[s], payload=payloads[s]) for s in self.shards]
+                sends = [
+                    tr.send(
+                        self._server_ep(s),
+                        wire.PUSH,
+                        step=step,
+                        version=versions[s],
+                        payload=payloads[s],
+                    )
+                    for s in self.shards
+                ]
             for h in sends:
                 h.wait()
             T["push_end_s"][p, step] = time.monotonic()
@@ -235,7 +264,9 @@ class WorkerRole:
         for s, parts in self.parts.items():
             for li in {li for li, _, _ in parts}:
                 shards_of_param.setdefault(li, []).append(s)
-        self._params_needed = {s: len({li for li, _, _ in parts}) for s, parts in self.parts.items()}
+        self._params_needed = {
+            s: len({li for li, _, _ in parts}) for s, parts in self.parts.items()
+        }
         tr = self.ctx.transport
 
         def ready(li: int) -> None:
@@ -246,8 +277,15 @@ class WorkerRole:
                     if ov["first"] is None:
                         ov["first"] = time.monotonic()
                     payload = self._pack(s)
-                    ov["sends"].append(tr.send(self._server_ep(s), wire.PUSH, step=ov["step"],
-                                               version=ov["versions"][s], payload=payload))
+                    ov["sends"].append(
+                        tr.send(
+                            self._server_ep(s),
+                            wire.PUSH,
+                            step=ov["step"],
+                            version=ov["versions"][s],
+                            payload=payload,
+                        )
+                    )
 
         for li, prm in enumerate(self.params):
             prm.register_post_accumulate_grad_hook(lambda _p, li=li: ready(li))
@@ -287,7 +325,9 @@ class WorkerRole:
                 rec.busy.append((p, step, t0, time.monotonic()))
                 inputs[m], outputs[m] = inp, out
                 if not self.last:
-                    payload = self._to_host(encode_dense(out.detach().reshape(-1), self.codec[0]), 1000 + m)
+                    payload = self._to_host(
+                        encode_dense(out.detach().reshape(-1), self.codec[0]), 1000 + m
+                    )
                     sends.append(tr.send(p + 1, wire.ACT, step=step, payload=payload, aux=m))
             else:
                 t0 = time.monotonic()
@@ -296,7 +336,9 @@ class WorkerRole:
                     loss_sum += float(outputs[m].detach())
                 else:
                     msg = self.mail.get((wire.ACT_GRAD, step, m))
-                    g = decode_dense(msg.payload.to(self.dev, non_blocking=True), self.codec[0]).view(outputs[m].shape)
+                    g = decode_dense(
+                        msg.payload.to(self.dev, non_blocking=True), self.codec[0]
+                    ).view(outputs[m].shape)
                     t0 = time.monotonic()
                     outputs[m].backward(g.to(outputs[m].dtype))
                 self._sync()
@@ -305,7 +347,9 @@ class WorkerRole:
                 rec.busy.append((p, step, t0, time.monotonic()))
                 if not self.first:
                     grad_in = inputs[m].grad
-                    payload = self._to_host(encode_dense(grad_in.reshape(-1).to(wd), self.codec[0]), 2000 + m)  # type: ignore[union-attr]
+                    payload = self._to_host(
+                        encode_dense(grad_in.reshape(-1).to(wd), self.codec[0]), 2000 + m
+                    )  # type: ignore[union-attr]
                     sends.append(tr.send(p - 1, wire.ACT_GRAD, step=step, payload=payload, aux=m))
                 del inputs[m], outputs[m]
         for h in sends:
@@ -326,4 +370,3 @@ def _rss_bytes() -> int:
 def _sleep(s: float) -> None:
     if s > 0:
         time.sleep(s)
-

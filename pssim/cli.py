@@ -24,16 +24,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="a.b=v",
-                   help="override a scenario field by dotted path (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="a.b=v",
+        help="override a scenario field by dotted path (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="pssim", description="Simulate parameter-server training; compare with psreal; plan hardware.")
+    ap = _Parser(
+        prog="pssim",
+        description="Simulate parameter-server training; compare with psreal; plan hardware.",
+    )
     ap.add_argument("--version", action="version", version=f"pssim {_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("validate", help="check scenario files (exit 0, or 2 with one line per problem)")
+    p = sub.add_parser(
+        "validate", help="check scenario files (exit 0, or 2 with one line per problem)"
+    )
     p.add_argument("files", nargs="+")
     _add_set(p)
 
@@ -43,30 +54,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("--runs", type=int, default=1,
-                   help="simulate this many times, each with its own draw of the compute's natural variation, and "
-                        "write the median run, with every run's throughput in summary.json (default 1)")
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="simulate this many times, each with its own draw of the compute's natural variation, and "
+        "write the median run, with every run's throughput in summary.json (default 1)",
+    )
     _add_set(p)
 
     p = sub.add_parser("compare", help="run simulator and real backend, write comparison and plots")
     p.add_argument("files", nargs="+")
     p.add_argument("--out", default="results")
-    p.add_argument("--report-dir", default=None, help="also write the suite report (table, parity plot) here")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="real runs per scenario (the spread is the noise floor); with several scenarios the "
-                        "repeats run round by round, so each scenario's runs span the whole session")
-    p.add_argument("--sim-runs", type=int, default=5,
-                   help="simulator runs per scenario (see `pssim simulate --runs`; default 5)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override cluster.workers.device")
-    p.add_argument("--reprofile", action="store_true", help="measure the device profile even if one is cached")
-    p.add_argument("--reuse-real", action="store_true",
-                   help="compare against the real runs an earlier compare left in --out (and the cached "
-                        "profile) instead of running psreal again: only the simulator runs")
+    p.add_argument(
+        "--report-dir", default=None, help="also write the suite report (table, parity plot) here"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="real runs per scenario (the spread is the noise floor); with several scenarios the "
+        "repeats run round by round, so each scenario's runs span the whole session",
+    )
+    p.add_argument(
+        "--sim-runs",
+        type=int,
+        default=5,
+        help="simulator runs per scenario (see `pssim simulate --runs`; default 5)",
+    )
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default=None, help="override cluster.workers.device"
+    )
+    p.add_argument(
+        "--reprofile", action="store_true", help="measure the device profile even if one is cached"
+    )
+    p.add_argument(
+        "--reuse-real",
+        action="store_true",
+        help="compare against the real runs an earlier compare left in --out (and the cached "
+        "profile) instead of running psreal again: only the simulator runs",
+    )
     _add_set(p)
 
     p = sub.add_parser("sweep", help="run a grid of variants of one scenario")
     p.add_argument("file")
-    p.add_argument("--grid", action="append", required=True, metavar="a.b=v1,v2", help="a field and its values (repeatable)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="a.b=v1,v2",
+        help="a field and its values (repeatable)",
+    )
     p.add_argument("--backend", choices=["sim", "real", "both"], default="sim")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", default="results")
@@ -74,12 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="extrapolate a scenario to catalog hardware")
     p.add_argument("file")
-    p.add_argument("--catalog", required=True, help="hardware catalog YAML (same format as the built-in one)")
+    p.add_argument(
+        "--catalog", required=True, help="hardware catalog YAML (same format as the built-in one)"
+    )
     p.add_argument("--target-samples-per-s", type=float, default=None)
     p.add_argument("--budget-per-hour", type=float, default=None)
-    p.add_argument("--workers", default=None, metavar="N,N,...", help="worker counts to try (default 1,2,4,8,16,32,64)")
-    p.add_argument("--servers", default=None, metavar="N,N,...", help="PS shard counts to try (default 1,2,4,8)")
-    p.add_argument("--jobs", type=int, default=None, help="simulations in parallel (default: one per CPU)")
+    p.add_argument(
+        "--workers",
+        default=None,
+        metavar="N,N,...",
+        help="worker counts to try (default 1,2,4,8,16,32,64)",
+    )
+    p.add_argument(
+        "--servers",
+        default=None,
+        metavar="N,N,...",
+        help="PS shard counts to try (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=None, help="simulations in parallel (default: one per CPU)"
+    )
     p.add_argument("--out", default="results")
     _add_set(p)
     return ap
@@ -175,14 +227,29 @@ def print_summary(summary: dict[str, Any], folder: Any) -> None:
     st = summary["step_time_s"]
     rows = [
         ("throughput", f"{summary['throughput_samples_per_s']:.1f} samples/s"),
-        ("step time mean / p50 / p95", f"{st['mean'] * 1e3:.2f} / {st['p50'] * 1e3:.2f} / {st['p95'] * 1e3:.2f} ms"),
-        ("compute / comm / wait (mean)", " / ".join(f"{summary[k]['mean'] * 1e3:.2f}" for k in ("compute_time_s", "comm_time_s", "wait_time_s")) + " ms"),
-        ("staleness mean / max", f"{summary['staleness']['mean']:.2f} / {summary['staleness']['max']}"),
+        (
+            "step time mean / p50 / p95",
+            f"{st['mean'] * 1e3:.2f} / {st['p50'] * 1e3:.2f} / {st['p95'] * 1e3:.2f} ms",
+        ),
+        (
+            "compute / comm / wait (mean)",
+            " / ".join(
+                f"{summary[k]['mean'] * 1e3:.2f}"
+                for k in ("compute_time_s", "comm_time_s", "wait_time_s")
+            )
+            + " ms",
+        ),
+        (
+            "staleness mean / max",
+            f"{summary['staleness']['mean']:.2f} / {summary['staleness']['max']}",
+        ),
         ("bytes sent", f"{summary['bytes_sent_total'] / 1e6:.2f} MB"),
         ("bubble fraction", f"{summary['bubble_fraction']:.3f}"),
     ]
     if "simulated_time_s" in summary:
-        rows.append(("simulated time", f"{summary['simulated_time_s']:.3f} s ({summary['events']} events)"))
+        rows.append(
+            ("simulated time", f"{summary['simulated_time_s']:.3f} s ({summary['events']} events)")
+        )
     if "final_loss" in summary:
         rows.append(("final loss", f"{summary['final_loss']:.4f}"))
     rows.append(("wall time", f"{summary['wall_time_s']:.2f} s"))

@@ -44,7 +44,15 @@ if TYPE_CHECKING:
 # Summary keys that describe the configuration or the run itself rather than predict something:
 # left out of the metric comparison (the simulator's wall time is how long simulating took).
 NOT_METRICS = frozenset(
-    {"workers", "servers", "pipeline_stages", "microbatches", "wall_time_s", "simulated_time_s", "events"}
+    {
+        "workers",
+        "servers",
+        "pipeline_stages",
+        "microbatches",
+        "wall_time_s",
+        "simulated_time_s",
+        "events",
+    }
 )
 # Distributions compared by plots, not number by number.
 NOT_METRIC_PREFIXES = ("staleness.histogram", "sim_runs")
@@ -93,7 +101,9 @@ def flatten_metrics(summary: dict[str, Any], prefix: str = "") -> dict[str, floa
             continue
         if isinstance(value, dict):
             out.update(flatten_metrics(value, f"{name}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        elif (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ):
             out[name] = float(value)
     return out
 
@@ -142,7 +152,12 @@ def compare_summaries(
             continue
         values = [x[name] for x in runs if name in x]
         r = float(np.median(values)) if len(values) >= 2 else fr[name]
-        entry: dict[str, Any] = {"sim": s, "real": r, "abs_error": s - r, "rel_error": relative_error(s, r)}
+        entry: dict[str, Any] = {
+            "sim": s,
+            "real": r,
+            "abs_error": s - r,
+            "rel_error": relative_error(s, r),
+        }
         spread = run_spread([x[name] for x in runs if name in x])
         if spread is not None:
             entry["real_spread"] = spread
@@ -260,7 +275,9 @@ def _profile_compute(path: str | None) -> dict[str, Any] | None:
         return None
 
 
-def profile_self_check(scn_data: dict[str, Any], path: str | None, draws: int = 3) -> dict[str, Any] | None:
+def profile_self_check(
+    scn_data: dict[str, Any], path: str | None, draws: int = 3
+) -> dict[str, Any] | None:
     """How well the simulator, given this profile, predicts the profile's own calibration runs
     (`pssim.profile.calibration_scenario` of the scenario: 1 worker, 1 shard, BSP, run for real
     by `psreal profile`): the median throughput over `draws` simulator runs of it (`sim`) and over
@@ -280,19 +297,34 @@ def profile_self_check(scn_data: dict[str, Any], path: str | None, draws: int = 
 
     try:
         runs = load_profile(path).samples.get("in_situ", {}).get("runs", [])
-        real = [float(r["samples"]["throughput_samples_per_s"]) for r in runs
-                if isinstance(r, dict) and isinstance(r.get("samples"), dict)
-                and isinstance(r["samples"].get("throughput_samples_per_s"), (int, float))]
+        real = [
+            float(r["samples"]["throughput_samples_per_s"])
+            for r in runs
+            if isinstance(r, dict)
+            and isinstance(r.get("samples"), dict)
+            and isinstance(r["samples"].get("throughput_samples_per_s"), (int, float))
+        ]
         if not real:
             return None
-        data = {**scn_data, "compute": {**scn_data.get("compute", {}), "step_time_s": None, "profile": str(path)}}
+        data = {
+            **scn_data,
+            "compute": {**scn_data.get("compute", {}), "step_time_s": None, "profile": str(path)},
+        }
         scn = scenario_from_dict(data, "<compared>")
         costs, cal = build_costs(scn), calibration_scenario(scn)
-        sims = [summarize(cal, *simulate(cal, costs, draw=k))["throughput_samples_per_s"] for k in range(draws)]
+        sims = [
+            summarize(cal, *simulate(cal, costs, draw=k))["throughput_samples_per_s"]
+            for k in range(draws)
+        ]
     except (OSError, ValueError, KeyError, TypeError, ValidationError):
         return None
     sim, meas = float(np.median(sims)), float(np.median(real))
-    return {"sim": sim, "real": meas, "rel_error": (sim - meas) / meas if meas else None, "runs": len(real)}
+    return {
+        "sim": sim,
+        "real": meas,
+        "rel_error": (sim - meas) / meas if meas else None,
+        "runs": len(real),
+    }
 
 
 # -------------------------------------------------------------------------------- the suite
@@ -303,7 +335,9 @@ def within_noise(sim: dict[str, Any], thr: dict[str, Any]) -> bool | None:
     reps, spread = sim.get("sim_runs"), thr.get("real_spread")
     if thr.get("sim") is None or thr.get("real") is None or (not reps and not spread):
         return None
-    lo_s, hi_s = (reps["throughput_min"], reps["throughput_max"]) if reps else (thr["sim"], thr["sim"])
+    lo_s, hi_s = (
+        (reps["throughput_min"], reps["throughput_max"]) if reps else (thr["sim"], thr["sim"])
+    )
     lo_r, hi_r = (spread["min"], spread["max"]) if spread else (thr["real"], thr["real"])
     return bool(lo_s <= hi_r and lo_r <= hi_s)
 
@@ -320,17 +354,22 @@ def suite_row(comparison: dict[str, Any], report_path: str = "") -> dict[str, An
     row["real_runs"] = comparison["real"]["runs"]
     spread = m.get("throughput_samples_per_s", {}).get("real_spread")
     row["real_throughput_spread"] = spread["rel_spread"] if spread else None
-    row["real_throughput_min"], row["real_throughput_max"] = (spread["min"], spread["max"]) if spread else (None, None)
+    row["real_throughput_min"], row["real_throughput_max"] = (
+        (spread["min"], spread["max"]) if spread else (None, None)
+    )
     reps = comparison["sim"].get("runs")
     row["sim_runs"] = reps["n"] if reps else 1
     row["sim_throughput_spread"] = reps["rel_spread"] if reps and reps["n"] > 1 else None
     row["sim_throughput_min"], row["sim_throughput_max"] = (
-        (reps["throughput_min"], reps["throughput_max"]) if reps and reps["n"] > 1 else (None, None))
+        (reps["throughput_min"], reps["throughput_max"]) if reps and reps["n"] > 1 else (None, None)
+    )
     row["within_noise"] = comparison.get("within_noise")
     pc = comparison["sim"].get("profile_compute") or {}
     row["profile_compute_s"], row["profile_compute_runs"] = pc.get("compute_s"), pc.get("runs")
     row["profile_compute_spread"] = pc.get("rel_spread")
-    row["profile_self_check_error"] = (comparison["sim"].get("profile_self_check") or {}).get("rel_error")
+    row["profile_self_check_error"] = (comparison["sim"].get("profile_self_check") or {}).get(
+        "rel_error"
+    )
     row["compute_source"] = comparison["sim"].get("compute_source")
     row["report"] = report_path
     row["error"] = ""
@@ -367,7 +406,12 @@ def _abs_error_stats(pairs: Iterable[tuple[str, float]]) -> dict[str, Any]:
         return {"n": 0, "median_abs_rel_error": None, "max_abs_rel_error": None, "worst": None}
     a = np.abs([e for _, e in pairs])
     worst = pairs[int(np.argmax(a))][0]
-    return {"n": len(pairs), "median_abs_rel_error": float(np.median(a)), "max_abs_rel_error": float(a.max()), "worst": worst}
+    return {
+        "n": len(pairs),
+        "median_abs_rel_error": float(np.median(a)),
+        "max_abs_rel_error": float(a.max()),
+        "worst": worst,
+    }
 
 
 def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -392,7 +436,11 @@ def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
       profile's own calibration runs (`profile_self_check`; None when no scenario has one).
     """
     ok = [r for r in rows if r.get("status") == "ok"]
-    out: dict[str, Any] = {"scenarios": len(rows), "ok": len(ok), "failed": [r["scenario"] for r in rows if r.get("status") != "ok"]}
+    out: dict[str, Any] = {
+        "scenarios": len(rows),
+        "ok": len(ok),
+        "failed": [r["scenario"] for r in rows if r.get("status") != "ok"],
+    }
     for prefix in SUITE_METRICS:
         pairs, both_zero, real_zero = [], [], []
         for r in ok:
@@ -410,35 +458,63 @@ def suite_stats(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         st["both_zero"] = both_zero
         st["real_zero"] = real_zero
         out[prefix] = st
-    thr = [r for r in ok if r.get("throughput_sim") is not None and r.get("throughput_real") is not None]
-    out["spearman_rho_throughput"] = spearman([r["throughput_sim"] for r in thr], [r["throughput_real"] for r in thr])
-    out["best_pick"] = best_pick(
-        [r["scenario"] for r in thr], [r["throughput_sim"] for r in thr], [r["throughput_real"] for r in thr]
+    thr = [
+        r
+        for r in ok
+        if r.get("throughput_sim") is not None and r.get("throughput_real") is not None
+    ]
+    out["spearman_rho_throughput"] = spearman(
+        [r["throughput_sim"] for r in thr], [r["throughput_real"] for r in thr]
     )
-    spreads = [r["real_throughput_spread"] for r in ok if r.get("real_throughput_spread") is not None]
+    out["best_pick"] = best_pick(
+        [r["scenario"] for r in thr],
+        [r["throughput_sim"] for r in thr],
+        [r["throughput_real"] for r in thr],
+    )
+    spreads = [
+        r["real_throughput_spread"] for r in ok if r.get("real_throughput_spread") is not None
+    ]
     out["noise_floor"] = (
-        {"n": len(spreads), "median_rel_spread": float(np.median(spreads)), "max_rel_spread": float(np.max(spreads))}
+        {
+            "n": len(spreads),
+            "median_rel_spread": float(np.median(spreads)),
+            "max_rel_spread": float(np.max(spreads)),
+        }
         if spreads
         else None
     )
     sims = [r["sim_throughput_spread"] for r in ok if r.get("sim_throughput_spread") is not None]
     out["sim_spread"] = (
-        {"n": len(sims), "median_rel_spread": float(np.median(sims)), "max_rel_spread": float(np.max(sims))} if sims else None
+        {
+            "n": len(sims),
+            "median_rel_spread": float(np.median(sims)),
+            "max_rel_spread": float(np.max(sims)),
+        }
+        if sims
+        else None
     )
-    checks = [(r["scenario"], float(r["profile_self_check_error"])) for r in ok
-              if r.get("profile_self_check_error") is not None]
+    checks = [
+        (r["scenario"], float(r["profile_self_check_error"]))
+        for r in ok
+        if r.get("profile_self_check_error") is not None
+    ]
     out["profile_self_check"] = _abs_error_stats(checks) if checks else None
     judged = [r for r in ok if r.get("within_noise") is not None]
     out["within_noise"] = (
-        {"n": len(judged), "count": sum(bool(r["within_noise"]) for r in judged),
-         "outside": [r["scenario"] for r in judged if not r["within_noise"]]}
+        {
+            "n": len(judged),
+            "count": sum(bool(r["within_noise"]) for r in judged),
+            "outside": [r["scenario"] for r in judged if not r["within_noise"]],
+        }
         if judged
         else None
     )
     return out
 
 
-def best_pick(names: Sequence[str], sim: Sequence[float], real: Sequence[float]) -> dict[str, Any] | None:
+def best_pick(
+    names: Sequence[str], sim: Sequence[float], real: Sequence[float]
+) -> dict[str, Any] | None:
     """Does the scenario the simulator ranks first (highest throughput) measure best too?"""
     if not names:
         return None
@@ -455,7 +531,9 @@ def best_pick(names: Sequence[str], sim: Sequence[float], real: Sequence[float])
 
 def suite_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(SUITE_COLUMNS), lineterminator="\n", extrasaction="ignore")
+    w = csv.DictWriter(
+        buf, fieldnames=list(SUITE_COLUMNS), lineterminator="\n", extrasaction="ignore"
+    )
     w.writeheader()
     for r in rows:
         w.writerow({k: "" if r.get(k) is None else r.get(k) for k in SUITE_COLUMNS})
@@ -477,8 +555,13 @@ def write_suite(report_dir: str | Path, rows: Sequence[dict[str, Any]], plots: b
     if plots:
         from . import plots as plotting
 
-        pts = [r for r in rows if r.get("status") == "ok" and r.get("throughput_sim") and r.get("throughput_real")]
+        pts = [
+            r
+            for r in rows
+            if r.get("status") == "ok" and r.get("throughput_sim") and r.get("throughput_real")
+        ]
         if pts:
+
             def rng(r: dict[str, Any], side: str) -> tuple[float, float] | None:
                 lo, hi = r.get(f"{side}_throughput_min"), r.get(f"{side}_throughput_max")
                 return (lo, hi) if lo is not None and hi is not None else None
@@ -529,7 +612,9 @@ def _sets(overrides: Sequence[str]) -> list[str]:
 def _psreal(args: list[str]) -> BackendRun:
     """Run `python -m psreal.cli ...` as a subprocess (torch is never imported into pssim)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "psreal.cli", *args], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "psreal.cli", *args], capture_output=True, text=True, check=False
+    )
     if proc.returncode == 130:
         raise KeyboardInterrupt
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -544,7 +629,9 @@ def run_real(file: str, overrides: Sequence[str], out: str | Path) -> BackendRun
 def run_profile(file: str, overrides: Sequence[str], more: bool = False) -> BackendRun:
     """`psreal profile FILE --quiet --set ...`: writes the profile into the per-host cache; with
     `more`, adds calibration runs to the profile there (`psreal profile --more`)."""
-    return _psreal(["profile", str(file), "--quiet", *(["--more"] if more else []), *_sets(overrides)])
+    return _psreal(
+        ["profile", str(file), "--quiet", *(["--more"] if more else []), *_sets(overrides)]
+    )
 
 
 def needs_profile(scn: Scenario, reprofile: bool = False) -> bool:
@@ -601,11 +688,16 @@ def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
         return _bad("--sim-runs", f"must be >= 1 (got {args.sim_runs})")
     if args.device:
         overrides.append(f"cluster.workers.device={args.device}")
-        scns = load_all(files, overrides)  # validated again with the device set (exit 2 if that is wrong)
+        scns = load_all(
+            files, overrides
+        )  # validated again with the device set (exit 2 if that is wrong)
     seen: dict[str, str] = {}
     for f, s in zip(files, scns, strict=True):
         if s.name in seen:
-            return _bad(f, f"name: {s.name!r} is also the name of {seen[s.name]} (their results would overwrite each other)")
+            return _bad(
+                f,
+                f"name: {s.name!r} is also the name of {seen[s.name]} (their results would overwrite each other)",
+            )
         seen[s.name] = f
 
     out = Path(args.out)
@@ -613,8 +705,11 @@ def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     reports: list[Path] = []
     failed = False
-    measured = ([_reuse_real(f, s, out) for f, s in zip(files, scns, strict=True)] if args.reuse_real
-                else measure_all(files, scns, overrides, out, args, progress))
+    measured = (
+        [_reuse_real(f, s, out) for f, s in zip(files, scns, strict=True)]
+        if args.reuse_real
+        else measure_all(files, scns, overrides, out, args, progress)
+    )
     for i, (file, scn) in enumerate(zip(files, scns, strict=True)):
         tag = f"[{i + 1}/{len(scns)}] {scn.name}"
         row, report_path, ok = _compare_one(file, scn, out, args, progress, tag, measured[i])
@@ -676,12 +771,22 @@ def _reuse_real(file: str, scn: Scenario, out: Path) -> Measured:
     notes = [f"real runs reused from an earlier compare ({1 + len(repeat_dirs)})"]
     if needs_profile(scn):
         notes.append("no cached profile for this host: the simulator used the catalog's roofline")
-        print(f"warning: {file}: {scn.name}: no cached profile for this host; the simulator uses the catalog's roofline", file=sys.stderr)
+        print(
+            f"warning: {file}: {scn.name}: no cached profile for this host; the simulator uses the catalog's roofline",
+            file=sys.stderr,
+        )
     return Measured(BackendRun(True, 0), repeat_dirs, notes)
 
 
-def _measure_first(file: str, scn: Scenario, overrides: list[str], out: Path, args: argparse.Namespace,
-                   progress: Progress, tag: str) -> Measured:
+def _measure_first(
+    file: str,
+    scn: Scenario,
+    overrides: list[str],
+    out: Path,
+    args: argparse.Namespace,
+    progress: Progress,
+    tag: str,
+) -> Measured:
     """Profile the device if needed, then the first real run."""
     folder = out / scn.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -698,7 +803,10 @@ def _measure_first(file: str, scn: Scenario, overrides: list[str], out: Path, ar
             progress.line(f"{tag}: profile measured ({res.seconds:.1f} s)")
         else:
             problems.append(f"profiling failed (exit {res.rc})")
-            print(f"error: {file}: {scn.name}: profiling failed (exit {res.rc}); the simulator falls back to the catalog roofline", file=sys.stderr)
+            print(
+                f"error: {file}: {scn.name}: profiling failed (exit {res.rc}); the simulator falls back to the catalog roofline",
+                file=sys.stderr,
+            )
             _err(res.lines)
             notes.append("profiling failed: " + " | ".join(res.lines[-3:]))
 
@@ -716,8 +824,17 @@ def _measure_first(file: str, scn: Scenario, overrides: list[str], out: Path, ar
     return Measured(first, [], notes, problems, profiled)
 
 
-def _measure_repeat(file: str, scn: Scenario, overrides: list[str], out: Path, k: int, n: int, m: Measured,
-                    progress: Progress, tag: str) -> None:
+def _measure_repeat(
+    file: str,
+    scn: Scenario,
+    overrides: list[str],
+    out: Path,
+    k: int,
+    n: int,
+    m: Measured,
+    progress: Progress,
+    tag: str,
+) -> None:
     """Real run number k + 1 of a scenario whose first run succeeded, into real-repeat-k/."""
     folder = out / scn.name
     tmp = folder / f".repeat-{k}.tmp"
@@ -731,13 +848,22 @@ def _measure_repeat(file: str, scn: Scenario, overrides: list[str], out: Path, k
         progress.line(f"{tag}: real  repeat {k} done ({res.seconds:.1f} s)")
     else:
         m.problems.append(f"real repeat {k} failed (exit {res.rc})")
-        print(f"error: {file}: {scn.name}: real backend repeat {k} failed (exit {res.rc})", file=sys.stderr)
+        print(
+            f"error: {file}: {scn.name}: real backend repeat {k} failed (exit {res.rc})",
+            file=sys.stderr,
+        )
         _err(res.lines)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure_all(files: Sequence[str], scns: Sequence[Scenario], overrides: list[str], out: Path,
-                args: argparse.Namespace, progress: Progress) -> list[Measured]:
+def measure_all(
+    files: Sequence[str],
+    scns: Sequence[Scenario],
+    overrides: list[str],
+    out: Path,
+    args: argparse.Namespace,
+    progress: Progress,
+) -> list[Measured]:
     """Every scenario's real runs, round by round: first each scenario's profile (when none is
     cached) and first run, then one repeat of each scenario per further round. A scenario's runs
     are thus spread over the whole session, so the host's drift (other tenants of a shared machine
@@ -748,30 +874,53 @@ def measure_all(files: Sequence[str], scns: Sequence[Scenario], overrides: list[
     from .profile import profile_key
 
     n = len(scns)
-    done = [_measure_first(f, s, overrides, out, args, progress, f"[{i + 1}/{n}] {s.name}")
-            for i, (f, s) in enumerate(zip(files, scns, strict=True))]
+    done = [
+        _measure_first(f, s, overrides, out, args, progress, f"[{i + 1}/{n}] {s.name}")
+        for i, (f, s) in enumerate(zip(files, scns, strict=True))
+    ]
     refine: dict[str, tuple[str, Scenario]] = {}  # one scenario per profile this compare measured
     for f, s, m in zip(files, scns, done, strict=True):
         if m.profiled:
             refine.setdefault(dumps_json(profile_key(s)), (f, s))
     for k in range(1, args.repeats):
         for f, s in refine.values():
-            with progress.status(f"{s.name}: more calibration runs for its profile (round {k + 1})"):
+            with progress.status(
+                f"{s.name}: more calibration runs for its profile (round {k + 1})"
+            ):
                 res = run_profile(f, overrides, more=True)
             if res.ok:
                 progress.line(f"{s.name}: profile refined, round {k + 1} ({res.seconds:.1f} s)")
             else:  # the profile measured before stays as it was
-                print(f"warning: {f}: {s.name}: adding calibration runs to its profile failed (exit {res.rc}); "
-                      "the profile keeps its earlier runs", file=sys.stderr)
+                print(
+                    f"warning: {f}: {s.name}: adding calibration runs to its profile failed (exit {res.rc}); "
+                    "the profile keeps its earlier runs",
+                    file=sys.stderr,
+                )
                 _err(res.lines)
         for i, (f, s) in enumerate(zip(files, scns, strict=True)):
             if done[i].first.ok:
-                _measure_repeat(f, s, overrides, out, k, args.repeats, done[i], progress, f"[{i + 1}/{n}] {s.name}")
+                _measure_repeat(
+                    f,
+                    s,
+                    overrides,
+                    out,
+                    k,
+                    args.repeats,
+                    done[i],
+                    progress,
+                    f"[{i + 1}/{n}] {s.name}",
+                )
     return done
 
 
 def _compare_one(
-    file: str, scn: Scenario, out: Path, args: argparse.Namespace, progress: Progress, tag: str, measured: Measured,
+    file: str,
+    scn: Scenario,
+    out: Path,
+    args: argparse.Namespace,
+    progress: Progress,
+    tag: str,
+    measured: Measured,
 ) -> tuple[dict[str, Any], Path, bool]:
     """Simulation and comparison of one scenario against its real runs: (suite row, report.md, ok)."""
     from . import report
@@ -780,7 +929,12 @@ def _compare_one(
     folder = out / scn.name
     report_path = folder / "report.md"
     folder.mkdir(parents=True, exist_ok=True)
-    first, repeat_dirs, notes, problems = measured.first, measured.repeat_dirs, measured.notes, measured.problems
+    first, repeat_dirs, notes, problems = (
+        measured.first,
+        measured.repeat_dirs,
+        measured.notes,
+        measured.problems,
+    )
 
     sim_ok = True
     with progress.status(f"{tag}: simulator"):
@@ -790,12 +944,20 @@ def _compare_one(
             progress.line(f"{tag}: sim   done ({time.perf_counter() - t0:.1f} s)")
         except Exception as exc:  # a simulator bug must not lose the other scenarios' results
             sim_ok = False
-            print(f"error: {file}: {scn.name}: simulator failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(
+                f"error: {file}: {scn.name}: simulator failed: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
 
     if not first.ok or not sim_ok:
-        (folder / "comparison.json").unlink(missing_ok=True)  # never leave a comparison of stale results
+        (folder / "comparison.json").unlink(
+            missing_ok=True
+        )  # never leave a comparison of stale results
         cause = first.lines if not first.ok else ["the simulator failed"]
-        write_atomic_text(report_path, report.failed_report_md(scn, file, cause, first.rc if not first.ok else None))
+        write_atomic_text(
+            report_path,
+            report.failed_report_md(scn, file, cause, first.rc if not first.ok else None),
+        )
         return failed_row(scn.name, " | ".join(cause[-3:])), report_path, False
 
     with progress.status(f"{tag}: comparing"):
@@ -804,5 +966,12 @@ def _compare_one(
     if problems:
         row["error"] = "; ".join(problems)
     e = row["throughput_rel_error"]
-    progress.line(f"{tag}: throughput error {report.fmt_pct(e)}" + (f" (real spread {report.fmt_pct(row['real_throughput_spread'], signed=False)})" if row["real_throughput_spread"] is not None else ""))
+    progress.line(
+        f"{tag}: throughput error {report.fmt_pct(e)}"
+        + (
+            f" (real spread {report.fmt_pct(row['real_throughput_spread'], signed=False)})"
+            if row["real_throughput_spread"] is not None
+            else ""
+        )
+    )
     return row, report_path, not problems

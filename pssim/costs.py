@@ -94,13 +94,17 @@ class CostModel:
     msg_overhead_s: float
     cores: int | None
     transport_bytes_per_s: float | None = None  # host transport bound per message (profiles only)
-    cpu_slice_s: float = 0.0  # the OS scheduler's slice on shared cores (profiles only; 0: pure sharing)
+    cpu_slice_s: float = (
+        0.0  # the OS scheduler's slice on shared cores (profiles only; 0: pure sharing)
+    )
     compute_samples_s: tuple[float, ...] = ()  # measured step timings (profiles only)
     gpus: int | None = None
     profile_path: str | None = None
     notes: list[str] = field(default_factory=list)
     per_partition: frozenset[str] = frozenset({"worker_unpack"})
-    arbiter_pass_s: tuple[tuple[float, float], ...] = ()  # the arbiter's CPU per pass by its sleep before (profiles only)
+    arbiter_pass_s: tuple[
+        tuple[float, float], ...
+    ] = ()  # the arbiter's CPU per pass by its sleep before (profiles only)
 
     def op(self, name: str, part_numels: list[int] | tuple[int, ...]) -> float:
         return op_cost(self.ops[name], name in self.per_partition, part_numels)
@@ -147,10 +151,14 @@ def _catalog_ops(scn: Scenario) -> dict[str, LinearCost]:
 
 
 def _entry_name(scn: Scenario) -> str:
-    return scn.cluster.workers.gpu or ("cpu" if scn.cluster.workers.device == "cpu" else "A100-80GB")
+    return scn.cluster.workers.gpu or (
+        "cpu" if scn.cluster.workers.device == "cpu" else "A100-80GB"
+    )
 
 
-def _roofline_fb(scn: Scenario, units, batch: int, entry: DeviceEntry | None = None) -> tuple[float, float]:  # noqa: ANN001
+def _roofline_fb(
+    scn: Scenario, units, batch: int, entry: DeviceEntry | None = None
+) -> tuple[float, float]:  # noqa: ANN001
     """(forward, backward) roofline seconds of `units` at `batch` samples on `entry` (default: the
     scenario's catalog entry). Forward reads the parameters and writes the saved activations;
     backward does twice the arithmetic and reads the parameters twice."""
@@ -159,7 +167,9 @@ def _roofline_fb(scn: Scenario, units, batch: int, entry: DeviceEntry | None = N
     fl = sum(u.fwd_flops_per_sample for u in units) * batch
     pb = sum(u.numel for u in units) * eb
     act = sum(u.saved_elems_per_sample for u in units) * batch * eb
-    return roofline_s(entry, fl, pb + act, scn.model.dtype), roofline_s(entry, 2 * fl, 2 * pb + act, scn.model.dtype)
+    return roofline_s(entry, fl, pb + act, scn.model.dtype), roofline_s(
+        entry, 2 * fl, 2 * pb + act, scn.model.dtype
+    )
 
 
 def unit_roofline_s(scn: Scenario) -> list[tuple[float, float]]:
@@ -183,20 +193,35 @@ def stage_unit_bounds(scn: Scenario) -> list[tuple[int, int]]:
     return partition_units(unit_cost, scn.pipeline.stages, scn.pipeline.partition)
 
 
-def build_costs(scn: Scenario, profile: Profile | None = None, profile_path: str | None = None,
-                entry: DeviceEntry | None = None, entry_name: str | None = None) -> CostModel:
+def build_costs(
+    scn: Scenario,
+    profile: Profile | None = None,
+    profile_path: str | None = None,
+    entry: DeviceEntry | None = None,
+    entry_name: str | None = None,
+) -> CostModel:
     """Resolve every cost the simulator needs for this scenario.
 
     `entry` (any catalog's device, named `entry_name`) replaces the built-in catalog entry for the
     roofline and means: no profile (`pssim plan` on hardware the user does not own).
     """
     notes: list[str] = []
-    if profile is None and profile_path is None and scn.compute.step_time_s is None and entry is None:
+    if (
+        profile is None
+        and profile_path is None
+        and scn.compute.step_time_s is None
+        and entry is None
+    ):
         profile, profile_path = find_profile(scn)
     wl = build_workload(scn.model)
     B, M, P = scn.training.batch_size, scn.pipeline.microbatches, scn.pipeline.stages
     entry_name = entry_name or _entry_name(scn)
-    if scn.cluster.workers.device == "cuda" and scn.cluster.workers.gpu is None and profile is None and entry is None:
+    if (
+        scn.cluster.workers.device == "cuda"
+        and scn.cluster.workers.gpu is None
+        and profile is None
+        and entry is None
+    ):
         notes.append("no gpu named and no profile: roofline assumes A100-80GB")
     bounds = stage_unit_bounds(scn)
     if scn.compute.step_time_s is not None:
@@ -298,4 +323,11 @@ def link_layout(scn: Scenario, n_procs: int) -> LinkLayout:
         fabric = len(caps)
         caps.append(c.network.fabric_gbps * 125e6)
         names.append("fabric")
-    return LinkLayout(caps, names, n_procs, fabric, c.workers.nic.latency_us * 1e-6, c.servers.nic.latency_us * 1e-6)
+    return LinkLayout(
+        caps,
+        names,
+        n_procs,
+        fabric,
+        c.workers.nic.latency_us * 1e-6,
+        c.servers.nic.latency_us * 1e-6,
+    )

@@ -60,7 +60,9 @@ def natural_factors(scn: Scenario, samples: list[float] | None, draw: int = 0) -
     out = np.ones((W, P, T))
     for w in range(W):
         for s in range(P):
-            rng = np.random.Generator(np.random.PCG64([scn.seed, 2, w, s] + ([draw] if draw else [])))
+            rng = np.random.Generator(
+                np.random.PCG64([scn.seed, 2, w, s] + ([draw] if draw else []))
+            )
             out[w, s] = rel[rng.integers(0, rel.size, size=T)]
     return out
 

@@ -58,17 +58,23 @@ class FluidSystem:
         self._t_rem = 0.0
         self._tdone = np.full(size, np.inf)  # completion time at the current rates
         self._key = np.empty(size, dtype=object)  # each flow's key
-        self._seq = np.zeros(size, dtype=np.int64)  # start order (array slots are reused out of order)
+        self._seq = np.zeros(
+            size, dtype=np.int64
+        )  # start order (array slots are reused out of order)
         self._next_seq = 0
         # flows added but not yet folded into the arrays, in order: closed blocks
         # (resources array, amounts, keys, [(index in block, cap)]), then loose rows from `add`
-        self._blocks: list[tuple[np.ndarray, list[float], list[Hashable], list[tuple[int, float]]]] = []
+        self._blocks: list[
+            tuple[np.ndarray, list[float], list[Hashable], list[tuple[int, float]]]
+        ] = []
         self._q_res: list[Sequence[int]] = []
         self._q_amt: list[float] = []
         self._q_key: list[Hashable] = []
         self._q_cap: list[tuple[int, float]] = []
         self._n_queued = 0
-        self._n_capped = 0  # flows with a finite rate cap (the filling skips caps when there are none)
+        self._n_capped = (
+            0  # flows with a finite rate cap (the filling skips caps when there are none)
+        )
         self._now = 0.0
         self._dirty = False
         self._carried_done = np.zeros(cap.size)  # amounts of completed flows, per resource
@@ -81,7 +87,14 @@ class FluidSystem:
     def __len__(self) -> int:
         return self.n + self._n_queued
 
-    def add(self, now: float, resources: Sequence[int], amount: float, key: Hashable, cap: float = np.inf) -> None:
+    def add(
+        self,
+        now: float,
+        resources: Sequence[int],
+        amount: float,
+        key: Hashable,
+        cap: float = np.inf,
+    ) -> None:
         """Start a flow of `amount` over `resources` at time `now` (rates are stale until recompute)."""
         if not 1 <= len(resources) <= MAX_RES:
             raise ValueError(f"a flow crosses 1..{MAX_RES} resources (got {len(resources)})")
@@ -99,7 +112,14 @@ class FluidSystem:
         self._n_queued += 1
         self._dirty = True
 
-    def add_many(self, now: float, resources: np.ndarray, amounts: list[float], keys: list[Hashable], cap: float = np.inf) -> None:
+    def add_many(
+        self,
+        now: float,
+        resources: np.ndarray,
+        amounts: list[float],
+        keys: list[Hashable],
+        cap: float = np.inf,
+    ) -> None:
         """Start len(keys) flows at `now` in one call, each with rate cap `cap`; `resources` is an
         int array, one row per flow (checked, like the amounts, when the flows are folded in)."""
         if not resources.shape[0] == len(amounts) == len(keys):
@@ -150,7 +170,9 @@ class FluidSystem:
             arrs.append(a)
             widths.add(a.shape[-1] if a.ndim == 2 else -1)
         if not widths <= {1, 2, 3}:
-            raise ValueError(f"a flow crosses 1..{MAX_RES} resources, given as a sequence of indices")
+            raise ValueError(
+                f"a flow crosses 1..{MAX_RES} resources, given as a sequence of indices"
+            )
         width = max(widths)
         if len(widths) > 1:
             arrs = [np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=-1) for a in arrs]
@@ -170,7 +192,9 @@ class FluidSystem:
         self._res[n : n + k, :width] = arr
         self._res[n : n + k, width:] = -1
         f = self._f[n : n + k]
-        f[:, _REM] = amounts  # new flows have rate 0 until the next recompute, so draining them is moot
+        f[:, _REM] = (
+            amounts  # new flows have rate 0 until the next recompute, so draining them is moot
+        )
         f[:, _AMT] = amounts
         f[:, _RATE] = 0.0
         f[:, _CAP] = np.inf
@@ -242,7 +266,9 @@ class FluidSystem:
         f[:, _RATE] = rate
         rem = np.maximum(f[:, _REM], 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            self._tdone[:n] = self._now + np.where(rate > 0, rem / rate, np.where(rem <= 0, 0.0, np.inf))
+            self._tdone[:n] = self._now + np.where(
+                rate > 0, rem / rate, np.where(rem <= 0, 0.0, np.inf)
+            )
         self._next_cache = None
 
     def _fill_small(self, n: int) -> np.ndarray:
@@ -283,7 +309,9 @@ class FluidSystem:
             sat = used & (cap_left <= tol)
             frozen = flow_of[inc & sat[res_of]]
             if capped:  # (an infinite cap never binds; inf - level <= inf would say it does)
-                at_cap = live & np.isfinite(fcap) & ((fcap - level) <= _SAT_TOL * np.maximum(fcap, 1.0))
+                at_cap = (
+                    live & np.isfinite(fcap) & ((fcap - level) <= _SAT_TOL * np.maximum(fcap, 1.0))
+                )
                 frozen = np.concatenate([frozen, np.flatnonzero(at_cap)])
             if frozen.size == 0:  # numerical corner: freeze the tightest anyway
                 frozen = np.flatnonzero(live)
@@ -350,7 +378,11 @@ class FluidSystem:
         return {self._key[i]: float(self._f[i, _RATE]) for i in order.tolist()}
 
 
-def max_min_rates(rows: list[list[int]] | list[tuple[int, ...]], caps: list[float], flow_caps: list[float] | None = None) -> list[float]:
+def max_min_rates(
+    rows: list[list[int]] | list[tuple[int, ...]],
+    caps: list[float],
+    flow_caps: list[float] | None = None,
+) -> list[float]:
     """Max-min fair rates of flows crossing `rows` (resource indices; -1 = none) by progressive
     filling, in plain Python (the same steps as FluidSystem._fill: raise every unfrozen flow
     together until a resource saturates or a flow reaches its cap, freeze those, go on)."""
@@ -377,9 +409,14 @@ def max_min_rates(rows: list[list[int]] | list[tuple[int, ...]], caps: list[floa
                 if cap_left[r] <= tol[r]:
                     sat.add(r)
         frozen = [
-            i for i in live
+            i
+            for i in live
             if any(r in sat for r in rows[i])
-            or (flow_caps is not None and flow_caps[i] != np.inf and flow_caps[i] - level <= _SAT_TOL * max(flow_caps[i], 1.0))
+            or (
+                flow_caps is not None
+                and flow_caps[i] != np.inf
+                and flow_caps[i] - level <= _SAT_TOL * max(flow_caps[i], 1.0)
+            )
         ]
         if not frozen:  # numerical corner: freeze the tightest anyway
             frozen = live
@@ -419,7 +456,14 @@ class SmallFluid:
     def dirty(self) -> bool:
         return self._dirty
 
-    def add(self, now: float, resources: Sequence[int], amount: float, key: Hashable, cap: float = np.inf) -> None:
+    def add(
+        self,
+        now: float,
+        resources: Sequence[int],
+        amount: float,
+        key: Hashable,
+        cap: float = np.inf,
+    ) -> None:
         self.advance(now)
         self.flows[key] = [tuple(resources), float(amount), 0.0, cap, self._seq]
         self._seq += 1

@@ -106,5 +106,7 @@ def dry_run(plan: list[list[Action]], fwd: list[float], bwd: list[float]) -> tup
     if any(pos[s] < len(plan[s]) for s in range(P)):
         raise RuntimeError(f"pipeline schedule deadlocks at positions {pos}")
     makespan = max(clock)
-    busy = sum(len(plan[s]) and sum(fwd[s] if k == "F" else bwd[s] for k, _ in plan[s]) for s in range(P))
+    busy = sum(
+        len(plan[s]) and sum(fwd[s] if k == "F" else bwd[s] for k, _ in plan[s]) for s in range(P)
+    )
     return makespan, 1.0 - busy / (P * makespan) if makespan > 0 else 0.0

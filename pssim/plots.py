@@ -31,7 +31,9 @@ TIMELINE_STEPS = 3  # steps drawn after warm-up
 TIMELINE_MAX_ROWS = 16  # worker processes drawn at most
 
 
-def _figure(w: float = 6.4, h: float = 4.0, rows: int = 1, sharex: bool = False) -> tuple[Figure, Any]:
+def _figure(
+    w: float = 6.4, h: float = 4.0, rows: int = 1, sharex: bool = False
+) -> tuple[Figure, Any]:
     import sys
 
     if "matplotlib.pyplot" not in sys.modules:  # a script that set its own backend keeps it
@@ -84,14 +86,25 @@ def throughput_plot(sim: float, real: float, real_runs: Sequence[float], path: P
     tops = [sim, max(real, *real_runs) if real_runs else real]
     if len(real_runs) > 1:
         lo, hi = min(real_runs), max(real_runs)
-        ax.errorbar([1], [real], yerr=[[real - lo], [hi - real]], color="black", capsize=6, lw=1.2,
-                    label=f"min-max of {len(real_runs)} real runs")
+        ax.errorbar(
+            [1],
+            [real],
+            yerr=[[real - lo], [hi - real]],
+            color="black",
+            capsize=6,
+            lw=1.2,
+            label=f"min-max of {len(real_runs)} real runs",
+        )
         ax.legend(loc="lower right", fontsize=8)
     for b, v, top in zip(bars, [sim, real], tops, strict=True):
-        ax.annotate(f"{v:,.0f}", (b.get_x() + b.get_width() / 2, top), ha="center", va="bottom", fontsize=9)
+        ax.annotate(
+            f"{v:,.0f}", (b.get_x() + b.get_width() / 2, top), ha="center", va="bottom", fontsize=9
+        )
     err = (sim - real) / real if real else float("nan")
     ax.set_ylabel("throughput (samples/s)")
-    ax.set_title(f"Throughput (sim error {err * 100:+.1f}%)" if math.isfinite(err) else "Throughput")
+    ax.set_title(
+        f"Throughput (sim error {err * 100:+.1f}%)" if math.isfinite(err) else "Throughput"
+    )
     ax.margins(y=0.15)
     return _save(fig, path)
 
@@ -101,7 +114,13 @@ def step_time_cdf_plot(sim_t: np.ndarray, real_t: np.ndarray, path: Path) -> Pat
     for t, label, color in ((sim_t, "simulator", SIM_COLOR), (real_t, "real", REAL_COLOR)):
         if t.size:
             y = np.arange(1, t.size + 1) / t.size
-            ax.step(t * 1e3, y, where="post", label=f"{label} (p50 {np.percentile(t, 50) * 1e3:.2f} ms)", color=color)
+            ax.step(
+                t * 1e3,
+                y,
+                where="post",
+                label=f"{label} (p50 {np.percentile(t, 50) * 1e3:.2f} ms)",
+                color=color,
+            )
     ax.set_xlabel("step time (ms)")
     ax.set_ylabel("fraction of measured steps")
     ax.set_ylim(0, 1.02)
@@ -115,9 +134,18 @@ def staleness_plot(sim_hist: dict[str, int], real_hist: dict[str, int], path: Pa
     fig, ax = _figure()
     keys = sorted({int(k) for k in (*sim_hist, *real_hist)}) or [0]
     x = np.arange(len(keys))
-    for off, hist, label, color in ((-0.2, sim_hist, "simulator", SIM_COLOR), (0.2, real_hist, "real", REAL_COLOR)):
+    for off, hist, label, color in (
+        (-0.2, sim_hist, "simulator", SIM_COLOR),
+        (0.2, real_hist, "real", REAL_COLOR),
+    ):
         total = sum(hist.values()) or 1
-        ax.bar(x + off, [hist.get(str(k), 0) / total for k in keys], width=0.4, label=label, color=color)
+        ax.bar(
+            x + off,
+            [hist.get(str(k), 0) / total for k in keys],
+            width=0.4,
+            label=label,
+            color=color,
+        )
     ax.set_xticks(x, [str(k) for k in keys])
     ax.set_xlabel("staleness (updates applied between read and application)")
     ax.set_ylabel("fraction of applied gradients")
@@ -139,22 +167,31 @@ def _phases(row: pd.Series) -> list[tuple[str, float, float]]:
 
 
 def timeline_plot(
-    panels: Sequence[tuple[str, pd.DataFrame, int]], path: Path, n_steps: int = TIMELINE_STEPS, max_rows: int = TIMELINE_MAX_ROWS
+    panels: Sequence[tuple[str, pd.DataFrame, int]],
+    path: Path,
+    n_steps: int = TIMELINE_STEPS,
+    max_rows: int = TIMELINE_MAX_ROWS,
 ) -> Path:
     """Gantt chart per panel (title, steps, warmup): steps warmup .. warmup + n_steps - 1, time from the window start."""
     n_rows = 1
     for _, df, _ in panels:
         if not df.empty:
             n_rows = max(n_rows, min(max_rows, len(df.groupby(["worker", "stage"]))))
-    fig, axes = _figure(9.0, 1.2 + len(panels) * (0.9 + 0.28 * n_rows), rows=len(panels), sharex=True)
+    fig, axes = _figure(
+        9.0, 1.2 + len(panels) * (0.9 + 0.28 * n_rows), rows=len(panels), sharex=True
+    )
     axes = np.atleast_1d(axes)
     for ax, (title, df, warmup) in zip(axes, panels, strict=True):
         ax.set_title(title, fontsize=10, loc="left")
         win = df[(df["step"] >= warmup) & (df["step"] < warmup + n_steps)] if not df.empty else df
         if win.empty:
-            ax.text(0.5, 0.5, "no steps in the window", ha="center", va="center", transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, "no steps in the window", ha="center", va="center", transform=ax.transAxes
+            )
             continue
-        procs = sorted({(int(w), int(s)) for w, s in zip(win["worker"], win["stage"], strict=True)})[:max_rows]
+        procs = sorted(
+            {(int(w), int(s)) for w, s in zip(win["worker"], win["stage"], strict=True)}
+        )[:max_rows]
         t0 = float(win["pull_start_s"].min())
         for i, proc in enumerate(procs):
             rows = win[(win["worker"] == proc[0]) & (win["stage"] == proc[1])]
@@ -167,13 +204,23 @@ def timeline_plot(
                 if iv:
                     ax.broken_barh(iv, (i - 0.4, 0.8), facecolors=PHASE_COLORS[kind])
         multi_stage = any(s > 0 for _, s in procs)
-        ax.set_yticks(range(len(procs)), [f"w{w}.s{s}" if multi_stage else f"w{w}" for w, s in procs], fontsize=8)
+        ax.set_yticks(
+            range(len(procs)),
+            [f"w{w}.s{s}" if multi_stage else f"w{w}" for w, s in procs],
+            fontsize=8,
+        )
         ax.set_ylim(len(procs) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
     from matplotlib.patches import Patch
 
-    axes[0].legend(handles=[Patch(color=c, label=k) for k, c in PHASE_COLORS.items()], ncols=4, fontsize=8,
-                   loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    axes[0].legend(
+        handles=[Patch(color=c, label=k) for k, c in PHASE_COLORS.items()],
+        ncols=4,
+        fontsize=8,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.0),
+        frameon=False,
+    )
     axes[-1].set_xlabel(f"time since the start of step {panels[0][2]} (ms)")
     return _save(fig, path)
 
@@ -198,14 +245,29 @@ def scenario_plots(
     runs = [real["throughput_samples_per_s"], *(r["throughput_samples_per_s"] for r in repeats)]
     runs = [float(x) for x in runs if x is not None]
     return {
-        "throughput": throughput_plot(float(sim["throughput_samples_per_s"] or 0.0), float(real["throughput_samples_per_s"] or 0.0),
-                                      runs, out_dir / "throughput.png"),
-        "step_time_cdf": step_time_cdf_plot(measured_step_times(sim_steps, sw), measured_step_times(real_steps, rw),
-                                            out_dir / "step_time_cdf.png"),
-        "staleness": staleness_plot(sim.get("staleness", {}).get("histogram", {}) or {},
-                                    real.get("staleness", {}).get("histogram", {}) or {}, out_dir / "staleness.png"),
-        "timeline": timeline_plot([(_title("simulator", "sim", sim), sim_steps, sw),
-                                   (_title("real backend", "real", real), real_steps, rw)], out_dir / "timeline.png"),
+        "throughput": throughput_plot(
+            float(sim["throughput_samples_per_s"] or 0.0),
+            float(real["throughput_samples_per_s"] or 0.0),
+            runs,
+            out_dir / "throughput.png",
+        ),
+        "step_time_cdf": step_time_cdf_plot(
+            measured_step_times(sim_steps, sw),
+            measured_step_times(real_steps, rw),
+            out_dir / "step_time_cdf.png",
+        ),
+        "staleness": staleness_plot(
+            sim.get("staleness", {}).get("histogram", {}) or {},
+            real.get("staleness", {}).get("histogram", {}) or {},
+            out_dir / "staleness.png",
+        ),
+        "timeline": timeline_plot(
+            [
+                (_title("simulator", "sim", sim), sim_steps, sw),
+                (_title("real backend", "real", real), real_steps, rw),
+            ],
+            out_dir / "timeline.png",
+        ),
     }
 
 
@@ -217,9 +279,14 @@ def _short_labels(names: Sequence[str]) -> list[str]:
     return list(names)
 
 
-def parity_plot(names: Sequence[str], measured: Sequence[float], predicted: Sequence[float], path: Path,
-                measured_range: Sequence[tuple[float, float] | None] | None = None,
-                predicted_range: Sequence[tuple[float, float] | None] | None = None) -> Path:
+def parity_plot(
+    names: Sequence[str],
+    measured: Sequence[float],
+    predicted: Sequence[float],
+    path: Path,
+    measured_range: Sequence[tuple[float, float] | None] | None = None,
+    predicted_range: Sequence[tuple[float, float] | None] | None = None,
+) -> Path:
     """Predicted vs measured throughput, one labelled point per scenario; log-log when the range is
     wide. With ranges (min, max over the real runs / the simulator's runs), bars show them."""
     fig, ax = _figure(6.0, 5.4)
@@ -235,16 +302,35 @@ def parity_plot(names: Sequence[str], measured: Sequence[float], predicted: Sequ
         line = np.linspace(max(lo - pad, 0.0), hi + pad, 200)
     ax.fill_between(line, line * 0.95, line * 1.05, color="0.85", label="+-5%")
     ax.plot(line, line, color="0.3", lw=1, label="y = x")
-    def bars(ranges: Sequence[tuple[float, float] | None] | None, centre: np.ndarray) -> np.ndarray | None:
+
+    def bars(
+        ranges: Sequence[tuple[float, float] | None] | None, centre: np.ndarray
+    ) -> np.ndarray | None:
         if not ranges or all(r is None for r in ranges):
             return None
-        lo_hi = np.array([r if r is not None else (c, c) for r, c in zip(ranges, centre, strict=True)], dtype=float)
-        return np.vstack([np.maximum(centre - lo_hi[:, 0], 0.0), np.maximum(lo_hi[:, 1] - centre, 0.0)])
+        lo_hi = np.array(
+            [r if r is not None else (c, c) for r, c in zip(ranges, centre, strict=True)],
+            dtype=float,
+        )
+        return np.vstack(
+            [np.maximum(centre - lo_hi[:, 0], 0.0), np.maximum(lo_hi[:, 1] - centre, 0.0)]
+        )
 
     xerr, yerr = bars(measured_range, x), bars(predicted_range, y)
     if xerr is not None or yerr is not None:
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=SIM_COLOR, alpha=0.5, lw=1, capsize=2, zorder=2,
-                    label="min-max over runs")
+        ax.errorbar(
+            x,
+            y,
+            xerr=xerr,
+            yerr=yerr,
+            fmt="none",
+            ecolor=SIM_COLOR,
+            alpha=0.5,
+            lw=1,
+            capsize=2,
+            zorder=2,
+            label="min-max over runs",
+        )
     ax.scatter(x, y, color=SIM_COLOR, zorder=3)
     for n, a, b in zip(_short_labels(names), x, y, strict=True):
         ax.annotate(n, (a, b), textcoords="offset points", xytext=(4, 4), fontsize=8)

@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 if TYPE_CHECKING:
     from .scenario import Scenario
 
-PROFILE_VERSION = 5  # 4: an op run partition by partition pays `a` once per call and `p` per partition;
+PROFILE_VERSION = (
+    5  # 4: an op run partition by partition pays `a` once per call and `p` per partition;
+)
 # 5: compute_busy_factor, since dropped (a worker's compute on a shared core costs the CPU the
 # calibration run measured, 0.92-1.04 of it, where that factor said 0.69-0.83: docs/profiling.md);
 # a profile that has it still loads, without it
@@ -71,16 +73,40 @@ class Profile(BaseModel):
     gpus: int | None = Field(None, description="CUDA devices on the host (None for cpu profiles)")
     torch_version: str = ""
     created: str = ""
-    step_compute_s: float = Field(..., gt=0, description="fwd+bwd of the whole model at batch_size, one device, alone (mean)")
-    compute_samples_s: list[float] = Field(default_factory=list, description="the timings behind it: each step's natural variation is drawn from them")
-    stage_fwd_s: list[float] = Field(default_factory=list, description="per stage, one microbatch forward")
-    stage_bwd_s: list[float] = Field(default_factory=list, description="per stage, one microbatch backward")
-    ops: dict[str, LinearCost] = Field(default_factory=dict, description="host-side costs, see costs.py")
-    msg_overhead_s: float = Field(0.0, description="critical-path time of a message beyond its link time")
-    transport_bytes_per_s: float | None = Field(None, description="most one connection of the host's transport moves")
-    cpu_slice_s: float | None = Field(None, gt=0, description="the OS scheduler's time slice: how long a compute-bound thread runs before another takes its core (None: the Linux default for `cores`)")
-    arbiter_pass_s: list[tuple[float, float]] = Field(default_factory=list, description="the link arbiter's CPU per pass of its loop by how long it slept before: (longest sleep of the bin, CPU seconds of a pass) by increasing sleep, from the calibration runs (empty: ops['arbiter'] per pass, whatever the sleep)")
-    samples: dict[str, Any] = Field(default_factory=dict, description="raw measurements behind the fits")
+    step_compute_s: float = Field(
+        ..., gt=0, description="fwd+bwd of the whole model at batch_size, one device, alone (mean)"
+    )
+    compute_samples_s: list[float] = Field(
+        default_factory=list,
+        description="the timings behind it: each step's natural variation is drawn from them",
+    )
+    stage_fwd_s: list[float] = Field(
+        default_factory=list, description="per stage, one microbatch forward"
+    )
+    stage_bwd_s: list[float] = Field(
+        default_factory=list, description="per stage, one microbatch backward"
+    )
+    ops: dict[str, LinearCost] = Field(
+        default_factory=dict, description="host-side costs, see costs.py"
+    )
+    msg_overhead_s: float = Field(
+        0.0, description="critical-path time of a message beyond its link time"
+    )
+    transport_bytes_per_s: float | None = Field(
+        None, description="most one connection of the host's transport moves"
+    )
+    cpu_slice_s: float | None = Field(
+        None,
+        gt=0,
+        description="the OS scheduler's time slice: how long a compute-bound thread runs before another takes its core (None: the Linux default for `cores`)",
+    )
+    arbiter_pass_s: list[tuple[float, float]] = Field(
+        default_factory=list,
+        description="the link arbiter's CPU per pass of its loop by how long it slept before: (longest sleep of the bin, CPU seconds of a pass) by increasing sleep, from the calibration runs (empty: ops['arbiter'] per pass, whatever the sleep)",
+    )
+    samples: dict[str, Any] = Field(
+        default_factory=dict, description="raw measurements behind the fits"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -90,7 +116,11 @@ class Profile(BaseModel):
         per partition, which is `p` now (the same costs, call by call and partition by partition)."""
         if isinstance(data, dict) and "compute_busy_factor" in data:
             data = {k: v for k, v in data.items() if k != "compute_busy_factor"}
-        if isinstance(data, dict) and data.get("version", PROFILE_VERSION) < 4 and isinstance(data.get("ops"), dict):
+        if (
+            isinstance(data, dict)
+            and data.get("version", PROFILE_VERSION) < 4
+            and isinstance(data.get("ops"), dict)
+        ):
             ops = dict(data["ops"])
             for k in PARTITIONED_OPS:
                 if isinstance(ops.get(k), dict) and "p" not in ops[k]:
@@ -108,8 +138,11 @@ def linux_base_slice_s(cores: int) -> float:
 
 def host_cpu_slice_s(cores: int) -> float:
     """The slice the kernel says it uses (debugfs, when mounted and readable), else its default."""
-    for path in ("/sys/kernel/debug/sched/base_slice_ns", "/proc/sys/kernel/sched_base_slice_ns",
-                 "/proc/sys/kernel/sched_min_granularity_ns"):
+    for path in (
+        "/sys/kernel/debug/sched/base_slice_ns",
+        "/proc/sys/kernel/sched_base_slice_ns",
+        "/proc/sys/kernel/sched_min_granularity_ns",
+    ):
         try:
             return int(Path(path).read_text().split()[0]) * 1e-9
         except (OSError, ValueError, IndexError):
@@ -149,7 +182,9 @@ def profile_key(scn: Scenario, device: str | None = None) -> dict[str, Any]:
 
 def host_cache_path(name: str, device: str) -> Path:
     """Per-host measurements that do not depend on the scenario (e.g. the transport's overhead)."""
-    digest = hashlib.sha256(json.dumps([PROFILE_VERSION, host_id(), device, name]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        json.dumps([PROFILE_VERSION, host_id(), device, name]).encode()
+    ).hexdigest()[:16]
     return cache_dir() / f"host-{name}-{digest}.json"
 
 
@@ -192,11 +227,18 @@ def compute_spread(prof: Profile) -> dict[str, Any]:
     the calibration runs behind it, their number and the lowest and highest run's mean compute
     (`rel_spread` = (max - min) / value). Without calibration runs (a microbenchmark-only or
     older profile) only the value."""
-    runs = [float(r["compute_s"]) for r in prof.samples.get("in_situ", {}).get("runs", [])
-            if isinstance(r, dict) and isinstance(r.get("compute_s"), (int, float))]
+    runs = [
+        float(r["compute_s"])
+        for r in prof.samples.get("in_situ", {}).get("runs", [])
+        if isinstance(r, dict) and isinstance(r.get("compute_s"), (int, float))
+    ]
     out: dict[str, Any] = {"compute_s": prof.step_compute_s, "runs": len(runs)}
     if runs:
-        out.update(min_s=min(runs), max_s=max(runs), rel_spread=(max(runs) - min(runs)) / prof.step_compute_s)
+        out.update(
+            min_s=min(runs),
+            max_s=max(runs),
+            rel_spread=(max(runs) - min(runs)) / prof.step_compute_s,
+        )
     return out
 
 

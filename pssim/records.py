@@ -53,9 +53,13 @@ class Records:
     grad_arrive_s: np.ndarray = field(init=False)
     grad_done_s: np.ndarray = field(init=False)
     grad_bytes: np.ndarray = field(init=False)
-    spans: list[tuple[int, int, float, float, int]] = field(default_factory=list)  # shard, kind, start, end, bytes
+    spans: list[tuple[int, int, float, float, int]] = field(
+        default_factory=list
+    )  # shard, kind, start, end, bytes
     # compute intervals on a stage's device inside a step (pipelines: one per microbatch action)
-    busy: list[tuple[int, int, float, float]] = field(default_factory=list)  # proc, step, start, end
+    busy: list[tuple[int, int, float, float]] = field(
+        default_factory=list
+    )  # proc, step, start, end
 
     def __post_init__(self) -> None:
         P = self.n_workers * self.n_stages
@@ -214,14 +218,24 @@ def summarize(scn: Scenario, rec: Records, extra: dict[str, Any]) -> dict[str, A
         "compute_time_s": {"mean": float(compute.mean()) if compute.size else float("nan")},
         "comm_time_s": {"mean": float(comm.mean()) if comm.size else float("nan")},
         "wait_time_s": {"mean": float(wait.mean()) if wait.size else float("nan")},
-        "bytes_sent_total": int(rec.bytes_sent.sum()) + int(sum(s[4] for s in rec.spans if s[1] == 2)),
+        "bytes_sent_total": int(rec.bytes_sent.sum())
+        + int(sum(s[4] for s in rec.spans if s[1] == 2)),
         "utilization": util,
         "bubble_fraction": _bubble(rec, m),
         "peak_memory_bytes": extra.get("peak_memory_bytes", {}),
         "measured_window_s": window,
         "wall_time_s": extra["wall_time_s"],
     }
-    for k in ("cpu_seconds", "cpu_seconds_by_role", "simulated_time_s", "events", "compute_source", "final_loss", "device", "profile"):
+    for k in (
+        "cpu_seconds",
+        "cpu_seconds_by_role",
+        "simulated_time_s",
+        "events",
+        "compute_source",
+        "final_loss",
+        "device",
+        "profile",
+    ):
         if k in extra:
             summary[k] = extra[k]
     return summary
@@ -253,7 +267,13 @@ def _bubble(rec: Records, m: np.ndarray) -> float:
 
 
 def _utilization(
-    scn: Scenario, rec: Records, m: np.ndarray, lo: float, hi: float, window: float, caps: dict[str, float]
+    scn: Scenario,
+    rec: Records,
+    m: np.ndarray,
+    lo: float,
+    hi: float,
+    window: float,
+    caps: dict[str, float],
 ) -> dict[str, float]:
     """Busy fractions inside the measured window [lo, hi]: devices, servers and NIC directions."""
     t = rec.times
@@ -263,7 +283,11 @@ def _utilization(
     if rec.n_stages == 1:
         for p in range(rec.n_procs):
             d = p // per_device
-            dev_iv[d] += [(a, b) for a, b in zip(t["compute_start_s"][p], t["compute_end_s"][p], strict=True) if a == a]
+            dev_iv[d] += [
+                (a, b)
+                for a, b in zip(t["compute_start_s"][p], t["compute_end_s"][p], strict=True)
+                if a == a
+            ]
     else:
         for p, _step, a, b in rec.busy:
             w, s = divmod(p, rec.n_stages)

@@ -46,7 +46,9 @@ def fmt_pct(x: float | None, signed: bool = True) -> str:
     return f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%"
 
 
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+def md_table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None
+) -> str:
     """A GitHub-flavoured markdown table. `align`: one of l/r/c per column (default: l then r)."""
     align = align or "l" + "r" * (len(headers) - 1)
     sep = {"l": ":--", "r": "--:", "c": ":-:"}
@@ -54,7 +56,10 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str |
     def cell(v: Any) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "| " + " | ".join(sep[a] for a in align) + " |"]
+    lines = [
+        "| " + " | ".join(cell(h) for h in headers) + " |",
+        "| " + " | ".join(sep[a] for a in align) + " |",
+    ]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -68,7 +73,10 @@ def scenario_setup_lines(scn: dict[str, Any]) -> list[str]:
     if kind == "transformer":
         shape = f"transformer, {model.get('layers')} layers, d_model {model.get('d_model')}, seq {model.get('seq_len')}"
     elif kind == "mlp":
-        shape = "mlp " + "-".join(str(x) for x in [model.get("input_dim"), *(model.get("hidden") or []), model.get("output_dim")])
+        shape = "mlp " + "-".join(
+            str(x)
+            for x in [model.get("input_dim"), *(model.get("hidden") or []), model.get("output_dim")]
+        )
     else:
         shape = f"{kind} {model.get('input_dim')}-{model.get('output_dim')}"
     tr, cl = scn.get("training", {}), scn.get("cluster", {})
@@ -92,10 +100,17 @@ def scenario_setup_lines(scn: dict[str, Any]) -> list[str]:
         + (", overlap" if comm.get("overlap") else ""),
     ]
     if pipe.get("stages", 1) > 1:
-        lines.append(f"- pipeline: {pipe.get('stages')} stages x {pipe.get('microbatches')} microbatches, {pipe.get('schedule')}")
-    if scn.get("stragglers", {}).get("slowdown") or scn.get("stragglers", {}).get("jitter", {}).get("distribution", "none") != "none":
+        lines.append(
+            f"- pipeline: {pipe.get('stages')} stages x {pipe.get('microbatches')} microbatches, {pipe.get('schedule')}"
+        )
+    if (
+        scn.get("stragglers", {}).get("slowdown")
+        or scn.get("stragglers", {}).get("jitter", {}).get("distribution", "none") != "none"
+    ):
         st = scn["stragglers"]
-        lines.append(f"- stragglers: slowdown {st.get('slowdown') or {}}, jitter {st.get('jitter')}")
+        lines.append(
+            f"- stragglers: slowdown {st.get('slowdown') or {}}, jitter {st.get('jitter')}"
+        )
     if scn.get("faults"):
         lines.append(f"- faults: {scn['faults']}")
     return lines
@@ -119,8 +134,10 @@ def compute_source_text(source: str | None, profile: str | None) -> str:
     if source.startswith("profile:"):
         return f"a device profile measured by `psreal profile` on this host (`{profile or source[8:]}`)"
     if source.startswith("roofline:"):
-        return (f"the hardware catalog's roofline for `{source[9:]}` (no measured profile: peak rates times an "
-                "assumed efficiency, so expect larger compute errors)")
+        return (
+            f"the hardware catalog's roofline for `{source[9:]}` (no measured profile: peak rates times an "
+            "assumed efficiency, so expect larger compute errors)"
+        )
     return f"`{source}`"
 
 
@@ -128,14 +145,18 @@ def profile_compute_text(pc: dict[str, Any]) -> str:
     """The profile's compute per step and how far its calibration runs spread, in words."""
     text = f"the profile's compute per step: {pc['compute_s'] * 1e3:.3g} ms"
     if pc.get("runs"):
-        text += (f"; its {pc['runs']} calibration run{'s' if pc['runs'] > 1 else ''} measured from "
-                 f"{pc['min_s'] * 1e3:.3g} to {pc['max_s'] * 1e3:.3g} ms on average ((max - min) / value "
-                 f"{fmt_pct(pc['rel_spread'], signed=False)}); where compute is on the critical path the prediction "
-                 "moves with it (docs/profiling.md)")
+        text += (
+            f"; its {pc['runs']} calibration run{'s' if pc['runs'] > 1 else ''} measured from "
+            f"{pc['min_s'] * 1e3:.3g} to {pc['max_s'] * 1e3:.3g} ms on average ((max - min) / value "
+            f"{fmt_pct(pc['rel_spread'], signed=False)}); where compute is on the critical path the prediction "
+            "moves with it (docs/profiling.md)"
+        )
     return text
 
 
-def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: dict[str, str]) -> str:
+def scenario_report_md(
+    comparison: dict[str, Any], scn: dict[str, Any], plots: dict[str, str]
+) -> str:
     """report.md of one scenario: setup, headline table, provenance, plots, all metrics."""
     name = comparison["scenario"]
     m = comparison["metrics"]
@@ -148,19 +169,34 @@ def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: d
 
     out.append("## Headline metrics\n")
     reps = sim.get("runs") or {}
-    out.append("Relative error = (sim - real) / real; positive means the simulator over-predicts."
-               + (f" The real backend ran {runs} times: 'real' is the median over the runs, the spread is (max - min) / mean over all {runs}." if runs > 1 else "")
-               + (f" The simulator ran {reps['n']} times, each with its own draw of the compute's natural variation: "
-                  f"'sim' is the median run; the simulated throughput ranges from {fmt_num(reps['throughput_min'])}"
-                  f" to {fmt_num(reps['throughput_max'])} samples/s over the runs." if reps.get("n", 1) > 1 else "")
-               + "\n")
+    out.append(
+        "Relative error = (sim - real) / real; positive means the simulator over-predicts."
+        + (
+            f" The real backend ran {runs} times: 'real' is the median over the runs, the spread is (max - min) / mean over all {runs}."
+            if runs > 1
+            else ""
+        )
+        + (
+            f" The simulator ran {reps['n']} times, each with its own draw of the compute's natural variation: "
+            f"'sim' is the median run; the simulated throughput ranges from {fmt_num(reps['throughput_min'])}"
+            f" to {fmt_num(reps['throughput_max'])} samples/s over the runs."
+            if reps.get("n", 1) > 1
+            else ""
+        )
+        + "\n"
+    )
     headers = ["metric", "sim", "real", "error"] + (["real spread"] if runs > 1 else [])
     rows = []
     for key, label, scale, unit in HEADLINE:
         e = m.get(key)
         if e is None:
             continue
-        row = [f"{label} ({unit})", fmt_num(e["sim"] * scale), fmt_num(e["real"] * scale), fmt_pct(e["rel_error"])]
+        row = [
+            f"{label} ({unit})",
+            fmt_num(e["sim"] * scale),
+            fmt_num(e["real"] * scale),
+            fmt_pct(e["rel_error"]),
+        ]
         if key.startswith("staleness") and e["real"] == 0:
             row[3] = "exact (both 0)" if e["sim"] == 0 else f"n/a (real 0, sim {fmt_num(e['sim'])})"
         if runs > 1:
@@ -170,22 +206,38 @@ def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: d
     out.append(md_table(headers, rows))
     wn = comparison.get("within_noise")
     if wn is not None:
-        out.append(("The simulated and measured throughput ranges overlap: the error is within the noise of the two."
-                    if wn else "The simulated and measured throughput ranges do not overlap.") + "\n")
+        out.append(
+            (
+                "The simulated and measured throughput ranges overlap: the error is within the noise of the two."
+                if wn
+                else "The simulated and measured throughput ranges do not overlap."
+            )
+            + "\n"
+        )
 
     out.append("## Where the numbers came from\n")
-    out.append(f"- simulator compute times: {compute_source_text(sim.get('compute_source'), sim.get('profile'))}")
+    out.append(
+        f"- simulator compute times: {compute_source_text(sim.get('compute_source'), sim.get('profile'))}"
+    )
     pc = sim.get("profile_compute")
     if pc:
         out.append(f"- {profile_compute_text(pc)}")
     sc = sim.get("profile_self_check")
     if sc and sc.get("rel_error") is not None:
-        out.append(f"- profile self-check: the simulator with this profile predicts its own {sc['runs']} calibration "
-                   f"run{'s' if sc['runs'] > 1 else ''} (1 worker, 1 shard, BSP) at {fmt_num(sc['sim'])} samples/s against "
-                   f"{fmt_num(sc['real'])} measured ({fmt_pct(sc['rel_error'])})")
-    out.append(f"- real backend: device `{real.get('device') or 'n/a'}`, link emulation `{real.get('emulation') or 'n/a'}`, "
-               f"compute {real.get('compute_source') or 'measured'}; {runs} run{'s' if runs > 1 else ''}")
-    folders = [f"`{sim['folder']}/`", f"`{real['folder']}/`", *(f"`{d}/`" for d in real.get("repeat_folders", []))]
+        out.append(
+            f"- profile self-check: the simulator with this profile predicts its own {sc['runs']} calibration "
+            f"run{'s' if sc['runs'] > 1 else ''} (1 worker, 1 shard, BSP) at {fmt_num(sc['sim'])} samples/s against "
+            f"{fmt_num(sc['real'])} measured ({fmt_pct(sc['rel_error'])})"
+        )
+    out.append(
+        f"- real backend: device `{real.get('device') or 'n/a'}`, link emulation `{real.get('emulation') or 'n/a'}`, "
+        f"compute {real.get('compute_source') or 'measured'}; {runs} run{'s' if runs > 1 else ''}"
+    )
+    folders = [
+        f"`{sim['folder']}/`",
+        f"`{real['folder']}/`",
+        *(f"`{d}/`" for d in real.get("repeat_folders", [])),
+    ]
     out.append(f"- result folders: {', '.join(folders)}; numbers: `comparison.json`")
     for n in comparison.get("notes", []):
         out.append(f"- note: {n}")
@@ -203,11 +255,16 @@ def scenario_report_md(comparison: dict[str, Any], scn: dict[str, Any], plots: d
             out.append(f"### {titles.get(key, key)}\n\n![{key}]({path})\n")
 
     out.append("## All metrics\n")
-    rows = [[f"`{k}`", fmt_num(e["sim"]), fmt_num(e["real"]), fmt_pct(e["rel_error"])] for k, e in m.items()]
+    rows = [
+        [f"`{k}`", fmt_num(e["sim"]), fmt_num(e["real"]), fmt_pct(e["rel_error"])]
+        for k, e in m.items()
+    ]
     out.append(md_table(["metric", "sim", "real", "error"], rows))
     if comparison.get("only_sim") or comparison.get("only_real"):
-        out.append(f"Reported by one backend only: sim {', '.join(comparison.get('only_sim', [])) or '-'}; "
-                   f"real {', '.join(comparison.get('only_real', [])) or '-'}.\n")
+        out.append(
+            f"Reported by one backend only: sim {', '.join(comparison.get('only_sim', [])) or '-'}; "
+            f"real {', '.join(comparison.get('only_real', [])) or '-'}.\n"
+        )
     return "\n".join(out)
 
 
@@ -221,14 +278,23 @@ def failed_report_md(scn: Scenario, file: str, lines: Sequence[str], rc: int | N
     return "\n".join(out)
 
 
-def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parity: str | None) -> str:
+def suite_report_md(
+    rows: Sequence[dict[str, Any]], stats: dict[str, Any], parity: str | None
+) -> str:
     """suite.md: one row per scenario and the fidelity figures of DESIGN.md section 8."""
     out = ["# Simulator fidelity over a suite of scenarios\n"]
-    out.append(f"{stats['ok']} of {stats['scenarios']} scenarios compared"
-               + (f"; failed: {', '.join(stats['failed'])}" if stats["failed"] else "") + ".\n")
+    out.append(
+        f"{stats['ok']} of {stats['scenarios']} scenarios compared"
+        + (f"; failed: {', '.join(stats['failed'])}" if stats["failed"] else "")
+        + ".\n"
+    )
     out.append("## Fidelity\n")
-    labels = {"throughput": "throughput", "step_time_p50": "step time p50", "step_time_p95": "step time p95",
-              "staleness_mean": "mean staleness"}
+    labels = {
+        "throughput": "throughput",
+        "step_time_p50": "step time p50",
+        "step_time_p95": "step time p95",
+        "staleness_mean": "mean staleness",
+    }
     frows = []
     for key, label in labels.items():
         s = stats[key]
@@ -236,48 +302,92 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
         if s["both_zero"]:
             extra.append(f"{len(s['both_zero'])} with real = sim = 0 left out")
         if s["real_zero"]:
-            extra.append(f"{len(s['real_zero'])} with real = 0 but sim > 0 left out: "
-                         + ", ".join(f"{z['scenario']} (sim {fmt_num(z['sim'])})" for z in s["real_zero"]))
-        frows.append([label, s["n"], fmt_pct(s["median_abs_rel_error"], signed=False),
-                      fmt_pct(s["max_abs_rel_error"], signed=False), s["worst"] or "-", "; ".join(extra) or "-"])
-    out.append(md_table(["metric", "n", "median abs error", "max abs error", "worst", "left out"], frows, "lrrrll"))
+            extra.append(
+                f"{len(s['real_zero'])} with real = 0 but sim > 0 left out: "
+                + ", ".join(f"{z['scenario']} (sim {fmt_num(z['sim'])})" for z in s["real_zero"])
+            )
+        frows.append(
+            [
+                label,
+                s["n"],
+                fmt_pct(s["median_abs_rel_error"], signed=False),
+                fmt_pct(s["max_abs_rel_error"], signed=False),
+                s["worst"] or "-",
+                "; ".join(extra) or "-",
+            ]
+        )
+    out.append(
+        md_table(
+            ["metric", "n", "median abs error", "max abs error", "worst", "left out"],
+            frows,
+            "lrrrll",
+        )
+    )
     rho = stats["spearman_rho_throughput"]
-    out.append(f"- Spearman rho of throughput across scenarios: {fmt_num(rho, 3) if rho is not None else 'n/a (fewer than 2 scenarios, or all tied)'}")
+    out.append(
+        f"- Spearman rho of throughput across scenarios: {fmt_num(rho, 3) if rho is not None else 'n/a (fewer than 2 scenarios, or all tied)'}"
+    )
     bp = stats["best_pick"]
     if bp:
-        verdict = "yes" if bp["same"] else (f"no: the real best is {bp['real_best']}; the simulator's pick measures "
-                                            f"{fmt_pct(bp['real_of_sim_pick_over_real_best'], signed=False)} of it")
-        out.append(f"- the simulator's best scenario ({bp['sim_best']}) is the real best: {verdict}")
+        verdict = (
+            "yes"
+            if bp["same"]
+            else (
+                f"no: the real best is {bp['real_best']}; the simulator's pick measures "
+                f"{fmt_pct(bp['real_of_sim_pick_over_real_best'], signed=False)} of it"
+            )
+        )
+        out.append(
+            f"- the simulator's best scenario ({bp['sim_best']}) is the real best: {verdict}"
+        )
     nf = stats["noise_floor"]
     if nf:
-        out.append(f"- noise floor (real throughput run-to-run spread, (max - min) / mean): median "
-                   f"{fmt_pct(nf['median_rel_spread'], signed=False)}, max {fmt_pct(nf['max_rel_spread'], signed=False)} "
-                   f"over {nf['n']} scenarios; errors below it cannot be told from noise")
+        out.append(
+            f"- noise floor (real throughput run-to-run spread, (max - min) / mean): median "
+            f"{fmt_pct(nf['median_rel_spread'], signed=False)}, max {fmt_pct(nf['max_rel_spread'], signed=False)} "
+            f"over {nf['n']} scenarios; errors below it cannot be told from noise"
+        )
     else:
-        out.append("- noise floor: not measured (run with `--repeats 3` to measure the real backend's run-to-run spread)")
+        out.append(
+            "- noise floor: not measured (run with `--repeats 3` to measure the real backend's run-to-run spread)"
+        )
     ss = stats.get("sim_spread")
     if ss:
-        out.append(f"- simulator spread (throughput (max - min) / mean over its runs, which differ only in the "
-                   f"compute's natural variation): median {fmt_pct(ss['median_rel_spread'], signed=False)}, "
-                   f"max {fmt_pct(ss['max_rel_spread'], signed=False)}")
-    pcs = [r["profile_compute_spread"] for r in rows if r.get("status") == "ok" and r.get("profile_compute_spread") is not None]
+        out.append(
+            f"- simulator spread (throughput (max - min) / mean over its runs, which differ only in the "
+            f"compute's natural variation): median {fmt_pct(ss['median_rel_spread'], signed=False)}, "
+            f"max {fmt_pct(ss['max_rel_spread'], signed=False)}"
+        )
+    pcs = [
+        r["profile_compute_spread"]
+        for r in rows
+        if r.get("status") == "ok" and r.get("profile_compute_spread") is not None
+    ]
     if pcs:
-        out.append(f"- profile compute spread ((max - min) of the calibration runs' mean compute per step over the "
-                   f"profile's value): median {fmt_pct(statistics.median(pcs), signed=False)}, max {fmt_pct(max(pcs), signed=False)} "
-                   f"over {len(pcs)} scenarios; where compute is on the critical path the prediction moves with it")
+        out.append(
+            f"- profile compute spread ((max - min) of the calibration runs' mean compute per step over the "
+            f"profile's value): median {fmt_pct(statistics.median(pcs), signed=False)}, max {fmt_pct(max(pcs), signed=False)} "
+            f"over {len(pcs)} scenarios; where compute is on the critical path the prediction moves with it"
+        )
     sc = stats.get("profile_self_check")
     if sc and sc.get("n"):
-        out.append(f"- profile self-check (the simulator on each profile's own calibration runs, 1 worker and 1 shard): "
-                   f"median {fmt_pct(sc['median_abs_rel_error'], signed=False)}, max "
-                   f"{fmt_pct(sc['max_abs_rel_error'], signed=False)} ({sc['worst']}) over {sc['n']} scenarios; "
-                   "an error here is the simulator's on the very runs its profile was measured from")
+        out.append(
+            f"- profile self-check (the simulator on each profile's own calibration runs, 1 worker and 1 shard): "
+            f"median {fmt_pct(sc['median_abs_rel_error'], signed=False)}, max "
+            f"{fmt_pct(sc['max_abs_rel_error'], signed=False)} ({sc['worst']}) over {sc['n']} scenarios; "
+            "an error here is the simulator's on the very runs its profile was measured from"
+        )
     wn = stats.get("within_noise")
     if wn:
-        out.append(f"- within noise (simulated and measured throughput ranges overlap): {wn['count']} of {wn['n']}"
-                   + (f"; outside: {', '.join(wn['outside'])}" if wn["outside"] else ""))
-    out.append("- relative error = (sim - real) / real. Mean staleness is 0 under BSP and whenever no gradient was "
-               "stale; a relative error is then undefined, so such scenarios are left out of the staleness "
-               "median/max and listed above.\n")
+        out.append(
+            f"- within noise (simulated and measured throughput ranges overlap): {wn['count']} of {wn['n']}"
+            + (f"; outside: {', '.join(wn['outside'])}" if wn["outside"] else "")
+        )
+    out.append(
+        "- relative error = (sim - real) / real. Mean staleness is 0 under BSP and whenever no gradient was "
+        "stale; a relative error is then undefined, so such scenarios are left out of the staleness "
+        "median/max and listed above.\n"
+    )
     if parity:
         out.append(f"## Predicted vs measured throughput\n\n![parity]({parity})\n")
     out.append("## Scenarios\n")
@@ -287,17 +397,44 @@ def suite_report_md(rows: Sequence[dict[str, Any]], stats: dict[str, Any], parit
         if r.get("status") != "ok":
             trows.append([name, "failed", "", "", "", "", "", "", "", "", r.get("error", "")])
             continue
-        trows.append([
-            name, fmt_num(r["throughput_sim"]), fmt_num(r["throughput_real"]), fmt_pct(r["throughput_rel_error"]),
-            fmt_pct(r["step_time_p50_rel_error"]), fmt_pct(r["step_time_p95_rel_error"]),
-            _staleness_cell(r), fmt_pct(r["real_throughput_spread"], signed=False) if r.get("real_throughput_spread") is not None else "-",
-            fmt_pct(r["sim_throughput_spread"], signed=False) if r.get("sim_throughput_spread") is not None else "-",
-            _profile_compute_cell(r),
-            r.get("error") or "",
-        ])
-    out.append(md_table(["scenario", "sim samples/s", "real samples/s", "throughput error", "p50 error", "p95 error",
-                         "staleness error", "real spread", "sim spread", "profile compute (spread)", "notes"], trows,
-                        "lrrrrrrrrrl"))
+        trows.append(
+            [
+                name,
+                fmt_num(r["throughput_sim"]),
+                fmt_num(r["throughput_real"]),
+                fmt_pct(r["throughput_rel_error"]),
+                fmt_pct(r["step_time_p50_rel_error"]),
+                fmt_pct(r["step_time_p95_rel_error"]),
+                _staleness_cell(r),
+                fmt_pct(r["real_throughput_spread"], signed=False)
+                if r.get("real_throughput_spread") is not None
+                else "-",
+                fmt_pct(r["sim_throughput_spread"], signed=False)
+                if r.get("sim_throughput_spread") is not None
+                else "-",
+                _profile_compute_cell(r),
+                r.get("error") or "",
+            ]
+        )
+    out.append(
+        md_table(
+            [
+                "scenario",
+                "sim samples/s",
+                "real samples/s",
+                "throughput error",
+                "p50 error",
+                "p95 error",
+                "staleness error",
+                "real spread",
+                "sim spread",
+                "profile compute (spread)",
+                "notes",
+            ],
+            trows,
+            "lrrrrrrrrrl",
+        )
+    )
     return "\n".join(out)
 
 
@@ -306,7 +443,9 @@ def _profile_compute_cell(r: dict[str, Any]) -> str:
     if v is None:
         return "-"
     spread = r.get("profile_compute_spread")
-    return f"{v * 1e3:.3g} ms" + (f" ({fmt_pct(spread, signed=False)})" if spread is not None else "")
+    return f"{v * 1e3:.3g} ms" + (
+        f" ({fmt_pct(spread, signed=False)})" if spread is not None else ""
+    )
 
 
 def _staleness_cell(r: dict[str, Any]) -> str:

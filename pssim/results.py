@@ -98,13 +98,22 @@ def trace_json(rec: Records, backend: str) -> str:
         label = f"worker {w}" if rec.n_stages == 1 else f"worker {w} stage {s}"
         ev.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": p, "args": {"name": label}})
     for s in range(rec.n_shards):
-        ev.append({"name": "thread_name", "ph": "M", "pid": 2, "tid": s, "args": {"name": f"shard {s}"}})
+        ev.append(
+            {"name": "thread_name", "ph": "M", "pid": 2, "tid": s, "args": {"name": f"shard {s}"}}
+        )
     t = rec.times
 
     def span(name: str, pid: int, tid: int, a: float, b: float, args: dict | None = None) -> None:
         if not (math.isfinite(a) and math.isfinite(b)) or b < a:
             return
-        e = {"name": name, "ph": "X", "pid": pid, "tid": tid, "ts": round(a * 1e6, 3), "dur": round((b - a) * 1e6, 3)}
+        e = {
+            "name": name,
+            "ph": "X",
+            "pid": pid,
+            "tid": tid,
+            "ts": round(a * 1e6, 3),
+            "dur": round((b - a) * 1e6, 3),
+        }
         if args:
             e["args"] = args
         ev.append(e)
@@ -117,7 +126,14 @@ def trace_json(rec: Records, backend: str) -> str:
             if wt > 0:
                 span("wait", 1, p, a, a + wt, {"step": step})
             span("pull", 1, p, a + wt, t["pull_end_s"][p, step], {"step": step})
-            span("compute", 1, p, t["compute_start_s"][p, step], t["compute_end_s"][p, step], {"step": step})
+            span(
+                "compute",
+                1,
+                p,
+                t["compute_start_s"][p, step],
+                t["compute_end_s"][p, step],
+                {"step": step},
+            )
             span("push", 1, p, t["push_start_s"][p, step], t["push_end_s"][p, step], {"step": step})
     for s, k, a, b, nbytes in rec.spans:
         span(SPAN_KINDS[k], 2, s, a, b, {"bytes": nbytes} if nbytes else None)
@@ -137,7 +153,9 @@ def write_atomic_text(path: Path, text: str) -> None:
         raise
 
 
-def write_results(out: str | Path, scn: Scenario, backend: str, rec: Records, summary: dict[str, Any]) -> Path:
+def write_results(
+    out: str | Path, scn: Scenario, backend: str, rec: Records, summary: dict[str, Any]
+) -> Path:
     """Write OUT/<scenario>/<backend>/ atomically; returns that folder."""
     from .scenario import resolved_yaml
 
@@ -147,7 +165,9 @@ def write_results(out: str | Path, scn: Scenario, backend: str, rec: Records, su
     tmp = Path(tempfile.mkdtemp(prefix=f".{backend}.tmp-", dir=parent))
     try:
         (tmp / "scenario.yaml").write_text(resolved_yaml(scn), encoding="utf-8")
-        (tmp / "steps.csv").write_text(steps_csv(rec, with_loss=backend == "real"), encoding="utf-8")
+        (tmp / "steps.csv").write_text(
+            steps_csv(rec, with_loss=backend == "real"), encoding="utf-8"
+        )
         (tmp / "summary.json").write_text(dumps_json(summary), encoding="utf-8")
         (tmp / "trace.json").write_text(trace_json(rec, backend), encoding="utf-8")
         old = None

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from .scenario import Scenario
 
 
-def run_sim(scn: Scenario, out: str | Path, costs: CostModel | None = None, runs: int = 1) -> tuple[Path, dict[str, Any]]:
+def run_sim(
+    scn: Scenario, out: str | Path, costs: CostModel | None = None, runs: int = 1
+) -> tuple[Path, dict[str, Any]]:
     """Simulate `scn` and write OUT/<scenario>/sim/.
 
     With `runs` > 1 the simulator runs that many times, each with its own draw of the compute's
@@ -36,7 +38,9 @@ def run_sim(scn: Scenario, out: str | Path, costs: CostModel | None = None, runs
     for k in range(n):
         rec, extra = simulate(scn, costs, draw=k)
         done.append((summarize(scn, rec, extra), k, rec))
-    summary, pick, rec = sorted(done, key=lambda x: (x[0]["throughput_samples_per_s"], x[1]))[(n - 1) // 2]
+    summary, pick, rec = sorted(done, key=lambda x: (x[0]["throughput_samples_per_s"], x[1]))[
+        (n - 1) // 2
+    ]
     if runs > 1:
         thr = [s["throughput_samples_per_s"] for s, _, _ in done]
         mean = statistics.fmean(thr)
@@ -49,7 +53,9 @@ def run_sim(scn: Scenario, out: str | Path, costs: CostModel | None = None, runs
             "throughput_median": statistics.median(thr),
             "throughput_max": max(thr),
             "rel_spread": (max(thr) - min(thr)) / mean if mean else None,
-            "varies": "the compute's natural step-to-step variation" if n > 1 else "nothing (no measured compute samples)",
+            "varies": "the compute's natural step-to-step variation"
+            if n > 1
+            else "nothing (no measured compute samples)",
         }
         summary["wall_time_s"] = sum(s["wall_time_s"] for s, _, _ in done)
     return write_results(out, scn, "sim", rec, summary), summary

@@ -77,14 +77,20 @@ class ModelSpec(_Strict):
     """The model both backends build. Only the fields of the chosen `kind` may be given."""
 
     kind: Literal["mlp", "transformer", "linear"] = Field("mlp", description="Model family.")
-    input_dim: PositiveInt | None = Field(None, description="Input features (mlp, linear). Default 784.")
+    input_dim: PositiveInt | None = Field(
+        None, description="Input features (mlp, linear). Default 784."
+    )
     hidden: list[PositiveInt] | None = Field(
         None, max_length=MAX_LAYERS, description="Hidden layer widths (mlp). Default [1024, 1024]."
     )
     output_dim: PositiveInt | None = Field(None, description="Classes (mlp, linear). Default 10.")
-    layers: PositiveInt | None = Field(None, le=MAX_LAYERS, description="Transformer blocks. Default 12.")
+    layers: PositiveInt | None = Field(
+        None, le=MAX_LAYERS, description="Transformer blocks. Default 12."
+    )
     d_model: PositiveInt | None = Field(None, description="Transformer width. Default 768.")
-    heads: PositiveInt | None = Field(None, description="Attention heads; divides d_model. Default 12.")
+    heads: PositiveInt | None = Field(
+        None, description="Attention heads; divides d_model. Default 12."
+    )
     seq_len: PositiveInt | None = Field(None, description="Tokens per sample. Default 256.")
     vocab: PositiveInt | None = Field(None, description="Vocabulary size. Default 32000.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
@@ -103,7 +109,10 @@ class ModelSpec(_Strict):
         wrong = [k for k in _ALL_MODEL_SHAPE_FIELDS if data.get(k) is not None and k not in allowed]
         if wrong:
             raise _MultiProblem(
-                [(k, f"does not apply to model kind '{kind}' (its fields: {', '.join(allowed)})") for k in wrong]
+                [
+                    (k, f"does not apply to model kind '{kind}' (its fields: {', '.join(allowed)})")
+                    for k in wrong
+                ]
             )
         # an absent or null shape field takes the kind's default, so a resolved scenario (which
         # leaves out the other kinds' fields) validates back to the same model
@@ -135,30 +144,42 @@ class OptimizerSpec(_Strict):
         # YAML has lists, not tuples; a strict tuple field would refuse every file
         if isinstance(v, list | tuple):
             if len(v) != 2:
-                raise ValueError(f"must be a list of 2 numbers [beta1, beta2] (got {_fmt_input(v)})")
+                raise ValueError(
+                    f"must be a list of 2 numbers [beta1, beta2] (got {_fmt_input(v)})"
+                )
             return tuple(v)
         return v
 
     @model_validator(mode="after")
     def _check(self) -> OptimizerSpec:
         if self.name == "adam" and self.momentum != 0.0:
-            raise _FieldProblem("momentum", f"applies to sgd only; adam uses betas (got momentum {self.momentum} with adam)")
+            raise _FieldProblem(
+                "momentum",
+                f"applies to sgd only; adam uses betas (got momentum {self.momentum} with adam)",
+            )
         return self
 
 
 class TrainingSpec(_Strict):
-    batch_size: PositiveInt = Field(64, description="Samples per worker (per pipeline replica) per step.")
+    batch_size: PositiveInt = Field(
+        64, description="Samples per worker (per pipeline replica) per step."
+    )
     steps: PositiveInt = Field(60, description="Steps each worker runs.")
-    warmup_steps: NonNegInt = Field(5, description="Each worker's first steps, left out of every metric.")
+    warmup_steps: NonNegInt = Field(
+        5, description="Each worker's first steps, left out of every metric."
+    )
     samples_per_worker: PositiveInt = Field(
-        1000, description="Size of each worker's synthetic data shard (drawn from the seed); batches cycle over it."
+        1000,
+        description="Size of each worker's synthetic data shard (drawn from the seed); batches cycle over it.",
     )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
 
     @model_validator(mode="after")
     def _check(self) -> TrainingSpec:
         if self.warmup_steps >= self.steps:
-            raise _FieldProblem("warmup_steps", f"must be < steps={self.steps} (got {self.warmup_steps})")
+            raise _FieldProblem(
+                "warmup_steps", f"must be < steps={self.steps} (got {self.warmup_steps})"
+            )
         return self
 
 
@@ -166,7 +187,9 @@ class TrainingSpec(_Strict):
 class NicSpec(_Strict):
     """A full-duplex network interface: egress and ingress each carry `bandwidth_gbps`."""
 
-    bandwidth_gbps: float = Field(10.0, gt=0, description="Per direction, 1 Gbit/s = 125e6 bytes/s.")
+    bandwidth_gbps: float = Field(
+        10.0, gt=0, description="Per direction, 1 Gbit/s = 125e6 bytes/s."
+    )
     latency_us: float = Field(100.0, ge=0, description="One-way latency a message pays once.")
 
     @property
@@ -175,10 +198,16 @@ class NicSpec(_Strict):
 
 
 class WorkersSpec(_Strict):
-    count: PositiveInt = Field(4, description="Data-parallel workers (pipeline replicas when stages > 1).")
+    count: PositiveInt = Field(
+        4, description="Data-parallel workers (pipeline replicas when stages > 1)."
+    )
     device: Literal["cpu", "cuda"] = Field("cpu", description="What psreal computes on.")
-    per_device: PositiveInt = Field(1, description="Workers sharing one physical device (contention is modelled).")
-    gpu: str | None = Field(None, description="Hardware-catalog name pssim uses when there is no measured profile.")
+    per_device: PositiveInt = Field(
+        1, description="Workers sharing one physical device (contention is modelled)."
+    )
+    gpu: str | None = Field(
+        None, description="Hardware-catalog name pssim uses when there is no measured profile."
+    )
     nic: NicSpec = Field(default_factory=lambda: NicSpec(bandwidth_gbps=1.0, latency_us=100.0))
 
 
@@ -189,9 +218,12 @@ class ServersSpec(_Strict):
 
 class NetworkSpec(_Strict):
     emulation: Literal["app", "kernel", "none"] = Field(
-        "app", description="psreal link emulation: app (transport enforces links), kernel (netns + tc), none."
+        "app",
+        description="psreal link emulation: app (transport enforces links), kernel (netns + tc), none.",
     )
-    fabric_gbps: float | None = Field(None, gt=0, description="Optional core bandwidth shared by all traffic.")
+    fabric_gbps: float | None = Field(
+        None, gt=0, description="Optional core bandwidth shared by all traffic."
+    )
 
 
 class ClusterSpec(_Strict):
@@ -204,18 +236,32 @@ class ClusterSpec(_Strict):
         w = self.workers
         problems: list[tuple[str, str]] = []
         if w.per_device > w.count:
-            problems.append(("workers.per_device", f"must be <= workers.count={w.count} (got {w.per_device})"))
+            problems.append(
+                ("workers.per_device", f"must be <= workers.count={w.count} (got {w.per_device})")
+            )
         if w.gpu is not None:
             from .catalog import load_catalog
 
             catalog = load_catalog()
             gpus = [n for n in catalog.names() if catalog[n].kind == "gpu"]
             if w.gpu not in catalog:
-                problems.append(("workers.gpu", f"unknown catalog GPU {w.gpu!r} (known: {', '.join(gpus)})"))
+                problems.append(
+                    ("workers.gpu", f"unknown catalog GPU {w.gpu!r} (known: {', '.join(gpus)})")
+                )
             elif catalog[w.gpu].kind != "gpu":
-                problems.append(("workers.gpu", f"catalog entry {w.gpu!r} is a {catalog[w.gpu].kind}, not a GPU (GPUs: {', '.join(gpus)})"))
+                problems.append(
+                    (
+                        "workers.gpu",
+                        f"catalog entry {w.gpu!r} is a {catalog[w.gpu].kind}, not a GPU (GPUs: {', '.join(gpus)})",
+                    )
+                )
             elif w.device == "cpu":
-                problems.append(("workers.gpu", f"names a GPU ({w.gpu}) but workers.device is cpu; set device: cuda or gpu: null"))
+                problems.append(
+                    (
+                        "workers.gpu",
+                        f"names a GPU ({w.gpu}) but workers.device is cpu; set device: cuda or gpu: null",
+                    )
+                )
         if problems:
             raise _MultiProblem(problems)
         return self
@@ -225,7 +271,9 @@ class ClusterSpec(_Strict):
 class ComputeSpec(_Strict):
     """Where pssim takes compute times from: the first of these that applies."""
 
-    step_time_s: float | None = Field(None, gt=0, description="Fixed forward+backward seconds per step.")
+    step_time_s: float | None = Field(
+        None, gt=0, description="Fixed forward+backward seconds per step."
+    )
     profile: str = Field(
         "auto",
         description="auto (use the locally cached measured profile if any), none (roofline), or a profile file path.",
@@ -241,19 +289,26 @@ class ComputeSpec(_Strict):
         p = Path(v)
         if not p.is_file():
             what = "is a directory" if p.is_dir() else "no such file"
-            raise ValueError(f"must be auto, none or a profile file written by `psreal profile` ({what}: {v!r})")
+            raise ValueError(
+                f"must be auto, none or a profile file written by `psreal profile` ({what}: {v!r})"
+            )
         return v
 
 
 # ---------------------------------------------------------------------------------------- sync
 class SyncSpec(_Strict):
     mode: Literal["bsp", "ssp", "asp"] = Field("bsp", description="Synchronisation mode.")
-    staleness: NonNegInt | None = Field(None, description="SSP bound s (ssp only; default 2; 0 paces like bsp).")
+    staleness: NonNegInt | None = Field(
+        None, description="SSP bound s (ssp only; default 2; 0 paces like bsp)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SyncSpec:
         if self.mode != "ssp" and self.staleness is not None:
-            raise _FieldProblem("staleness", f"applies to mode ssp only; remove it or set mode: ssp (got mode {self.mode})")
+            raise _FieldProblem(
+                "staleness",
+                f"applies to mode ssp only; remove it or set mode: ssp (got mode {self.mode})",
+            )
         if self.mode == "ssp" and self.staleness is None:
             object.__setattr__(self, "staleness", 2)
         return self
@@ -275,30 +330,50 @@ class ShardingSpec(_Strict):
 
 
 class CompressionSpec(_Strict):
-    kind: Literal["none", "topk", "int8"] = Field("none", description="Gradient compression on push.")
-    ratio: float = Field(1.0, gt=0, le=1, description="topk: kept fraction of each partition's gradient.")
+    kind: Literal["none", "topk", "int8"] = Field(
+        "none", description="Gradient compression on push."
+    )
+    ratio: float = Field(
+        1.0, gt=0, le=1, description="topk: kept fraction of each partition's gradient."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> CompressionSpec:
         if self.kind != "topk" and self.ratio != 1.0:
-            raise _FieldProblem("ratio", f"applies to kind topk only; remove it or set kind: topk (got kind {self.kind})")
+            raise _FieldProblem(
+                "ratio",
+                f"applies to kind topk only; remove it or set kind: topk (got kind {self.kind})",
+            )
         return self
 
 
 class CommunicationSpec(_Strict):
-    wire_dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Dtype of tensors on the wire.")
+    wire_dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="Dtype of tensors on the wire."
+    )
     compression: CompressionSpec = Field(default_factory=CompressionSpec)
-    overlap: bool = Field(False, description="Push each layer's gradients while backward still runs.")
+    overlap: bool = Field(
+        False, description="Push each layer's gradients while backward still runs."
+    )
 
 
 class JitterSpec(_Strict):
-    distribution: Literal["none", "lognormal", "exponential"] = Field("none", description="Per-step compute jitter.")
-    cv: float = Field(0.0, ge=0, description="Std of a step's compute time over its jitter-free value (adds cv on average).")
+    distribution: Literal["none", "lognormal", "exponential"] = Field(
+        "none", description="Per-step compute jitter."
+    )
+    cv: float = Field(
+        0.0,
+        ge=0,
+        description="Std of a step's compute time over its jitter-free value (adds cv on average).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> JitterSpec:
         if self.distribution == "none" and self.cv != 0.0:
-            raise _FieldProblem("cv", f"needs a distribution, lognormal or exponential (got cv {self.cv} with distribution none)")
+            raise _FieldProblem(
+                "cv",
+                f"needs a distribution, lognormal or exponential (got cv {self.cv} with distribution none)",
+            )
         if self.distribution != "none" and self.cv == 0.0:
             raise _FieldProblem("cv", f"must be > 0 with distribution {self.distribution} (got 0)")
         return self
@@ -314,17 +389,26 @@ class StragglersSpec(_Strict):
 
 
 class PipelineSpec(_Strict):
-    stages: PositiveInt = Field(1, description="Consecutive model pieces, one process each (1 = no pipeline).")
+    stages: PositiveInt = Field(
+        1, description="Consecutive model pieces, one process each (1 = no pipeline)."
+    )
     microbatches: PositiveInt = Field(1, description="Microbatches per step; divides batch_size.")
     schedule: Literal["gpipe", "1f1b"] = Field("1f1b", description="Microbatch schedule.")
-    partition: Literal["balanced", "uniform"] = Field("balanced", description="Cut by compute or by layer count.")
+    partition: Literal["balanced", "uniform"] = Field(
+        "balanced", description="Cut by compute or by layer count."
+    )
 
 
 class FaultSpec(_Strict):
     at_step: NonNegInt = Field(..., description="The worker fails when it reaches this step.")
     worker: NonNegInt = Field(..., description="Worker index.")
-    kind: Literal["crash"] = Field("crash", description="crash: the worker loses its state as it reaches at_step; with restart_after_s it is back that much later and redoes the step from a fresh pull, without it the shards take it out of the sync rule for good.")
-    restart_after_s: float | None = Field(None, ge=0, description="Seconds until the worker is back; null: never.")
+    kind: Literal["crash"] = Field(
+        "crash",
+        description="crash: the worker loses its state as it reaches at_step; with restart_after_s it is back that much later and redoes the step from a fresh pull, without it the shards take it out of the sync rule for good.",
+    )
+    restart_after_s: float | None = Field(
+        None, ge=0, description="Seconds until the worker is back; null: never."
+    )
 
 
 # ------------------------------------------------------------------------- cross-section checks
@@ -348,7 +432,10 @@ def _cross_check(*sections: str) -> Callable[[_CrossCheck], _CrossCheck]:
 def _check_straggler_workers(s: _Sections) -> list[tuple[str, str]]:
     W = s.cluster.workers.count
     return [
-        (f"stragglers.slowdown.{w}", f"no such worker: must be < cluster.workers.count={W} (got {w})")
+        (
+            f"stragglers.slowdown.{w}",
+            f"no such worker: must be < cluster.workers.count={W} (got {w})",
+        )
         for w in s.stragglers.slowdown
         if w >= W
     ]
@@ -358,7 +445,10 @@ def _check_straggler_workers(s: _Sections) -> list[tuple[str, str]]:
 def _check_fault_workers(s: _Sections) -> list[tuple[str, str]]:
     W = s.cluster.workers.count
     return [
-        (f"faults.{i}.worker", f"no such worker: must be < cluster.workers.count={W} (got {f.worker})")
+        (
+            f"faults.{i}.worker",
+            f"no such worker: must be < cluster.workers.count={W} (got {f.worker})",
+        )
         for i, f in enumerate(s.faults)
         if f.worker >= W
     ]
@@ -385,7 +475,12 @@ def _check_fault_order(s: _Sections) -> list[tuple[str, str]]:
             gone[f.worker] = min(gone.get(f.worker, f.at_step), f.at_step)
     for i, f in enumerate(s.faults):
         if f.worker in gone and f.at_step > gone[f.worker]:
-            out.append((f"faults.{i}.at_step", f"worker {f.worker} crashed for good at step {gone[f.worker]} (got {f.at_step})"))
+            out.append(
+                (
+                    f"faults.{i}.at_step",
+                    f"worker {f.worker} crashed for good at step {gone[f.worker]} (got {f.at_step})",
+                )
+            )
     return out
 
 
@@ -395,7 +490,9 @@ def _check_stages(s: _Sections) -> list[tuple[str, str]]:
 
     units = pipeline_units(s.model)
     if s.pipeline.stages > units:
-        return [("pipeline.stages", f"must be <= the model's {units} layers (got {s.pipeline.stages})")]
+        return [
+            ("pipeline.stages", f"must be <= the model's {units} layers (got {s.pipeline.stages})")
+        ]
     return []
 
 
@@ -410,15 +507,25 @@ def _check_microbatches(s: _Sections) -> list[tuple[str, str]]:
 @_cross_check("communication", "pipeline")
 def _check_overlap(s: _Sections) -> list[tuple[str, str]]:
     if s.communication.overlap and s.pipeline.stages > 1:
-        return [("communication.overlap", f"is not supported with pipeline.stages > 1 (got stages={s.pipeline.stages})")]
+        return [
+            (
+                "communication.overlap",
+                f"is not supported with pipeline.stages > 1 (got stages={s.pipeline.stages})",
+            )
+        ]
     return []
 
 
 @_cross_check("communication", "compute")
 def _check_overlap_compute(s: _Sections) -> list[tuple[str, str]]:
     if s.communication.overlap and s.compute.step_time_s is not None:
-        return [("communication.overlap", "needs the backward pass's timeline, which compute.step_time_s does not give; "
-                 "leave step_time_s null (profile or catalog roofline)")]
+        return [
+            (
+                "communication.overlap",
+                "needs the backward pass's timeline, which compute.step_time_s does not give; "
+                "leave step_time_s null (profile or catalog roofline)",
+            )
+        ]
     return []
 
 
@@ -487,7 +594,9 @@ def _check_empty_shards(s: _Sections) -> list[tuple[str, str]]:
     return [("cluster.servers.count", msg)]
 
 
-def _cross_problems_of_valid_sections(data: dict[str, Any], failed: set[str]) -> list[tuple[str, str]]:
+def _cross_problems_of_valid_sections(
+    data: dict[str, Any], failed: set[str]
+) -> list[tuple[str, str]]:
     """The cross-section rules over the sections that validate on their own (see _CROSS_CHECKS)."""
     sections: dict[str, Any] = {}
     for name, info in Scenario.model_fields.items():
@@ -510,7 +619,9 @@ def _cross_problems_of_valid_sections(data: dict[str, Any], failed: set[str]) ->
 class Scenario(_Strict):
     """A whole scenario. Both backends run exactly this."""
 
-    name: str = Field(..., pattern=r"^[a-z0-9_-]+$", max_length=100, description="Names the output folder.")
+    name: str = Field(
+        ..., pattern=r"^[a-z0-9_-]+$", max_length=100, description="Names the output folder."
+    )
     description: str = Field("", description="Free text.")
     seed: NonNegInt = Field(0, description="Drives every random draw in both backends.")
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -656,7 +767,12 @@ def _message(err: dict[str, Any], root: type[BaseModel] | None = None) -> str:
     if t == "missing":
         return "required field is missing"
     if t in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[t]
+        op = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }[t]
         bound = next(iter(ctx.values()))
         return f"must be {op} {bound}{got}"
     if t == "literal_error":
@@ -687,7 +803,9 @@ def _message(err: dict[str, Any], root: type[BaseModel] | None = None) -> str:
         return f"must have at least {ctx.get('min_length')} items{got}"
     if t == "too_long":
         n = ctx.get("actual_length")
-        return f"must have at most {ctx.get('max_length')} items" + (f" (got {n})" if n is not None else got)
+        return f"must have at most {ctx.get('max_length')} items" + (
+            f" (got {n})" if n is not None else got
+        )
     if t == "recursion_loop":
         return "refers to itself (a YAML alias loop)"
     msg = err["msg"]
@@ -749,7 +867,11 @@ def parse_overrides(items: list[str] | None) -> list[tuple[list[Any], Any]]:
         path: list[Any] = []
         segs = key.strip().split(".")
         if not all(seg.strip() for seg in segs):
-            problems.append(Problem("", f"empty field name in {key!r} (expected field.path=value, got {item!r})"))
+            problems.append(
+                Problem(
+                    "", f"empty field name in {key!r} (expected field.path=value, got {item!r})"
+                )
+            )
             continue
         for seg in segs:
             seg = seg.strip()
@@ -771,19 +893,27 @@ def _apply_override(data: dict[str, Any], path: list[Any], value: Any) -> None:
         last = i == len(path) - 1
         if isinstance(node, list):
             if not isinstance(seg, int):
-                raise _OverrideProblem(here, f"{'.'.join(map(str, path[:i]))} is a list; index it by number (got {seg!r})")
+                raise _OverrideProblem(
+                    here,
+                    f"{'.'.join(map(str, path[:i]))} is a list; index it by number (got {seg!r})",
+                )
             if seg >= len(node):
-                raise _OverrideProblem(here, f"index out of range (the list has {len(node)} entries)")
+                raise _OverrideProblem(
+                    here, f"index out of range (the list has {len(node)} entries)"
+                )
         elif isinstance(node, dict):
             if not last and node.get(seg) is None:
                 if get_origin(_type_at(path[: i + 1])) is list:
                     raise _OverrideProblem(
-                        ".".join(map(str, path[: i + 2])), f"index out of range ({here} has no entries)"
+                        ".".join(map(str, path[: i + 2])),
+                        f"index out of range ({here} has no entries)",
                     )
                 node[seg] = {}
         else:
             parent = ".".join(map(str, path[:i]))
-            raise _OverrideProblem(here, f"cannot be set: {parent} is not a mapping (got {_fmt_input(node)})")
+            raise _OverrideProblem(
+                here, f"cannot be set: {parent} is not a mapping (got {_fmt_input(node)})"
+            )
         if last:
             node[seg] = value
         else:
@@ -794,13 +924,19 @@ def _is_under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + ".")
 
 
-def scenario_from_dict(data: Any, file: str = "<scenario>", overrides: list[str] | None = None) -> Scenario:
+def scenario_from_dict(
+    data: Any, file: str = "<scenario>", overrides: list[str] | None = None
+) -> Scenario:
     """Validate a mapping (after overrides) into a Scenario, or raise ScenarioError."""
     if data is None:
-        raise ScenarioError(file, [Problem("", "the file is empty (expected a mapping of scenario fields)")])
+        raise ScenarioError(
+            file, [Problem("", "the file is empty (expected a mapping of scenario fields)")]
+        )
     if not isinstance(data, dict):
         kind = {"list": "a list", "str": "a string"}.get(type(data).__name__, type(data).__name__)
-        raise ScenarioError(file, [Problem("", f"must be a YAML mapping of scenario fields (got {kind})")])
+        raise ScenarioError(
+            file, [Problem("", f"must be a YAML mapping of scenario fields (got {kind})")]
+        )
     _check_acyclic(data, file)
     data = copy.deepcopy(data)
     try:
@@ -825,7 +961,9 @@ def scenario_from_dict(data: Any, file: str = "<scenario>", overrides: list[str]
         if failed:  # some field failed, so Scenario's cross-section checks did not run
             problems += [Problem(p, m) for p, m in _cross_problems_of_valid_sections(data, failed)]
         problems = [
-            Problem(p.path, f"{p.message} (from --set)") if any(_is_under(p.path, sp) for sp in set_paths) else p
+            Problem(p.path, f"{p.message} (from --set)")
+            if any(_is_under(p.path, sp) for sp in set_paths)
+            else p
             for p in problems
         ]
         raise ScenarioError(file, _unique(problems)) from None
@@ -836,14 +974,18 @@ def scenario_from_dict(data: Any, file: str = "<scenario>", overrides: list[str]
         raise ScenarioError(file, [Problem("", "nested too deeply")]) from None
 
 
-def _check_acyclic(x: Any, file: str, inside: tuple[int, ...] = (), seen: set[int] | None = None) -> None:
+def _check_acyclic(
+    x: Any, file: str, inside: tuple[int, ...] = (), seen: set[int] | None = None
+) -> None:
     """YAML aliases can make a list contain itself; refuse that instead of recursing forever.
 
     `seen` holds the nodes already checked, so a node shared by many aliases is walked once."""
     seen = set() if seen is None else seen
     if isinstance(x, dict | list) and id(x) not in seen:
         if id(x) in inside:
-            raise ScenarioError(file, [Problem("", "invalid YAML: an alias refers to a node that contains it")])
+            raise ScenarioError(
+                file, [Problem("", "invalid YAML: an alias refers to a node that contains it")]
+            )
         for v in x.values() if isinstance(x, dict) else x:
             _check_acyclic(v, file, (*inside, id(x)), seen)
         seen.add(id(x))
@@ -857,7 +999,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(
+    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict:
     own: dict[Any, Any] = {}
     for key_node, _ in node.value:
         if key_node.tag == _MERGE_TAG:
@@ -867,16 +1011,23 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
             hash(key)
         except TypeError:
             raise yaml.constructor.ConstructorError(
-                None, None, f"a key must be a plain name (got {_fmt_input(key)})", key_node.start_mark
+                None,
+                None,
+                f"a key must be a plain name (got {_fmt_input(key)})",
+                key_node.start_mark,
             ) from None
         if key in own:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
         own[key] = True
     # `<<: *anchor` merge keys: the merged pairs come first, the mapping's own keys override them
     loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
-        mapping[loader.construct_object(key_node, deep=deep)] = loader.construct_object(value_node, deep=deep)
+        mapping[loader.construct_object(key_node, deep=deep)] = loader.construct_object(
+            value_node, deep=deep
+        )
     return mapping
 
 
@@ -901,18 +1052,26 @@ def read_yaml(path: str | Path) -> Any:
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ScenarioError(file, [Problem("", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+        raise ScenarioError(
+            file, [Problem("", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        ) from None
     except OSError as exc:
         raise ScenarioError(file, [Problem("", f"cannot read: {exc.strerror or exc}")]) from None
     if not text.strip():
-        raise ScenarioError(file, [Problem("", "the file is empty (expected a mapping of scenario fields)")])
+        raise ScenarioError(
+            file, [Problem("", "the file is empty (expected a mapping of scenario fields)")]
+        )
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = ", ".join(x for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x)
-        raise ScenarioError(file, [Problem("", f"invalid YAML{where}: {what or str(exc).splitlines()[0]}")]) from None
+        what = ", ".join(
+            x for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x
+        )
+        raise ScenarioError(
+            file, [Problem("", f"invalid YAML{where}: {what or str(exc).splitlines()[0]}")]
+        ) from None
     except RecursionError:
         raise ScenarioError(file, [Problem("", "invalid YAML: nested too deeply")]) from None
 
@@ -931,7 +1090,14 @@ def resolved_yaml(scn: Scenario) -> str:
             model.pop(k, None)
     # JSON mode turns the worker-index keys into strings; YAML can keep them integers
     data["stragglers"]["slowdown"] = {int(k): v for k, v in data["stragglers"]["slowdown"].items()}
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True)
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=None,
+        width=100,
+        allow_unicode=True,
+    )
 
 
 def json_schema() -> dict[str, Any]:

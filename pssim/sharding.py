@@ -53,7 +53,9 @@ class ShardPlan:
         return self.shard_numel(shard) * self.elem_bytes
 
 
-def cut_partitions(numels: list[int], names: list[str], units: list[int], elem_bytes: int, partition_bytes: int) -> list[Partition]:
+def cut_partitions(
+    numels: list[int], names: list[str], units: list[int], elem_bytes: int, partition_bytes: int
+) -> list[Partition]:
     per = max(1, partition_bytes // elem_bytes)
     parts: list[Partition] = []
     for pi, (n, name, unit) in enumerate(zip(numels, names, units, strict=True)):
@@ -93,7 +95,10 @@ def place(parts: list[Partition], n_shards: int, policy: str) -> list[list[Parti
 
 def plan_shards(scn: Scenario) -> ShardPlan:
     return _plan_cached(
-        scn.model.model_dump_json(), scn.sharding.policy, scn.sharding.partition_bytes, scn.cluster.servers.count
+        scn.model.model_dump_json(),
+        scn.sharding.policy,
+        scn.sharding.partition_bytes,
+        scn.cluster.servers.count,
     )
 
 
@@ -105,6 +110,8 @@ def _plan_cached(model_json: str, policy: str, partition_bytes: int, n_shards: i
     wl = build_workload(model)
     eb = DTYPE_BYTES[model.dtype]
     ps = wl.params
-    parts = cut_partitions([p.numel for p in ps], [p.name for p in ps], [p.unit for p in ps], eb, partition_bytes)
+    parts = cut_partitions(
+        [p.numel for p in ps], [p.name for p in ps], [p.unit for p in ps], eb, partition_bytes
+    )
     shards = place(parts, n_shards, policy)
     return ShardPlan(tuple(parts), tuple(tuple(s) for s in shards), eb)

@@ -92,11 +92,15 @@ def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
         key, _, raw = item.partition("=")
         key = key.strip()
         if not key or not all(seg.strip() for seg in key.split(".")):
-            problems.append(Problem("", f"empty field name in {item!r} (expected field.path=v1,v2,...)"))
+            problems.append(
+                Problem("", f"empty field name in {item!r} (expected field.path=v1,v2,...)")
+            )
             continue
         key = ".".join(seg.strip() for seg in key.split("."))
         if key == "name":
-            problems.append(Problem(key, "cannot be swept: each variant is named after its grid values"))
+            problems.append(
+                Problem(key, "cannot be swept: each variant is named after its grid values")
+            )
             continue
         if any(key == f for f, _ in grid):
             problems.append(Problem(key, "given in two --grid options; list all its values in one"))
@@ -156,7 +160,9 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + ".")
 
 
-def validate_variants(file: str, overrides: Sequence[str], variants: Sequence[Variant]) -> list[Scenario]:
+def validate_variants(
+    file: str, overrides: Sequence[str], variants: Sequence[Variant]
+) -> list[Scenario]:
     """Load every variant; raise one ScenarioError with every distinct problem (grid ones marked)."""
     scns, problems = [], []
     fields = {f for v in variants for f, _ in v.values}
@@ -191,7 +197,10 @@ def _metric(summary: dict[str, Any] | None, dotted: str) -> float | None:
 
 
 def sweep_rows(
-    variants: Sequence[Variant], backends: Sequence[str], summaries: dict[tuple[str, str], dict[str, Any]], errors: dict[str, list[str]]
+    variants: Sequence[Variant],
+    backends: Sequence[str],
+    summaries: dict[tuple[str, str], dict[str, Any]],
+    errors: dict[str, list[str]],
 ) -> list[dict[str, Any]]:
     """One row per variant: grid values, then each backend's headline metrics (and sim's throughput error)."""
     from .compare import relative_error
@@ -206,7 +215,9 @@ def sweep_rows(
                 row[f"{b}_{col}"] = _metric(s, dotted)
             row[f"{b}_compute_source"] = s.get("compute_source") if s else None
         if len(backends) == 2:
-            row["throughput_rel_error"] = relative_error(row["sim_throughput_samples_per_s"], row["real_throughput_samples_per_s"])
+            row["throughput_rel_error"] = relative_error(
+                row["sim_throughput_samples_per_s"], row["real_throughput_samples_per_s"]
+            )
         row["error"] = " | ".join(errors.get(v.name, []))
         rows.append(row)
     return rows
@@ -222,7 +233,9 @@ def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def table(rows: Sequence[dict[str, Any]], fields: Sequence[str], backends: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+def table(
+    rows: Sequence[dict[str, Any]], fields: Sequence[str], backends: Sequence[str]
+) -> tuple[list[str], list[list[str]]]:
     """Headers and cells of the human table (units in the headers)."""
     from .report import fmt_num, fmt_pct
 
@@ -236,8 +249,12 @@ def table(rows: Sequence[dict[str, Any]], fields: Sequence[str], backends: Seque
         c = [r["variant"], *(str(r[f]) for f in fields)]
         for b in backends:
             p50, p95 = r[f"{b}_step_time_p50_s"], r[f"{b}_step_time_p95_s"]
-            c += [fmt_num(r[f"{b}_throughput_samples_per_s"]), fmt_num(p50 * 1e3 if p50 is not None else None),
-                  fmt_num(p95 * 1e3 if p95 is not None else None), fmt_num(r[f"{b}_staleness_mean"], 3)]
+            c += [
+                fmt_num(r[f"{b}_throughput_samples_per_s"]),
+                fmt_num(p50 * 1e3 if p50 is not None else None),
+                fmt_num(p95 * 1e3 if p95 is not None else None),
+                fmt_num(r[f"{b}_staleness_mean"], 3),
+            ]
         if len(backends) == 2:
             c.append(fmt_pct(r["throughput_rel_error"]))
         if r["status"] != "ok":
@@ -250,18 +267,33 @@ def _align(n_fields: int, n_cols: int) -> str:
     return "l" * (1 + n_fields) + "r" * (n_cols - 1 - n_fields)
 
 
-def sweep_md(scn: Scenario, file: str, grid: Sequence[tuple[str, Sequence[str]]], rows: Sequence[dict[str, Any]],
-             backends: Sequence[str]) -> str:
+def sweep_md(
+    scn: Scenario,
+    file: str,
+    grid: Sequence[tuple[str, Sequence[str]]],
+    rows: Sequence[dict[str, Any]],
+    backends: Sequence[str],
+) -> str:
     from .report import md_table
 
     headers, cells = table(rows, [f for f, _ in grid], backends)
     out = [f"# Sweep of {scn.name}\n"]
     if scn.description:
         out.append(f"{scn.description}\n")
-    out.append(f"Base scenario `{file}`; grid: " + "; ".join(f"`{f}` = {', '.join(vals)}" for f, vals in grid)
-               + f" ({len(rows)} variants); backends: {', '.join(backends)}.\n")
+    out.append(
+        f"Base scenario `{file}`; grid: "
+        + "; ".join(f"`{f}` = {', '.join(vals)}" for f, vals in grid)
+        + f" ({len(rows)} variants); backends: {', '.join(backends)}.\n"
+    )
     out.append(md_table(headers, cells, _align(len(grid), len(headers))))
-    sources = sorted({str(r.get(f"{b}_compute_source")) for r in rows for b in backends if b == "sim" and r.get(f"{b}_compute_source")})
+    sources = sorted(
+        {
+            str(r.get(f"{b}_compute_source"))
+            for r in rows
+            for b in backends
+            if b == "sim" and r.get(f"{b}_compute_source")
+        }
+    )
     if sources:
         out.append(f"Simulator compute times from: {', '.join(f'`{s}`' for s in sources)}.\n")
     failed = [r for r in rows if r["status"] != "ok"]
@@ -291,7 +323,9 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
     errors: dict[str, list[str]] = {}
     n = len(variants)
 
-    if "real" in backends:  # one at a time, and before any simulation: a measurement needs the machine
+    if (
+        "real" in backends
+    ):  # one at a time, and before any simulation: a measurement needs the machine
         for i, (v, vs) in enumerate(zip(variants, scns, strict=True)):
             ov = [*args.overrides, *v.overrides]
             tag = f"[{i + 1}/{n}] {v.name}"
@@ -299,7 +333,10 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
                 with progress.status(f"{tag}: profiling the device"):
                     res = run_profile(args.file, ov)
                 if not res.ok:
-                    print(f"error: {v.name}: profiling failed (exit {res.rc}); the simulator falls back to the roofline", file=sys.stderr)
+                    print(
+                        f"error: {v.name}: profiling failed (exit {res.rc}); the simulator falls back to the roofline",
+                        file=sys.stderr,
+                    )
                     for ln in res.lines:
                         print(ln, file=sys.stderr)
                     errors.setdefault(v.name, []).append(f"profiling failed (exit {res.rc})")
@@ -314,7 +351,9 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
                 print(f"error: {v.name}: real backend failed (exit {res.rc})", file=sys.stderr)
                 for ln in res.lines:
                     print(ln, file=sys.stderr)
-                errors.setdefault(v.name, []).append(f"real failed (exit {res.rc}): " + " | ".join(res.lines[-2:]))
+                errors.setdefault(v.name, []).append(
+                    f"real failed (exit {res.rc}): " + " | ".join(res.lines[-2:])
+                )
                 progress.line(f"{tag}: real  FAILED")
 
     if "sim" in backends:
@@ -326,7 +365,9 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
                 for i, (v, fut) in enumerate(futs):
                     try:
                         summaries[(v.name, "sim")] = fut.result()
-                        progress.line(f"[{i + 1}/{n}] {v.name}: sim   done ({time.perf_counter() - t0:.1f} s since the sweep's first)")
+                        progress.line(
+                            f"[{i + 1}/{n}] {v.name}: sim   done ({time.perf_counter() - t0:.1f} s since the sweep's first)"
+                        )
                     except Exception as exc:  # one broken variant must not lose the others
                         _sim_failed(v, exc, errors)
         else:
@@ -334,14 +375,18 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 try:
                     summaries[(v.name, "sim")] = _sim_variant(args.file, ov, str(out))
-                    progress.line(f"[{i + 1}/{n}] {v.name}: sim   done ({time.perf_counter() - t0:.1f} s)")
+                    progress.line(
+                        f"[{i + 1}/{n}] {v.name}: sim   done ({time.perf_counter() - t0:.1f} s)"
+                    )
                 except Exception as exc:  # one broken variant must not lose the others
                     _sim_failed(v, exc, errors)
 
     if args.backend == "both":
         for v in variants:
             if (v.name, "sim") in summaries and (v.name, "real") in summaries:
-                compare_folders(out / v.name / "sim", out / v.name / "real", out / v.name, plots=False)
+                compare_folders(
+                    out / v.name / "sim", out / v.name / "real", out / v.name, plots=False
+                )
 
     rows = sweep_rows(variants, backends, summaries, errors)
     write_atomic_text(out / "sweep.csv", rows_csv(rows))
@@ -356,7 +401,9 @@ def _sim_failed(v: Variant, exc: BaseException, errors: dict[str, list[str]]) ->
     errors.setdefault(v.name, []).append(f"sim failed: {type(exc).__name__}: {exc}")
 
 
-def _print_table(rows: Sequence[dict[str, Any]], fields: Sequence[str], backends: Sequence[str]) -> None:
+def _print_table(
+    rows: Sequence[dict[str, Any]], fields: Sequence[str], backends: Sequence[str]
+) -> None:
     headers, cells = table(rows, fields, backends)
     if sys.stdout.isatty():
         from rich.console import Console

@@ -31,7 +31,9 @@ def topk_k(numel: int, ratio: float) -> int:
     return max(1, min(numel, ceil(ratio * numel - 1e-9)))
 
 
-def push_payload_bytes(part_numels: Iterable[int], wire_dtype: str, compression: str, ratio: float) -> int:
+def push_payload_bytes(
+    part_numels: Iterable[int], wire_dtype: str, compression: str, ratio: float
+) -> int:
     wb = DTYPE_BYTES[wire_dtype]
     parts = list(part_numels)
     if compression == "none":

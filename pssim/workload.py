@@ -77,7 +77,10 @@ class Workload:
 
 
 def _linear(prefix: str, unit: int, n_in: int, n_out: int) -> tuple[ParamSpec, ...]:
-    return (ParamSpec(f"{prefix}.weight", (n_out, n_in), unit), ParamSpec(f"{prefix}.bias", (n_out,), unit))
+    return (
+        ParamSpec(f"{prefix}.weight", (n_out, n_in), unit),
+        ParamSpec(f"{prefix}.bias", (n_out,), unit),
+    )
 
 
 def _layernorm(prefix: str, unit: int, d: int) -> tuple[ParamSpec, ...]:
@@ -110,7 +113,10 @@ def build_workload(model: ModelSpec) -> Workload:
         params: list[ParamSpec] = []
         flops = s * (24.0 * d * d + 4.0 * s * d)  # qkv 6d^2, proj 2d^2, mlp 16d^2, QK^T and AV 4sd
         if i == 0:
-            params += [ParamSpec("tok_emb.weight", (v, d), 0), ParamSpec("pos_emb.weight", (s, d), 0)]
+            params += [
+                ParamSpec("tok_emb.weight", (v, d), 0),
+                ParamSpec("pos_emb.weight", (s, d), 0),
+            ]
         b = f"blocks.{i}"
         params += [
             *_layernorm(f"{b}.ln1", i, d),

@@ -28,13 +28,17 @@ def main(argv: list[str]) -> int:
     for f in argv:
         log = json.loads(open(f).read())
         cpu = np.asarray([c for _, c in log], dtype=float) * 1e3
-        print(f"== {f}: {len(log)} passes, {cpu.sum() / 1e3:.3f} CPU s, {cpu.mean():.3f} ms per pass")
+        print(
+            f"== {f}: {len(log)} passes, {cpu.sum() / 1e3:.3f} CPU s, {cpu.mean():.3f} ms per pass"
+        )
         lo = 0.0
         for hi, got in zip(ARBITER_SLEEP_BINS_S, arbiter_pass_bins(log), strict=True):
             if got:
                 c = np.asarray(got) * 1e3
                 top = "..." if hi == ARBITER_SLEEP_BINS_S[-1] else f"{hi * 1e3:.2f}"
-                print(f"  sleep {lo * 1e3:6.2f}-{top:>6} ms: {c.size:5d} passes, CPU p50 {np.median(c):.3f} mean {c.mean():.3f} ms")
+                print(
+                    f"  sleep {lo * 1e3:6.2f}-{top:>6} ms: {c.size:5d} passes, CPU p50 {np.median(c):.3f} mean {c.mean():.3f} ms"
+                )
             lo = hi
         table = arbiter_pass_costs(log)
         print("  profile table (ms):", " ".join(f"{c * 1e3:.3f}" for _, c in table))

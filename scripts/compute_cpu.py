@@ -39,8 +39,10 @@ def main() -> None:
         wall = statistics.median(end[k][0] - start[k][0] for k in steps)
         proc = [start[k + 1][5] - start[k][5] for k in steps if k + 1 in start]
         per = f"{statistics.median(proc) * 1e3:7.2f}" if proc else "      -"
-        print(f"worker process {start[steps[0]][2]}: compute CPU {cpu * 1e3:7.2f} ms  wall {wall * 1e3:7.2f} ms  "
-              f"process CPU per step {per} ms  ({len(steps)} steps)")
+        print(
+            f"worker process {start[steps[0]][2]}: compute CPU {cpu * 1e3:7.2f} ms  wall {wall * 1e3:7.2f} ms  "
+            f"process CPU per step {per} ms  ({len(steps)} steps)"
+        )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ def _default(field: Any) -> str:
     return "`null`" if v is None else f"`{v}`"
 
 
-def rows(model: type[BaseModel], prefix: str = "", inst: BaseModel | None = None) -> list[tuple[str, str, str, str]]:
+def rows(
+    model: type[BaseModel], prefix: str = "", inst: BaseModel | None = None
+) -> list[tuple[str, str, str, str]]:
     """(path, type, default, meaning) per field; `inst` is the section's default value, whose
     values win over the field defaults (e.g. the workers' NIC defaults differ from the servers')."""
     out = []
@@ -64,7 +66,11 @@ def rows(model: type[BaseModel], prefix: str = "", inst: BaseModel | None = None
                 sub = cand
         if sub is not None and get_origin(ann) is not list:
             doc = f.description or ((sub.__doc__ or "").strip().splitlines() or [""])[0]
-            child = getattr(inst, name) if inst is not None else (f.default_factory() if f.default_factory else None)
+            child = (
+                getattr(inst, name)
+                if inst is not None
+                else (f.default_factory() if f.default_factory else None)
+            )
             out.append((path, "section", "", doc))
             out += rows(sub, path + ".", child)
             continue

@@ -23,8 +23,14 @@ import numpy as np
 from psreal import msgtrace
 from pssim import wire
 
-NAMES = {wire.PULL: "pull request", wire.REPLY: "pull reply", wire.PUSH: "push", wire.ACT: "activation",
-         wire.ACT_GRAD: "activation gradient", wire.LEAVE: "leave"}
+NAMES = {
+    wire.PULL: "pull request",
+    wire.REPLY: "pull reply",
+    wire.PUSH: "push",
+    wire.ACT: "activation",
+    wire.ACT_GRAD: "activation gradient",
+    wire.LEAVE: "leave",
+}
 
 
 def delays(roles: dict[str, list], arbiter: list) -> dict[str, dict[str, list[float]]]:
@@ -50,7 +56,11 @@ def delays(roles: dict[str, list], arbiter: list) -> dict[str, dict[str, list[fl
                 d.setdefault("link", []).append(due[k] - start[k])
             # a sender waits for its send at once only for a push (the end of its step); other
             # sends it collects later, so their completion says nothing about the hand-over
-            checks = (("deliver - due", "deliver"), ("notice - due", "handle_done"), ("gloo - due", "gloo_done"))
+            checks = (
+                ("deliver - due", "deliver"),
+                ("notice - due", "handle_done"),
+                ("gloo - due", "gloo_done"),
+            )
             for name, ev in checks if kind == wire.PUSH else checks[:1]:
                 if (ev, k) in by:
                     d.setdefault(name, []).append(by[(ev, k)] - due[k])
@@ -67,14 +77,19 @@ def main(argv: list[str]) -> int:
         return 2
     roles, arbiter = msgtrace.load(argv[0])
     if not roles:
-        print(f"error: {argv[0]}: no rank*.json (was PSREAL_MSG_TRACE set for the run?)", file=sys.stderr)
+        print(
+            f"error: {argv[0]}: no rank*.json (was PSREAL_MSG_TRACE set for the run?)",
+            file=sys.stderr,
+        )
         return 2
     for kind, d in delays(roles, arbiter).items():
         print(f"{kind}:")
         for name, v in d.items():
             a = np.asarray(v) * 1e3
             extra = f"  later than the link in {np.mean(a > 0):.0%}" if name == "gloo - due" else ""
-            print(f"  {name:22s} p50 {np.median(a):7.3f}  p90 {np.percentile(a, 90):7.3f}  mean {a.mean():7.3f} ms  (n={a.size}){extra}")
+            print(
+                f"  {name:22s} p50 {np.median(a):7.3f}  p90 {np.percentile(a, 90):7.3f}  mean {a.mean():7.3f} ms  (n={a.size}){extra}"
+            )
     return 0
 
 

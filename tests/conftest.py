@@ -58,7 +58,14 @@ def processes_with_env(marker: str) -> list[tuple[int, str]]:
             if needle not in (entry / "environ").read_bytes():
                 continue
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next((ln for ln in (entry / "status").read_text().splitlines() if ln.startswith("State:")), "")
+            state = next(
+                (
+                    ln
+                    for ln in (entry / "status").read_text().splitlines()
+                    if ln.startswith("State:")
+                ),
+                "",
+            )
         except OSError:  # gone meanwhile, or not ours to read
             continue
         if "zombie" not in state:

@@ -44,7 +44,11 @@ BAD_LINES = {
 
 def pssim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("pssim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "import sys; from pssim.cli import main; sys.exit(main())"]
+    cmd = (
+        [str(exe)]
+        if exe.exists()
+        else [sys.executable, "-c", "import sys; from pssim.cli import main; sys.exit(main())"]
+    )
     return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
@@ -81,7 +85,16 @@ def test_validate_reports_every_problem_one_line_each(files: Path) -> None:
 
 
 def test_validate_reports_every_file(files: Path) -> None:
-    names = ["good.yaml", "bad.yaml", "syntax.yaml", "dup.yaml", "empty.yaml", "list.yaml", "folder.yaml", "missing.yaml"]
+    names = [
+        "good.yaml",
+        "bad.yaml",
+        "syntax.yaml",
+        "dup.yaml",
+        "empty.yaml",
+        "list.yaml",
+        "folder.yaml",
+        "missing.yaml",
+    ]
     proc = pssim("validate", *names, cwd=files)
     lines = _error_lines(proc)
     assert proc.stdout == ""  # nothing is "ok" while any file is bad
@@ -92,8 +105,12 @@ def test_validate_reports_every_file(files: Path) -> None:
     assert len(by_file["bad.yaml"]) == len(BAD_LINES)
     assert "invalid YAML at line 3" in by_file["syntax.yaml"][0]
     assert "duplicate key 'seed'" in by_file["dup.yaml"][0]
-    assert by_file["empty.yaml"] == ["error: empty.yaml: the file is empty (expected a mapping of scenario fields)"]
-    assert by_file["list.yaml"] == ["error: list.yaml: must be a YAML mapping of scenario fields (got a list)"]
+    assert by_file["empty.yaml"] == [
+        "error: empty.yaml: the file is empty (expected a mapping of scenario fields)"
+    ]
+    assert by_file["list.yaml"] == [
+        "error: list.yaml: must be a YAML mapping of scenario fields (got a list)"
+    ]
     assert by_file["folder.yaml"] == ["error: folder.yaml: is a directory, not a scenario file"]
     assert by_file["missing.yaml"] == ["error: missing.yaml: no such file"]
 
@@ -101,9 +118,18 @@ def test_validate_reports_every_file(files: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("training.steps", "error: good.yaml: --set: expected field.path=value (got 'training.steps')"),
-        ("training.stepz=3", "error: good.yaml: training.stepz: unknown field (did you mean 'steps'?) (from --set)"),
-        ("training.steps=-3", "error: good.yaml: training.steps: must be > 0 (got -3) (from --set)"),
+        (
+            "training.steps",
+            "error: good.yaml: --set: expected field.path=value (got 'training.steps')",
+        ),
+        (
+            "training.stepz=3",
+            "error: good.yaml: training.stepz: unknown field (did you mean 'steps'?) (from --set)",
+        ),
+        (
+            "training.steps=-3",
+            "error: good.yaml: training.steps: must be > 0 (got -3) (from --set)",
+        ),
     ],
 )
 def test_validate_bad_set(files: Path, override: str, expected: str) -> None:
@@ -120,7 +146,9 @@ def test_validate_bad_set(files: Path, override: str, expected: str) -> None:
         ("good.yaml", ["--set", "no-equals-sign"]),
     ],
 )
-def test_simulate_refuses_bad_input_and_writes_nothing(files: Path, file: str, overrides: list[str]) -> None:
+def test_simulate_refuses_bad_input_and_writes_nothing(
+    files: Path, file: str, overrides: list[str]
+) -> None:
     out = files / "out"
     lines = _error_lines(pssim("simulate", file, "--out", str(out), *overrides, cwd=files))
     assert all(line.startswith(f"error: {file}: ") for line in lines), lines
@@ -129,7 +157,16 @@ def test_simulate_refuses_bad_input_and_writes_nothing(files: Path, file: str, o
 
 def test_simulate_good_file_writes_results(files: Path) -> None:
     out = files / "out"
-    proc = pssim("simulate", "good.yaml", "--out", str(out), "--quiet", "--set", "compute.profile=none", cwd=files)
+    proc = pssim(
+        "simulate",
+        "good.yaml",
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "compute.profile=none",
+        cwd=files,
+    )
     assert proc.returncode == 0, proc.stderr
     folder = out / "good" / "sim"
     assert {"scenario.yaml", "steps.csv", "summary.json"} <= {p.name for p in folder.iterdir()}
@@ -139,7 +176,12 @@ def test_simulate_good_file_writes_results(files: Path) -> None:
 
 
 def test_command_line_mistakes_exit_2(files: Path) -> None:
-    for args in (["validate"], ["simulate"], ["frobnicate"], ["simulate", "good.yaml", "--jobs", "3"]):
+    for args in (
+        ["validate"],
+        ["simulate"],
+        ["frobnicate"],
+        ["simulate", "good.yaml", "--jobs", "3"],
+    ):
         proc = pssim(*args, cwd=files)
         assert proc.returncode == 2, args
         assert "Traceback" not in proc.stderr
@@ -151,7 +193,9 @@ def test_schema_is_json_and_checks_scenarios(files: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     schema = json.loads(proc.stdout)
     assert schema["type"] == "object" and "name" in schema["required"]
-    assert {"model", "training", "cluster", "sync", "pipeline", "faults"} <= set(schema["properties"])
+    assert {"model", "training", "cluster", "sync", "pipeline", "faults"} <= set(
+        schema["properties"]
+    )
     jsonschema = pytest.importorskip("jsonschema")
     import yaml
 
@@ -160,7 +204,9 @@ def test_schema_is_json_and_checks_scenarios(files: Path) -> None:
     scenarios = sorted((ROOT / "scenarios").rglob("*.yaml"))
     assert scenarios
     for f in scenarios:
-        data = json.loads(json.dumps(yaml.safe_load(f.read_text())))  # as an editor sees it: string keys
+        data = json.loads(
+            json.dumps(yaml.safe_load(f.read_text()))
+        )  # as an editor sees it: string keys
         errors = [e.message for e in validator.iter_errors(data)]
         assert not errors, (f, errors)
     assert list(validator.iter_errors({"name": "x", "colour": "red"}))

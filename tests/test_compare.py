@@ -83,8 +83,19 @@ def test_flatten_gives_dotted_numeric_metrics_only() -> None:
     assert f["utilization.device"] == 0.5 and f["peak_memory_bytes.server"] == 20.0
     assert f["final_loss"] == 2.3
     # histograms, configuration echoes, run bookkeeping, booleans, strings and nulls are not metrics
-    for name in ("staleness.histogram.0", "workers", "servers", "pipeline_stages", "microbatches",
-                 "wall_time_s", "arbiter_realtime", "device", "compute_source", "bad", "backend"):
+    for name in (
+        "staleness.histogram.0",
+        "workers",
+        "servers",
+        "pipeline_stages",
+        "microbatches",
+        "wall_time_s",
+        "arbiter_realtime",
+        "device",
+        "compute_source",
+        "bad",
+        "backend",
+    ):
         assert name not in f
     assert all(isinstance(v, float) for v in f.values())
 
@@ -100,11 +111,21 @@ def test_relative_error_is_sim_minus_real_over_real() -> None:
 
 def test_compare_summaries_compares_common_metrics() -> None:
     sim = summary(simulated_time_s=1.0, events=10)
-    real = summary(backend="real", throughput_samples_per_s=800.0, step_time_s={"mean": 0.12, "p50": 0.125, "p95": 0.25, "p99": 0.4},
-                   final_loss=2.0, peak_memory_bytes={"worker": 5})
+    real = summary(
+        backend="real",
+        throughput_samples_per_s=800.0,
+        step_time_s={"mean": 0.12, "p50": 0.125, "p95": 0.25, "p99": 0.4},
+        final_loss=2.0,
+        peak_memory_bytes={"worker": 5},
+    )
     c = compare_summaries(sim, real)
     m = c["metrics"]
-    assert m["throughput_samples_per_s"] == {"sim": 1000.0, "real": 800.0, "abs_error": 200.0, "rel_error": pytest.approx(0.25)}
+    assert m["throughput_samples_per_s"] == {
+        "sim": 1000.0,
+        "real": 800.0,
+        "abs_error": 200.0,
+        "rel_error": pytest.approx(0.25),
+    }
     assert m["step_time_s.p50"]["rel_error"] == pytest.approx(-0.2)
     assert m["staleness.mean"]["rel_error"] is None  # real 0
     assert m["peak_memory_bytes.worker"]["rel_error"] == pytest.approx(1.0)
@@ -118,7 +139,12 @@ def test_repeated_real_runs_give_the_spread() -> None:
     runs = [summary(throughput_samples_per_s=t) for t in (90.0, 100.0, 110.0)]
     c = compare_summaries(summary(), runs[0], runs)
     sp = c["metrics"]["throughput_samples_per_s"]["real_spread"]
-    assert sp["runs"] == 3 and sp["min"] == 90.0 and sp["max"] == 110.0 and sp["mean"] == pytest.approx(100.0)
+    assert (
+        sp["runs"] == 3
+        and sp["min"] == 90.0
+        and sp["max"] == 110.0
+        and sp["mean"] == pytest.approx(100.0)
+    )
     assert sp["rel_spread"] == pytest.approx(0.2)
     assert c["metrics"]["throughput_samples_per_s"]["real"] == 100.0  # the median of the three runs
     assert run_spread([1.0]) is None
@@ -128,7 +154,9 @@ def test_repeated_real_runs_give_the_spread() -> None:
 # -------------------------------------------------------------------------- result folders
 def _two_runs(tmp_path: Path) -> tuple[Path, Path]:
     a = scenario_from_dict(TINY)
-    b = scenario_from_dict({**TINY, "sync": {"mode": "ssp", "staleness": 1}, "stragglers": {"slowdown": {1: 2.0}}})
+    b = scenario_from_dict(
+        {**TINY, "sync": {"mode": "ssp", "staleness": 1}, "stragglers": {"slowdown": {1: 2.0}}}
+    )
     sim_dir, _ = run_sim(a, tmp_path / "a")
     real_dir, _ = run_sim(b, tmp_path / "b")
     return sim_dir, real_dir
@@ -145,7 +173,10 @@ def test_compare_folders_writes_comparison_plots_and_report(tmp_path: Path) -> N
     sim = json.loads((sim_dir / "summary.json").read_text())
     real = json.loads((real_dir / "summary.json").read_text())
     thr = on_disk["metrics"]["throughput_samples_per_s"]
-    assert thr["sim"] == sim["throughput_samples_per_s"] and thr["real"] == real["throughput_samples_per_s"]
+    assert (
+        thr["sim"] == sim["throughput_samples_per_s"]
+        and thr["real"] == real["throughput_samples_per_s"]
+    )
     assert thr["rel_error"] == pytest.approx((thr["sim"] - thr["real"]) / thr["real"])
     assert thr["real_spread"]["rel_spread"] == 0.0  # the same folder twice
     for e in on_disk["metrics"].values():
@@ -169,20 +200,45 @@ def test_comparison_names_the_profile_compute_and_its_spread(tmp_path: Path) -> 
     sim_dir, real_dir = _two_runs(tmp_path)
     prof = tmp_path / "p.json"
     runs = [{"compute_s": x} for x in (0.002, 0.0025, 0.0031)]
-    prof.write_text(json.dumps({"key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.0025,
-                                "samples": {"in_situ": {"runs": runs}}}))
+    prof.write_text(
+        json.dumps(
+            {
+                "key": {},
+                "host": "h",
+                "device_name": "cpu",
+                "cores": 2,
+                "step_compute_s": 0.0025,
+                "samples": {"in_situ": {"runs": runs}},
+            }
+        )
+    )
     s = json.loads((sim_dir / "summary.json").read_text())
-    (sim_dir / "summary.json").write_text(json.dumps({**s, "compute_source": f"profile:{prof}", "profile": str(prof)}))
+    (sim_dir / "summary.json").write_text(
+        json.dumps({**s, "compute_source": f"profile:{prof}", "profile": str(prof)})
+    )
     c = compare_folders(sim_dir, real_dir, tmp_path / "cmp", plots=False)
-    assert c["sim"]["profile_compute"] == {"compute_s": 0.0025, "runs": 3, "min_s": 0.002, "max_s": 0.0031,
-                                           "rel_spread": pytest.approx(0.44)}
+    assert c["sim"]["profile_compute"] == {
+        "compute_s": 0.0025,
+        "runs": 3,
+        "min_s": 0.002,
+        "max_s": 0.0031,
+        "rel_spread": pytest.approx(0.44),
+    }
     md = (tmp_path / "cmp" / "report.md").read_text()
-    assert "the profile's compute per step: 2.5 ms; its 3 calibration runs measured from 2 to 3.1 ms" in md
+    assert (
+        "the profile's compute per step: 2.5 ms; its 3 calibration runs measured from 2 to 3.1 ms"
+        in md
+    )
     prof.write_text("{not json")  # a profile that cannot be read any more: no figure, no failure
-    assert compare_folders(sim_dir, real_dir, tmp_path / "cmp2", plots=False)["sim"]["profile_compute"] is None
+    assert (
+        compare_folders(sim_dir, real_dir, tmp_path / "cmp2", plots=False)["sim"]["profile_compute"]
+        is None
+    )
 
 
-def test_profile_self_check_simulates_the_calibration_scenario_against_its_runs(tmp_path: Path) -> None:
+def test_profile_self_check_simulates_the_calibration_scenario_against_its_runs(
+    tmp_path: Path,
+) -> None:
     # the profile's calibration runs measured 900, 1,000 and 1,300 samples/s (median 1,000); the
     # self-check simulates the scenario's calibration scenario (1 worker, 1 shard, BSP) with the
     # profile: the same as simulating that scenario, written out by hand, with the same costs
@@ -193,41 +249,86 @@ def test_profile_self_check_simulates_the_calibration_scenario_against_its_runs(
     from pssim.sim import simulate
 
     prof = tmp_path / "p.json"
-    runs = [{"compute_s": 0.0025, "samples": {"throughput_samples_per_s": x}} for x in (900.0, 1300.0, 1000.0)]
-    prof.write_text(json.dumps({"key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.0025,
-                                "samples": {"in_situ": {"runs": runs}}}))
-    data = {**TINY, "cluster": {"workers": {"count": 3}, "servers": {"count": 2}}, "sync": {"mode": "asp"},
-            "stragglers": {"slowdown": {1: 3.0}}}
+    runs = [
+        {"compute_s": 0.0025, "samples": {"throughput_samples_per_s": x}}
+        for x in (900.0, 1300.0, 1000.0)
+    ]
+    prof.write_text(
+        json.dumps(
+            {
+                "key": {},
+                "host": "h",
+                "device_name": "cpu",
+                "cores": 2,
+                "step_compute_s": 0.0025,
+                "samples": {"in_situ": {"runs": runs}},
+            }
+        )
+    )
+    data = {
+        **TINY,
+        "cluster": {"workers": {"count": 3}, "servers": {"count": 2}},
+        "sync": {"mode": "asp"},
+        "stragglers": {"slowdown": {1: 3.0}},
+    }
     got = profile_self_check(data, str(prof), draws=1)
     assert got is not None and got["runs"] == 3 and got["real"] == 1000.0
-    by_hand = scenario_from_dict({**TINY, "compute": {"profile": str(prof)},
-                                  "cluster": {"workers": {"count": 1}, "servers": {"count": 1}},
-                                  "training": {"batch_size": 8, "steps": CALIBRATION_STEPS, "warmup_steps": CALIBRATION_WARMUP}})
+    by_hand = scenario_from_dict(
+        {
+            **TINY,
+            "compute": {"profile": str(prof)},
+            "cluster": {"workers": {"count": 1}, "servers": {"count": 1}},
+            "training": {
+                "batch_size": 8,
+                "steps": CALIBRATION_STEPS,
+                "warmup_steps": CALIBRATION_WARMUP,
+            },
+        }
+    )
     sim = summarize(by_hand, *simulate(by_hand, build_costs(by_hand)))["throughput_samples_per_s"]
     assert got["sim"] == pytest.approx(sim, rel=1e-9)
     assert got["rel_error"] == pytest.approx((sim - 1000.0) / 1000.0)
     # no profile, or one that kept no run's throughput: no self-check
     assert profile_self_check(data, None) is None
-    prof.write_text(json.dumps({"key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.0025}))
+    prof.write_text(
+        json.dumps(
+            {"key": {}, "host": "h", "device_name": "cpu", "cores": 2, "step_compute_s": 0.0025}
+        )
+    )
     assert profile_self_check(data, str(prof)) is None
 
 
 def test_compare_folders_without_plots_writes_no_pngs(tmp_path: Path) -> None:
     sim_dir, real_dir = _two_runs(tmp_path)
     compare_folders(sim_dir, real_dir, tmp_path / "cmp", plots=False)
-    assert (tmp_path / "cmp" / "comparison.json").is_file() and (tmp_path / "cmp" / "report.md").is_file()
+    assert (tmp_path / "cmp" / "comparison.json").is_file() and (
+        tmp_path / "cmp" / "report.md"
+    ).is_file()
     assert not (tmp_path / "cmp" / "plots").exists()
 
 
 # --------------------------------------------------------------------------------- bad input
-def test_bad_repeats_exits_2_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["compare", str(ROOT / "scenarios" / "quickstart.yaml"), "--repeats", "0", "--out", str(tmp_path / "o")])
+def test_bad_repeats_exits_2_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "compare",
+            str(ROOT / "scenarios" / "quickstart.yaml"),
+            "--repeats",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2
     assert "error: --repeats: must be >= 1 (got 0)" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
-def test_two_scenarios_with_one_name_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_two_scenarios_with_one_name_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     q = str(ROOT / "scenarios" / "quickstart.yaml")
     rc = main(["compare", q, q, "--out", str(tmp_path / "o")])
     assert rc == 2
@@ -235,8 +336,19 @@ def test_two_scenarios_with_one_name_exit_2(tmp_path: Path, capsys: pytest.Captu
     assert not (tmp_path / "o").exists()
 
 
-def test_bad_scenario_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["compare", str(ROOT / "scenarios" / "quickstart.yaml"), "--set", "training.steps=0", "--out", str(tmp_path / "o")])
+def test_bad_scenario_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "compare",
+            str(ROOT / "scenarios" / "quickstart.yaml"),
+            "--set",
+            "training.steps=0",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2
     assert "training.steps" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -294,12 +406,19 @@ def test_a_failed_real_run_is_reported_and_the_others_still_run(
     assert f"report: {out / 'suite.md'}" in captured.out
 
     good = json.loads((out / "good" / "comparison.json").read_text())
-    assert good["real"]["runs"] == 3 and good["real"]["repeat_folders"] == ["real-repeat-1", "real-repeat-2"]
+    assert good["real"]["runs"] == 3 and good["real"]["repeat_folders"] == [
+        "real-repeat-1",
+        "real-repeat-2",
+    ]
     assert "real_spread" in good["metrics"]["throughput_samples_per_s"]
     assert not (out / "broken" / "comparison.json").exists()
     assert "boom" in (out / "broken" / "report.md").read_text()
     suite = json.loads((out / "suite.json").read_text())
-    assert [(r["scenario"], r["status"]) for r in suite["scenarios"]] == [("good", "ok"), ("broken", "failed"), ("other", "ok")]
+    assert [(r["scenario"], r["status"]) for r in suite["scenarios"]] == [
+        ("good", "ok"),
+        ("broken", "failed"),
+        ("other", "ok"),
+    ]
     assert suite["fidelity"]["failed"] == ["broken"]
 
 
@@ -319,7 +438,9 @@ def test_later_rounds_add_calibration_runs_to_the_profiles_this_compare_measured
 
     monkeypatch.setattr(compare, "run_real", run_real)
     monkeypatch.setattr(compare, "run_profile", run_profile)
-    cached: set[int] = set()  # models profiled so far: the second scenario of a model finds its profile
+    cached: set[int] = (
+        set()
+    )  # models profiled so far: the second scenario of a model finds its profile
 
     def needs_profile(scn: Any, reprofile: bool = False) -> bool:
         if scn.model.hidden[0] in cached:
@@ -331,10 +452,19 @@ def test_later_rounds_add_calibration_runs_to_the_profiles_this_compare_measured
     files = []
     for name, hidden in (("a", 32), ("b", 32), ("c", 16)):  # a and b share a profile, c has its own
         f = tmp_path / f"{name}.yaml"
-        f.write_text(yaml.safe_dump({**TINY, "name": name, "model": {**TINY["model"], "hidden": [hidden]}}))
+        f.write_text(
+            yaml.safe_dump({**TINY, "name": name, "model": {**TINY["model"], "hidden": [hidden]}})
+        )
         files.append(str(f))
     assert main(["compare", *files, "--repeats", "3", "--out", str(tmp_path / "out")]) == 0
-    assert profiles == [("a", False), ("c", False), ("a", True), ("c", True), ("a", True), ("c", True)]
+    assert profiles == [
+        ("a", False),
+        ("c", False),
+        ("a", True),
+        ("c", True),
+        ("a", True),
+        ("c", True),
+    ]
     assert calls == ["a", "b", "c"] * 3
 
 
@@ -358,7 +488,9 @@ def test_reuse_real_runs_only_the_simulator_against_the_kept_real_runs(
     assert calls == ["good", "good"]  # psreal was not run again
     again = json.loads((out / "good" / "comparison.json").read_text())
     assert again["real"]["runs"] == 2  # the first run and its repeat, both kept
-    assert again["metrics"]["throughput_samples_per_s"] == first["metrics"]["throughput_samples_per_s"]
+    assert (
+        again["metrics"]["throughput_samples_per_s"] == first["metrics"]["throughput_samples_per_s"]
+    )
     assert any("reused" in n for n in again["notes"])
 
     capsys.readouterr()
@@ -389,26 +521,64 @@ def test_compare_end_to_end_with_the_real_backend(tmp_path: Path) -> None:
     out, rep = tmp_path / "results", tmp_path / "report"
     env = {**os.environ, "PSSIM_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from pssim.cli import main; sys.exit(main())", "compare", str(ROOT / "scenarios" / "quickstart.yaml"), str(second),
-         "--set", "training.steps=8", "--set", "training.warmup_steps=2", "--repeats", "2",
-         "--out", str(out), "--report-dir", str(rep)],
-        capture_output=True, text=True, env=env, timeout=900, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pssim.cli import main; sys.exit(main())",
+            "compare",
+            str(ROOT / "scenarios" / "quickstart.yaml"),
+            str(second),
+            "--set",
+            "training.steps=8",
+            "--set",
+            "training.warmup_steps=2",
+            "--repeats",
+            "2",
+            "--out",
+            str(out),
+            "--report-dir",
+            str(rep),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert f"report: {rep / 'suite.md'}" in proc.stdout
-    profiles = [json.loads(f.read_text()) for f in (tmp_path / "cache" / "profiles").glob("*.json") if not f.name.startswith("host-")]
+    profiles = [
+        json.loads(f.read_text())
+        for f in (tmp_path / "cache" / "profiles").glob("*.json")
+        if not f.name.startswith("host-")
+    ]
     assert profiles  # profiled into the given cache
-    for prof in profiles:  # 3 calibration runs in round 1, 3 more (psreal profile --more) in round 2
+    for (
+        prof
+    ) in profiles:  # 3 calibration runs in round 1, 3 more (psreal profile --more) in round 2
         assert len(prof["samples"]["in_situ"]["runs"]) == 6
     for name in ("quickstart", "tiny-ssp"):
         d = out / name
-        for f in ("comparison.json", "report.md", *(f"plots/{p}" for p in PLOTS),
-                  "sim/summary.json", "sim/steps.csv", "real/summary.json", "real/steps.csv", "real-repeat-1/summary.json"):
+        for f in (
+            "comparison.json",
+            "report.md",
+            *(f"plots/{p}" for p in PLOTS),
+            "sim/summary.json",
+            "sim/steps.csv",
+            "real/summary.json",
+            "real/steps.csv",
+            "real-repeat-1/summary.json",
+        ):
             assert (d / f).is_file(), f"{name}/{f} missing"
         c = json.loads((d / "comparison.json").read_text())
         assert c["real"]["runs"] == 2
         assert c["sim"]["compute_source"]  # provenance recorded
-        for metric in ("throughput_samples_per_s", "step_time_s.p50", "step_time_s.p95", "staleness.mean"):
+        for metric in (
+            "throughput_samples_per_s",
+            "step_time_s.p50",
+            "step_time_s.p95",
+            "staleness.mean",
+        ):
             assert metric in c["metrics"]
         for metric, e in c["metrics"].items():
             assert e["rel_error"] is None or math.isfinite(e["rel_error"]), metric

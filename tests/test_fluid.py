@@ -40,7 +40,9 @@ def check_max_min(fs: FluidSystem, flows: dict[Hashable, tuple[tuple[int, ...], 
         x = rates[key]
         assert x <= cap * (1 + REL)
         at_cap = x >= cap * (1 - 1e-9)
-        bottleneck = any(saturated[r] and all(x >= rates[o] * (1 - 1e-9) for o in on[r]) for r in res)
+        bottleneck = any(
+            saturated[r] and all(x >= rates[o] * (1 - 1e-9) for o in on[r]) for r in res
+        )
         assert at_cap or bottleneck, (key, x, res)
 
 
@@ -61,7 +63,13 @@ def test_three_link_example_has_three_bottleneck_levels() -> None:
     # 2/3 left for d alone, L2 has 1.5 - 2/3 = 5/6 for d and e; d reaches 2/3 first (L1 saturates)
     # while e is at 2/3 too; e then takes the rest of L2: 1.5 - 2/3 = 5/6.
     fs = FluidSystem([1.0, 1.0, 1.5], ["L0", "L1", "L2"])
-    flows = {"a": ((0, 1), np.inf), "b": ((0,), np.inf), "c": ((0,), np.inf), "d": ((1, 2), np.inf), "e": ((2,), np.inf)}
+    flows = {
+        "a": ((0, 1), np.inf),
+        "b": ((0,), np.inf),
+        "c": ((0,), np.inf),
+        "d": ((1, 2), np.inf),
+        "e": ((2,), np.inf),
+    }
     for key, (res, _) in flows.items():
         fs.add(0.0, res, 1.0, key)
     fs.recompute()
@@ -108,7 +116,9 @@ def test_ps_worker_and_server_nic_bound() -> None:
             for s in range(S):
                 fs.add(0.0, (w, W + s), 5.0, (w, s))
         fs.recompute()
-        assert list(fs.rates().values()) == pytest.approx([min(Bw / S, Bs / W)] * (W * S), rel=1e-12)
+        assert list(fs.rates().values()) == pytest.approx(
+            [min(Bw / S, Bs / W)] * (W * S), rel=1e-12
+        )
         assert fs.next_completion() == pytest.approx(max(S * 5.0 / Bw, W * 5.0 / Bs), rel=1e-12)
 
 
@@ -199,7 +209,9 @@ def instances(draw: st.DrawFn) -> tuple[list[float], dict[Hashable, tuple[tuple[
     n = draw(st.integers(1, 25))
     flows: dict[Hashable, tuple[tuple[int, ...], float]] = {}
     for i in range(n):
-        res = tuple(draw(st.lists(st.integers(0, R - 1), min_size=1, max_size=min(3, R), unique=True)))
+        res = tuple(
+            draw(st.lists(st.integers(0, R - 1), min_size=1, max_size=min(3, R), unique=True))
+        )
         cap = draw(st.sampled_from([np.inf, np.inf, np.inf, 0.05, 0.3, 1.5]))
         flows[i] = (res, cap)
     return caps, flows
@@ -217,8 +229,14 @@ def test_allocation_is_feasible_and_every_flow_has_a_bottleneck(inst: tuple) -> 
 
 
 @settings(max_examples=150, deadline=None)
-@given(instances(), st.lists(st.floats(0.1, 10.0), min_size=25, max_size=25), st.lists(st.floats(0.0, 3.0), min_size=25, max_size=25))
-def test_draining_keeps_the_allocation_max_min_and_conserves_work(inst: tuple, amounts: list[float], starts: list[float]) -> None:
+@given(
+    instances(),
+    st.lists(st.floats(0.1, 10.0), min_size=25, max_size=25),
+    st.lists(st.floats(0.0, 3.0), min_size=25, max_size=25),
+)
+def test_draining_keeps_the_allocation_max_min_and_conserves_work(
+    inst: tuple, amounts: list[float], starts: list[float]
+) -> None:
     # flows start at random times; after every start and every completion the allocation is
     # max-min fair; every flow completes after its start + amount / (tightest capacity on its
     # path, or its cap); resources carry exactly the amounts of the flows that crossed them
@@ -323,9 +341,17 @@ def test_compute_jobs_take_turns_in_slices_on_a_core() -> None:
 
     from pssim.sim.resources import COMPUTE, SharedProcessor
 
-    for q, expect in ((0.5, {"A": 1.5, "B": 2.0}), (5.0, {"A": 1.0, "B": 2.0}), (0.0, {"A": 2.0, "B": 2.0})):
+    for q, expect in (
+        (0.5, {"A": 1.5, "B": 2.0}),
+        (5.0, {"A": 1.0, "B": 2.0}),
+        (0.0, {"A": 2.0, "B": 2.0}),
+    ):
         env = simpy.Environment()
-        got = _run_jobs(SharedProcessor(env, "core0", q), env, [("A", 0.0, 1.0, COMPUTE), ("B", 0.0, 1.0, COMPUTE)])
+        got = _run_jobs(
+            SharedProcessor(env, "core0", q),
+            env,
+            [("A", 0.0, 1.0, COMPUTE), ("B", 0.0, 1.0, COMPUTE)],
+        )
         assert got == pytest.approx(expect, rel=1e-12), q
 
 
@@ -344,23 +370,39 @@ def test_woken_work_preempts_compute_and_the_arbiter_preempts_both() -> None:
     from pssim.sim.resources import ARBITER, COMPUTE, ORDINARY, SharedProcessor
 
     env = simpy.Environment()
-    got = _run_jobs(SharedProcessor(env, "core0", 0.1), env, [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY)])
+    got = _run_jobs(
+        SharedProcessor(env, "core0", 0.1),
+        env,
+        [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY)],
+    )
     assert got == pytest.approx({"M": 1.0, "C": 2.5}, rel=1e-12)
     env = simpy.Environment()
-    got = _run_jobs(SharedProcessor(env, "core0", 0.1), env,
-                    [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("R", 0.75, 0.25, ARBITER)])
+    got = _run_jobs(
+        SharedProcessor(env, "core0", 0.1),
+        env,
+        [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("R", 0.75, 0.25, ARBITER)],
+    )
     assert got == pytest.approx({"R": 1.0, "M": 1.25, "C": 2.75}, rel=1e-12)
     env = simpy.Environment()
-    got = _run_jobs(SharedProcessor(env, "core0"), env,
-                    [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("N", 0.5, 0.5, ORDINARY)])
+    got = _run_jobs(
+        SharedProcessor(env, "core0"),
+        env,
+        [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("N", 0.5, 0.5, ORDINARY)],
+    )
     assert got == pytest.approx({"M": 1.5, "N": 1.5, "C": 3.0}, rel=1e-12)
     env = simpy.Environment()
-    got = _run_jobs(SharedProcessor(env, "core0", 1.5), env,
-                    [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("N", 0.5, 0.5, ORDINARY)])
+    got = _run_jobs(
+        SharedProcessor(env, "core0", 1.5),
+        env,
+        [("C", 0.0, 2.0, COMPUTE), ("M", 0.5, 0.5, ORDINARY), ("N", 0.5, 0.5, ORDINARY)],
+    )
     assert got == pytest.approx({"M": 2.0, "N": 2.5, "C": 3.0}, rel=1e-12)
     env = simpy.Environment()
-    got = _run_jobs(SharedProcessor(env, "core0", 1.0), env,
-                    [("C", 0.0, 3.0, COMPUTE), ("M", 1.2, 0.5, ORDINARY), ("N", 1.2, 0.5, ORDINARY)])
+    got = _run_jobs(
+        SharedProcessor(env, "core0", 1.0),
+        env,
+        [("C", 0.0, 3.0, COMPUTE), ("M", 1.2, 0.5, ORDINARY), ("N", 1.2, 0.5, ORDINARY)],
+    )
     assert got == pytest.approx({"M": 1.7, "N": 2.2, "C": 4.0}, rel=1e-12)
 
 
@@ -402,7 +444,9 @@ def test_turn_left_is_the_rest_of_the_running_compute_jobs_slice_or_work() -> No
     assert even.turn_left() == 0.0
 
 
-def test_a_woken_thread_waits_for_a_protected_slice_and_takes_the_core_from_one_run_past_it() -> None:
+def test_a_woken_thread_waits_for_a_protected_slice_and_takes_the_core_from_one_run_past_it() -> (
+    None
+):
     # slice 1 s. A computes 2 s from 0; B is woken at d, unpacks (woken work, 0.1 s) and then
     # computes 2 s. The kernel protects the slice a thread gets with the core, and only that one
     # (benchmarks/woken_compute.py: B waits for A's slice when woken within it, and takes the core
@@ -449,8 +493,13 @@ def _threads_on_core0(slice_s: float, *threads):  # noqa: ANN002, ANN202 - fn(en
     from pssim.scenario import scenario_from_dict
     from pssim.sim.resources import Processors
 
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 2, "per_device": 2}, "servers": {"count": 1}}})
+    scn = scenario_from_dict(
+        {
+            "name": "t",
+            "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+            "cluster": {"workers": {"count": 2, "per_device": 2}, "servers": {"count": 1}},
+        }
+    )
     env = simpy.Environment()
     procs = Processors(env, scn, placement(scn, 2), overlapping=True, cpu_slice_s=slice_s)
     done: dict[str, float] = {}
@@ -502,11 +551,25 @@ def test_a_message_to_a_core_that_computes_waits_for_the_compute_turn_to_end() -
     got: list[tuple[str, float]] = []
 
     def sender():  # noqa: ANN202 - SimPy process
-        for name, t, dst in (("a", 0.0, 1), ("w", 0.5e-3, 0), ("b", 1e-3, 1), ("c", 2e-3, 1), ("d", 6e-3, 1)):
+        for name, t, dst in (
+            ("a", 0.0, 1),
+            ("w", 0.5e-3, 0),
+            ("b", 1e-3, 1),
+            ("c", 2e-3, 1),
+            ("d", 6e-3, 1),
+        ):
             yield env.timeout(t - env.now)
             ep = dst
-            net.send(net.resources(1 - dst, dst), 1.0,
-                     (0.0, lambda m, ep=ep, name=name: net.hand_over(ep, lambda _m: got.append((name, env.now)), m)))
+            net.send(
+                net.resources(1 - dst, dst),
+                1.0,
+                (
+                    0.0,
+                    lambda m, ep=ep, name=name: net.hand_over(
+                        ep, lambda _m: got.append((name, env.now)), m
+                    ),
+                ),
+            )
 
     env.process(sender())
     env.run()
@@ -529,15 +592,27 @@ def test_the_model_hands_every_message_to_its_receiver_and_every_push_end_to_its
     from pssim.sim import simulate
     from pssim.sim.resources import Network
 
-    scn = scenario_from_dict({
-        "name": "ho", "model": {"kind": "mlp", "input_dim": 64, "hidden": [64], "output_dim": 10},
-        "training": {"batch_size": 32, "steps": 6, "warmup_steps": 1},
-        "cluster": {"workers": {"count": 2, "device": "cpu", "per_device": 2}, "servers": {"count": 1}},
-        "sync": {"mode": "asp"}})
+    scn = scenario_from_dict(
+        {
+            "name": "ho",
+            "model": {"kind": "mlp", "input_dim": 64, "hidden": [64], "output_dim": 10},
+            "training": {"batch_size": 32, "steps": 6, "warmup_steps": 1},
+            "cluster": {
+                "workers": {"count": 2, "device": "cpu", "per_device": 2},
+                "servers": {"count": 1},
+            },
+            "sync": {"mode": "asp"},
+        }
+    )
     base = build_costs(scn)
     msg = LinearCost(a=2e-4)
-    costs = dataclasses.replace(base, cores=1, cpu_slice_s=1.5e-3, compute_s=5e-3,
-                                ops={**base.ops, "msg_send": msg, "msg_recv": msg})
+    costs = dataclasses.replace(
+        base,
+        cores=1,
+        cpu_slice_s=1.5e-3,
+        compute_s=5e-3,
+        ops={**base.ops, "msg_send": msg, "msg_recv": msg},
+    )
     seen: list[tuple[int, str, float]] = []
     orig = Network.hand_over
 
@@ -573,7 +648,9 @@ def test_the_default_slice_is_linux_s() -> None:
     # kernel/sched/fair.c: base_slice = 0.75 ms x (1 + ilog2(min(cpus, 8)))
     from pssim.profile import linux_base_slice_s
 
-    assert [linux_base_slice_s(c) for c in (1, 2, 3, 4, 8, 64)] == pytest.approx([0.75e-3, 1.5e-3, 1.5e-3, 2.25e-3, 3e-3, 3e-3])
+    assert [linux_base_slice_s(c) for c in (1, 2, 3, 4, 8, 64)] == pytest.approx(
+        [0.75e-3, 1.5e-3, 1.5e-3, 2.25e-3, 3e-3, 3e-3]
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -601,8 +678,14 @@ def test_python_and_numpy_filling_agree(inst: tuple) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(instances(), st.lists(st.floats(0.1, 10.0), min_size=25, max_size=25), st.lists(st.floats(0.0, 3.0), min_size=25, max_size=25))
-def test_small_fluid_completes_flows_when_fluid_system_does(inst: tuple, amounts: list[float], starts: list[float]) -> None:
+@given(
+    instances(),
+    st.lists(st.floats(0.1, 10.0), min_size=25, max_size=25),
+    st.lists(st.floats(0.0, 3.0), min_size=25, max_size=25),
+)
+def test_small_fluid_completes_flows_when_fluid_system_does(
+    inst: tuple, amounts: list[float], starts: list[float]
+) -> None:
     # psreal's arbiter runs SmallFluid, the simulator FluidSystem: one model, the same completions
     from pssim.fluid import SmallFluid
 
@@ -641,11 +724,19 @@ def _one_link(gbps: float, cpu_slice_s: float = 0.0):  # noqa: ANN202 - (env, ne
     from pssim.sim.resources import Network, Processors
 
     nic = {"bandwidth_gbps": gbps, "latency_us": 0}
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    scn = scenario_from_dict(
+        {
+            "name": "t",
+            "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+            "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}},
+        }
+    )
     env = simpy.Environment()
-    return env, Network(env, scn, 1, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True,
-                                                                   cpu_slice_s=cpu_slice_s)
+    return (
+        env,
+        Network(env, scn, 1, build_costs(scn)),
+        Processors(env, scn, placement(scn, 2), overlapping=True, cpu_slice_s=cpu_slice_s),
+    )
 
 
 def _send_at(env, net, times: list[float], nbytes: float) -> list[float]:  # noqa: ANN001
@@ -671,7 +762,9 @@ def test_the_arbiter_handles_what_arrives_during_a_pass_in_one_more_pass() -> No
 
     env, net, procs = _one_link(100.0)
     free = LinearCost()
-    net.enable_endpoint_cpu(procs, [free, free], [free, free], [0, 1], arbiter=(1, LinearCost(a=1e-3)))
+    net.enable_endpoint_cpu(
+        procs, [free, free], [free, free], [0, 1], arbiter=(1, LinearCost(a=1e-3))
+    )
     assert len(_send_at(env, net, [0.0, 0.3e-3, 0.6e-3], 1.0)) == 3
     assert procs.arbiter_work == pytest.approx(2e-3, rel=1e-9)
 
@@ -698,7 +791,9 @@ def test_a_thread_sending_one_message_after_another_keeps_the_core_to_the_last()
     from pssim.profile import LinearCost
 
     env, net, procs = _one_link(100.0, cpu_slice_s=1e-3)
-    net.enable_endpoint_cpu(procs, [LinearCost(a=2e-4), LinearCost()], [LinearCost(), LinearCost()], [0, 1])
+    net.enable_endpoint_cpu(
+        procs, [LinearCost(a=2e-4), LinearCost()], [LinearCost(), LinearCost()], [0, 1]
+    )
     other: list[float] = []
 
     def woken():  # noqa: ANN202 - SimPy process
@@ -707,7 +802,9 @@ def test_a_thread_sending_one_message_after_another_keeps_the_core_to_the_last()
         other.append(env.now)
 
     env.process(woken())
-    assert _deliveries(env, net, [(0, 1)] * 3, 10.0) == pytest.approx([0.2e-3, 0.4e-3, 0.6e-3], abs=1e-9)
+    assert _deliveries(env, net, [(0, 1)] * 3, 10.0) == pytest.approx(
+        [0.2e-3, 0.4e-3, 0.6e-3], abs=1e-9
+    )
     assert other == pytest.approx([1.1e-3], abs=1e-9)
 
 
@@ -720,10 +817,19 @@ def _two_workers_one_server(bandwidth_gbps: float):  # noqa: ANN202 - (env, Netw
     from pssim.sim.resources import Network, Processors
 
     nic = {"bandwidth_gbps": bandwidth_gbps, "latency_us": 0}
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 2, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    scn = scenario_from_dict(
+        {
+            "name": "t",
+            "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+            "cluster": {"workers": {"count": 2, "nic": nic}, "servers": {"count": 1, "nic": nic}},
+        }
+    )
     env = simpy.Environment()
-    return env, Network(env, scn, 2, build_costs(scn)), Processors(env, scn, placement(scn, 2), overlapping=True)
+    return (
+        env,
+        Network(env, scn, 2, build_costs(scn)),
+        Processors(env, scn, placement(scn, 2), overlapping=True),
+    )
 
 
 def _deliveries(env, net, pairs: list[tuple[int, int]], nbytes: float) -> list[float]:  # noqa: ANN001
@@ -746,7 +852,9 @@ def test_receiving_from_two_peers_wakes_two_threads() -> None:
     wake, busy = LinearCost(a=1e-3), LinearCost(a=1e-4)
     net.enable_endpoint_cpu(procs, [wake] * 3, [wake] * 3, [0, 0, 1], busy_cost=(busy, busy))
     assert len(_deliveries(env, net, [(0, 2), (1, 2)], 1000.0)) == 2
-    assert procs.cpu_work == pytest.approx([2e-3, 2e-3], rel=1e-9)  # two sends, two receiving threads
+    assert procs.cpu_work == pytest.approx(
+        [2e-3, 2e-3], rel=1e-9
+    )  # two sends, two receiving threads
     assert len(_deliveries(env, net, [(2, 0), (2, 1)], 1000.0)) == 2
     assert procs.cpu_work == pytest.approx([4e-3, 3.1e-3], rel=1e-9)
     # by process: each worker sent one and received one, the server received two and sent two
@@ -764,22 +872,32 @@ def test_cpu_seconds_by_role_add_up_to_the_cores() -> None:
     from pssim.scenario import scenario_from_dict
     from pssim.sim import simulate
 
-    scn = scenario_from_dict({
-        "name": "roles", "model": {"kind": "mlp", "input_dim": 64, "hidden": [64], "output_dim": 10},
-        "training": {"batch_size": 32, "steps": 6, "warmup_steps": 1},
-        "cluster": {"workers": {"count": 3, "device": "cpu"}, "servers": {"count": 2}},
-        "sync": {"mode": "bsp"}})
+    scn = scenario_from_dict(
+        {
+            "name": "roles",
+            "model": {"kind": "mlp", "input_dim": 64, "hidden": [64], "output_dim": 10},
+            "training": {"batch_size": 32, "steps": 6, "warmup_steps": 1},
+            "cluster": {"workers": {"count": 3, "device": "cpu"}, "servers": {"count": 2}},
+            "sync": {"mode": "bsp"},
+        }
+    )
     base = build_costs(scn)
     msg = LinearCost(a=2e-4, b=1e-9)
-    costs = dataclasses.replace(base, cores=2, cpu_slice_s=1.5e-3, compute_s=5e-3,
-                                ops={**base.ops, "msg_send": msg, "msg_recv": msg})
+    costs = dataclasses.replace(
+        base,
+        cores=2,
+        cpu_slice_s=1.5e-3,
+        compute_s=5e-3,
+        ops={**base.ops, "msg_send": msg, "msg_recv": msg},
+    )
     summary = summarize(scn, *simulate(scn, costs))
     roles, cores = summary["cpu_seconds_by_role"], summary["cpu_seconds"]
     assert set(roles) == {"worker0", "worker1", "worker2", "server0", "server1"}
     place = placement(scn, 2)
     for c in range(2):
-        mine = [f"worker{p}" for p, k in enumerate(place.core_of_proc) if k == c] + \
-               [f"server{s}" for s, k in enumerate(place.core_of_server) if k == c]
+        mine = [f"worker{p}" for p, k in enumerate(place.core_of_proc) if k == c] + [
+            f"server{s}" for s, k in enumerate(place.core_of_server) if k == c
+        ]
         assert sum(roles[r] for r in mine) == pytest.approx(cores[f"core{c}"], rel=1e-9)
     # a worker's CPU holds at least its compute, a server's its messages' fixed CPU
     assert min(roles[f"worker{p}"] for p in range(3)) >= 6 * 5e-3 * 0.5
@@ -846,9 +964,16 @@ def test_a_push_sent_straight_after_packing_takes_turns_with_the_core_mates_comp
     from pssim.sim.resources import COMPUTE, Network, Processors
 
     nic = {"bandwidth_gbps": 100.0, "latency_us": 0}
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 2, "per_device": 2, "nic": nic},
-                                          "servers": {"count": 1, "nic": nic}}})
+    scn = scenario_from_dict(
+        {
+            "name": "t",
+            "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+            "cluster": {
+                "workers": {"count": 2, "per_device": 2, "nic": nic},
+                "servers": {"count": 1, "nic": nic},
+            },
+        }
+    )
     free, ms = LinearCost(), LinearCost(a=1e-3)
 
     def delivered(goes_on: bool) -> float:
@@ -893,8 +1018,14 @@ def test_an_arbiter_pass_costs_what_the_profile_measured_after_as_long_a_sleep()
     free = LinearCost()
     for by_sleep, work in (([(1e-3, 1e-4), (1.0, 1e-3)], 2.2e-3), ([], 4e-3)):
         env, net, procs = _one_link(100.0)
-        net.enable_endpoint_cpu(procs, [free, free], [free, free], [0, 1], arbiter=(1, LinearCost(a=1e-3)),
-                                arbiter_by_sleep=by_sleep)
+        net.enable_endpoint_cpu(
+            procs,
+            [free, free],
+            [free, free],
+            [0, 1],
+            arbiter=(1, LinearCost(a=1e-3)),
+            arbiter_by_sleep=by_sleep,
+        )
         assert len(_send_at(env, net, [0.0, 5e-3, 5.6e-3], 1.0)) == 3
         assert procs.arbiter_work == pytest.approx(work, rel=1e-9)
 
@@ -908,6 +1039,8 @@ def test_messages_started_together_reach_the_arbiter_one_after_another() -> None
 
     free = LinearCost()
     env, net, procs = _one_link(1.0)
-    net.enable_endpoint_cpu(procs, [free, free], [free, free], [0, 1], arbiter=(1, LinearCost(a=1e-6)))
+    net.enable_endpoint_cpu(
+        procs, [free, free], [free, free], [0, 1], arbiter=(1, LinearCost(a=1e-6))
+    )
     assert _send_at(env, net, [0.0, 0.0], 125e3) == pytest.approx([2e-3, 2e-3], rel=1e-6)
     assert procs.arbiter_work == pytest.approx(3e-6, rel=1e-9)

@@ -50,10 +50,13 @@ def reference_params(scn: Scenario, workers_at: Any = None) -> dict[str, torch.T
     model = build_model(spec, scn.seed)
     o = tr.optimizer
     if o.name == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps,
-                                                      weight_decay=o.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.Adam(
+            model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+        )
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+        )
     B, N = tr.batch_size, tr.samples_per_worker
     data = [synthetic_data(spec, scn.seed, w, N) for w in range(scn.cluster.workers.count)]
     params = list(model.parameters())
@@ -92,7 +95,9 @@ def steps_rows(folder: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def bsp_sgd(tiny_scenario: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Scenario, Path, dict[str, Any]]:
+def bsp_sgd(
+    tiny_scenario: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Scenario, Path, dict[str, Any]]:
     """2 workers over 2 shards, plain SGD, BSP: shared by the reference, pipeline and torchrun tests."""
     scn = tiny_scenario()
     folder, summary = run_real(scn, tmp_path_factory.mktemp("bsp"))
@@ -106,7 +111,9 @@ def test_bsp_sgd_matches_the_single_process_reference(bsp_sgd: Any) -> None:
     rows = steps_rows(folder)
     assert len(rows) == scn.cluster.workers.count * scn.training.steps
     assert {r["staleness"] for r in rows} == {"0"}
-    assert [int(r["version_read"]) for r in rows if r["worker"] == "1"] == list(range(scn.training.steps))
+    assert [int(r["version_read"]) for r in rows if r["worker"] == "1"] == list(
+        range(scn.training.steps)
+    )
     # every role's own CPU time, workers first (2 workers over 2 shards)
     roles = summary["cpu_seconds_by_role"]
     assert list(roles) == ["worker0", "worker1", "server0", "server1"]
@@ -123,30 +130,52 @@ def test_bsp_sgd_matches_the_single_process_reference(bsp_sgd: Any) -> None:
     ],
     ids=["momentum-3w-2s", "adam-2w-1s"],
 )
-def test_bsp_optimisers_match_the_single_process_reference(tiny_scenario: Any, tmp_path: Path, overrides: list[str]) -> None:
+def test_bsp_optimisers_match_the_single_process_reference(
+    tiny_scenario: Any, tmp_path: Path, overrides: list[str]
+) -> None:
     scn = tiny_scenario(*overrides)
     folder, summary = run_real(scn, tmp_path)
     assert_same_params(load_params(folder), reference_params(scn))
     assert summary["staleness"]["max"] == 0
 
 
-def test_pipelining_does_not_change_the_math(bsp_sgd: Any, tiny_scenario: Any, tmp_path: Path) -> None:
+def test_pipelining_does_not_change_the_math(
+    bsp_sgd: Any, tiny_scenario: Any, tmp_path: Path
+) -> None:
     scn, flat_folder, _ = bsp_sgd
     pipe = tiny_scenario("pipeline.stages=2", "pipeline.microbatches=2")
     folder, summary = run_real(pipe, tmp_path)
     assert summary["pipeline_stages"] == 2 and summary["microbatches"] == 2
     assert_same_params(load_params(folder), load_params(flat_folder))
     rows = steps_rows(folder)
-    assert len(rows) == 2 * 2 * scn.training.steps  # one row per worker process (replica x stage) per step
+    assert (
+        len(rows) == 2 * 2 * scn.training.steps
+    )  # one row per worker process (replica x stage) per step
 
 
 @pytest.mark.parametrize(
     ("overrides", "mode"),
     [
-        (["sync.mode=ssp", "sync.staleness=1", "stragglers.slowdown={1: 3.0}",
-          "communication.compression.kind=int8"], "ssp"),
-        (["sync.mode=asp", "stragglers.slowdown={0: 2.0}", "communication.compression.kind=topk",
-          "communication.compression.ratio=0.1", "communication.wire_dtype=float16", "model.hidden=[33]"], "asp"),
+        (
+            [
+                "sync.mode=ssp",
+                "sync.staleness=1",
+                "stragglers.slowdown={1: 3.0}",
+                "communication.compression.kind=int8",
+            ],
+            "ssp",
+        ),
+        (
+            [
+                "sync.mode=asp",
+                "stragglers.slowdown={0: 2.0}",
+                "communication.compression.kind=topk",
+                "communication.compression.ratio=0.1",
+                "communication.wire_dtype=float16",
+                "model.hidden=[33]",
+            ],
+            "asp",
+        ),
     ],
     ids=["ssp1-int8", "asp-topk-fp16"],
 )
@@ -177,11 +206,33 @@ def test_torchrun_runs_the_same_scenario(bsp_sgd: Any, tmp_path: Path) -> None:
     file.write_text(resolved_yaml(scn), encoding="utf-8")
     world = 1 + scn.cluster.servers.count + scn.cluster.workers.count
     torchrun = Path(sys.executable).with_name("torchrun")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
     proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc-per-node", str(world), "-m", "psreal.cli", "run", str(file),
-         "--out", str(tmp_path / "out"), "--quiet", "--save-params", "--stall-timeout", "60"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc-per-node",
+            str(world),
+            "-m",
+            "psreal.cli",
+            "run",
+            str(file),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+            "--save-params",
+            "--stall-timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = tmp_path / "out" / scn.name / "real"

@@ -28,8 +28,13 @@ BANDWIDTH_BOUND: dict[str, Any] = {
     "name": "kernel-check",
     "seed": 3,
     "model": {"kind": "mlp", "input_dim": 784, "hidden": [256], "output_dim": 10},
-    "training": {"batch_size": 32, "steps": 14, "warmup_steps": 3, "samples_per_worker": 256,
-                 "optimizer": {"name": "sgd", "lr": 0.01}},
+    "training": {
+        "batch_size": 32,
+        "steps": 14,
+        "warmup_steps": 3,
+        "samples_per_worker": 256,
+        "optimizer": {"name": "sgd", "lr": 0.01},
+    },
     "cluster": {
         "workers": {"count": 2, "nic": {"bandwidth_gbps": 0.2, "latency_us": 200}},
         "servers": {"count": 1, "nic": {"bandwidth_gbps": 0.4, "latency_us": 200}},
@@ -51,7 +56,11 @@ def _ours_left() -> list[str]:
     tag = f"{os.getpid():x}x"
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    return [ln for ln in (ns + links).splitlines() if f"psreal-{tag}" in ln or f"psbr{tag}" in ln or f"psv{tag}" in ln]
+    return [
+        ln
+        for ln in (ns + links).splitlines()
+        if f"psreal-{tag}" in ln or f"psbr{tag}" in ln or f"psv{tag}" in ln
+    ]
 
 
 @pytest.fixture
@@ -63,7 +72,9 @@ def kernel_or_skip() -> None:
         pytest.skip(f"kernel link emulation unavailable: needs {reason}")
 
 
-def test_unavailable_kernel_emulation_is_one_line_and_exit_code_2(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unavailable_kernel_emulation_is_one_line_and_exit_code_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from psreal import netem_kernel
 
     netem_kernel._probe.cache_clear()
@@ -83,17 +94,28 @@ def test_unavailable_kernel_emulation_is_one_line_and_exit_code_2(monkeypatch: p
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-def test_psreal_run_refuses_kernel_emulation_without_tc_before_anything_runs(tmp_path: Path) -> None:
+def test_psreal_run_refuses_kernel_emulation_without_tc_before_anything_runs(
+    tmp_path: Path,
+) -> None:
     file = tmp_path / "k.yaml"
     file.write_text(resolved_yaml(_kernel_scenario()), encoding="utf-8")
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # no ip, no tc
-    proc = subprocess.run([sys.executable, "-m", "psreal.cli", "run", str(file), "--out", str(tmp_path / "out")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=50)
+    proc = subprocess.run(
+        [sys.executable, "-m", "psreal.cli", "run", str(file), "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: cluster.network.emulation: kernel needs "
-        + ("the `ip` command (iproute2) on PATH" if os.geteuid() == 0 else
-           "root (it creates network namespaces, veth pairs and tc qdiscs)")
+        + (
+            "the `ip` command (iproute2) on PATH"
+            if os.geteuid() == 0
+            else "root (it creates network namespaces, veth pairs and tc qdiscs)"
+        )
         + "; use emulation: app, which needs none of this"
     ]
     assert not (tmp_path / "out").exists()
@@ -102,16 +124,27 @@ def test_psreal_run_refuses_kernel_emulation_without_tc_before_anything_runs(tmp
 @pytest.mark.slow
 @pytest.mark.kernel
 @pytest.mark.timeout(240)
-def test_kernel_shaped_throughput_is_close_to_the_app_emulated_one(kernel_or_skip: None, tmp_path: Path) -> None:
+def test_kernel_shaped_throughput_is_close_to_the_app_emulated_one(
+    kernel_or_skip: None, tmp_path: Path
+) -> None:
     from psreal.launch import run_local
 
-    _, kernel = run_local(_kernel_scenario(), str(tmp_path / "kernel"), "cpu", timeout_s=180, stall_s=60)
+    _, kernel = run_local(
+        _kernel_scenario(), str(tmp_path / "kernel"), "cpu", timeout_s=180, stall_s=60
+    )
     assert not _ours_left()
-    _, app = run_local(_kernel_scenario("cluster.network.emulation=app"), str(tmp_path / "app"), "cpu",
-                       timeout_s=180, stall_s=60)
+    _, app = run_local(
+        _kernel_scenario("cluster.network.emulation=app"),
+        str(tmp_path / "app"),
+        "cpu",
+        timeout_s=180,
+        stall_s=60,
+    )
     k, a = kernel["throughput_samples_per_s"], app["throughput_samples_per_s"]
-    print(f"\nthroughput: kernel (tc, {kernel['kernel_latency']} latency) {k:.1f} samples/s, "
-          f"app arbiter {a:.1f} samples/s, ratio {k / a:.3f}")
+    print(
+        f"\nthroughput: kernel (tc, {kernel['kernel_latency']} latency) {k:.1f} samples/s, "
+        f"app arbiter {a:.1f} samples/s, ratio {k / a:.3f}"
+    )
     assert kernel["emulation"] == "kernel" and app["emulation"] == "app"
     assert kernel["bytes_sent_total"] == app["bytes_sent_total"]
     assert 0.5 * a <= k <= 1.5 * a
@@ -120,8 +153,9 @@ def test_kernel_shaped_throughput_is_close_to_the_app_emulated_one(kernel_or_ski
 @pytest.mark.slow
 @pytest.mark.kernel
 @pytest.mark.timeout(120)
-def test_a_failed_kernel_run_removes_its_namespaces(kernel_or_skip: None, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_kernel_run_removes_its_namespaces(
+    kernel_or_skip: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from psreal.launch import RunFailed, run_local
 
     monkeypatch.setenv("PSREAL_FAULT", "worker:1:step:2:kill")

@@ -17,15 +17,32 @@ from pssim.scenario import resolved_yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_traced_run_records_every_message_and_the_script_reads_it(tiny_scenario: Any, tmp_path: Path) -> None:
+def test_a_traced_run_records_every_message_and_the_script_reads_it(
+    tiny_scenario: Any, tmp_path: Path
+) -> None:
     pytest.importorskip("torch")
     scn = tiny_scenario("training.steps=6")
     f = tmp_path / "tiny.yaml"
     f.write_text(resolved_yaml(scn), encoding="utf-8")
     trace = tmp_path / "trace"
     env = {**os.environ, "PSREAL_MSG_TRACE": str(trace)}
-    run = subprocess.run([sys.executable, "-m", "psreal.cli", "run", str(f), "--out", str(tmp_path / "out"), "--quiet"],
-                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "psreal.cli",
+            "run",
+            str(f),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     W, S, T = scn.cluster.workers.count, scn.cluster.servers.count, scn.training.steps
     roles = {p.stem: json.loads(p.read_text()) for p in trace.glob("rank*.json")}
@@ -38,8 +55,13 @@ def test_a_traced_run_records_every_message_and_the_script_reads_it(tiny_scenari
     arbiter = json.loads((trace / "arbiter.json").read_text())
     done = {(e[2], e[3]) for e in arbiter if e[1] == "done"}
     assert {(e[2], e[3]) for e in pushes} <= done  # app emulation: the arbiter delivered each one
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "msg_latency.py"), str(trace)],
-                         capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "msg_latency.py"), str(trace)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert "push:" in out.stdout and "notice - due" in out.stdout and "pull request:" in out.stdout
 

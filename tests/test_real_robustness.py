@@ -50,7 +50,17 @@ def scenario_file(tiny_scenario: Any, tmp_path: Path) -> Path:
 
 
 def _cmd(file: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "psreal.cli", "run", str(file), "--out", str(out), "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "psreal.cli",
+        "run",
+        str(file),
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def _assert_no_survivors(marker: str, leftover: Callable[[str], list[tuple[int, str]]]) -> None:
@@ -67,10 +77,19 @@ def _assert_no_results(out: Path) -> None:
         assert not list(parent.glob(".real*"))
 
 
-def _run_failing(file: Path, out: Path, fault: str | None, leftover: Any, *extra: str) -> subprocess.CompletedProcess:
+def _run_failing(
+    file: Path, out: Path, fault: str | None, leftover: Any, *extra: str
+) -> subprocess.CompletedProcess:
     marker = uuid.uuid4().hex
-    proc = subprocess.run(_cmd(file, out, *extra), cwd=ROOT, env=_env(marker, fault), capture_output=True,
-                          text=True, timeout=RUN_TIMEOUT_S, start_new_session=True)
+    proc = subprocess.run(
+        _cmd(file, out, *extra),
+        cwd=ROOT,
+        env=_env(marker, fault),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        start_new_session=True,
+    )
     _assert_no_survivors(marker, leftover)
     return proc
 
@@ -84,7 +103,10 @@ def test_a_worker_that_raises_fails_the_run_and_keeps_earlier_results(
     (earlier / "summary.json").write_text('{"backend": "real", "earlier": true}\n')
     proc = _run_failing(scenario_file, out, "worker:1:step:3:raise", leftover_processes)
     assert proc.returncode == 1, proc.stderr
-    assert "error: worker 1 (rank 4): RuntimeError: fault injected by PSREAL_FAULT at step 3" in proc.stderr
+    assert (
+        "error: worker 1 (rank 4): RuntimeError: fault injected by PSREAL_FAULT at step 3"
+        in proc.stderr
+    )
     # the root cause comes first, the peers that lost it after
     assert proc.stderr.index("error: worker 1 (rank 4)") < proc.stderr.index("note:")
     assert sorted(p.name for p in earlier.iterdir()) == ["summary.json"]
@@ -92,34 +114,54 @@ def test_a_worker_that_raises_fails_the_run_and_keeps_earlier_results(
     assert not list((out / "tiny").glob(".real*"))
 
 
-def test_a_worker_killed_with_sigkill_fails_the_run(scenario_file: Path, tmp_path: Path, leftover_processes: Any) -> None:
+def test_a_worker_killed_with_sigkill_fails_the_run(
+    scenario_file: Path, tmp_path: Path, leftover_processes: Any
+) -> None:
     proc = _run_failing(scenario_file, tmp_path / "out", "worker:1:step:3:kill", leftover_processes)
     assert proc.returncode == 1, proc.stderr
     assert "error: worker 1 (rank 4): killed by signal 9 (SIGKILL)" in proc.stderr
     _assert_no_results(tmp_path / "out")
 
 
-def test_a_server_killed_with_sigkill_fails_the_run(scenario_file: Path, tmp_path: Path, leftover_processes: Any) -> None:
+def test_a_server_killed_with_sigkill_fails_the_run(
+    scenario_file: Path, tmp_path: Path, leftover_processes: Any
+) -> None:
     proc = _run_failing(scenario_file, tmp_path / "out", "server:1:step:2:kill", leftover_processes)
     assert proc.returncode == 1, proc.stderr
     assert "error: server 1 (rank 2): killed by signal 9 (SIGKILL)" in proc.stderr
     _assert_no_results(tmp_path / "out")
 
 
-def test_a_hang_is_caught_by_the_stall_timeout(scenario_file: Path, tmp_path: Path, leftover_processes: Any) -> None:
-    proc = _run_failing(scenario_file, tmp_path / "out", "worker:0:step:2:hang", leftover_processes,
-                        "--stall-timeout", "3")
+def test_a_hang_is_caught_by_the_stall_timeout(
+    scenario_file: Path, tmp_path: Path, leftover_processes: Any
+) -> None:
+    proc = _run_failing(
+        scenario_file,
+        tmp_path / "out",
+        "worker:0:step:2:hang",
+        leftover_processes,
+        "--stall-timeout",
+        "3",
+    )
     assert proc.returncode == 1, proc.stderr
     assert "error: no progress for 3 s" in proc.stderr
     assert "slowest: worker 0 (rank 3) at step 2" in proc.stderr
     _assert_no_results(tmp_path / "out")
 
 
-def test_ctrl_c_stops_every_process_with_exit_code_130(scenario_file: Path, tmp_path: Path, leftover_processes: Any) -> None:
+def test_ctrl_c_stops_every_process_with_exit_code_130(
+    scenario_file: Path, tmp_path: Path, leftover_processes: Any
+) -> None:
     marker = uuid.uuid4().hex
     # worker 0 hangs at step 2, so the run is surely under way (every role started) when Ctrl-C comes
-    proc = subprocess.Popen(_cmd(scenario_file, tmp_path / "out"), cwd=ROOT, env=_env(marker, "worker:0:step:2:hang"),
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(scenario_file, tmp_path / "out"),
+        cwd=ROOT,
+        env=_env(marker, "worker:0:step:2:hang"),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         seen = []
         assert proc.stderr is not None
@@ -129,7 +171,9 @@ def test_ctrl_c_stops_every_process_with_exit_code_130(scenario_file: Path, tmp_
                 break
         else:
             pytest.fail(f"the run ended before the fault fired: {''.join(seen)}")
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        os.killpg(
+            proc.pid, signal.SIGINT
+        )  # what a terminal's Ctrl-C does: the whole foreground group
         rest = proc.stderr.read()
         code = proc.wait(timeout=30)
     finally:

@@ -48,7 +48,9 @@ def _parts(sizes: list[int], seed: int = 0) -> list[torch.Tensor]:
     kind=st.sampled_from(KINDS),
     ratio=st.floats(0.001, 1.0),
 )
-def test_encoded_push_has_the_size_pssim_wire_predicts(sizes: list[int], wire_dtype: str, kind: str, ratio: float) -> None:
+def test_encoded_push_has_the_size_pssim_wire_predicts(
+    sizes: list[int], wire_dtype: str, kind: str, ratio: float
+) -> None:
     payload = encode_push(_parts(sizes), wire_dtype, kind, ratio)
     assert payload.dtype == torch.uint8 and payload.dim() == 1
     assert payload.numel() == wire.push_payload_bytes(sizes, wire_dtype, kind, ratio)
@@ -62,14 +64,18 @@ def test_dense_payloads_have_the_size_pssim_wire_predicts(wire_dtype: str) -> No
 
 def test_float32_without_compression_round_trips_exactly() -> None:
     parts = _parts([7, 130, 1])
-    out = decode_push(encode_push(parts, "float32", "none", 1.0), [7, 130, 1], "float32", "none", 1.0)
+    out = decode_push(
+        encode_push(parts, "float32", "none", 1.0), [7, 130, 1], "float32", "none", 1.0
+    )
     assert torch.equal(out, torch.cat(parts))
 
 
 @pytest.mark.parametrize("wire_dtype", ["float16", "bfloat16"])
 def test_half_precision_wire_rounds_once_to_the_wire_dtype(wire_dtype: str) -> None:
     parts = _parts([5, 64, 33])
-    out = decode_push(encode_push(parts, wire_dtype, "none", 1.0), [5, 64, 33], wire_dtype, "none", 1.0)
+    out = decode_push(
+        encode_push(parts, wire_dtype, "none", 1.0), [5, 64, 33], wire_dtype, "none", 1.0
+    )
     x = torch.cat(parts)
     assert torch.equal(out, x.to(TORCH[wire_dtype]).float())  # exactly one rounding, nothing else
     torch.testing.assert_close(out, x, rtol=1e-2 if wire_dtype == "bfloat16" else 1e-3, atol=1e-3)
@@ -90,12 +96,19 @@ def test_int8_is_within_half_a_quantisation_step_per_partition(wire_dtype: str) 
 
 @pytest.mark.parametrize("wire_dtype", WIRE)
 @pytest.mark.parametrize("ratio", [0.01, 0.1, 0.5, 1.0])
-def test_topk_keeps_the_k_largest_magnitudes_of_every_partition(wire_dtype: str, ratio: float) -> None:
+def test_topk_keeps_the_k_largest_magnitudes_of_every_partition(
+    wire_dtype: str, ratio: float
+) -> None:
     sizes = [9, 200, 77, 2]
     g = torch.Generator().manual_seed(3)
     # distinct magnitudes, so "the k largest" is one set
-    parts = [(torch.randperm(n, generator=g).float() + 1) * torch.sign(torch.randn(n, generator=g)) for n in sizes]
-    out = decode_push(encode_push(parts, wire_dtype, "topk", ratio), sizes, wire_dtype, "topk", ratio)
+    parts = [
+        (torch.randperm(n, generator=g).float() + 1) * torch.sign(torch.randn(n, generator=g))
+        for n in sizes
+    ]
+    out = decode_push(
+        encode_push(parts, wire_dtype, "topk", ratio), sizes, wire_dtype, "topk", ratio
+    )
     pos = 0
     for p in parts:
         k = wire.topk_k(p.numel(), ratio)
@@ -108,11 +121,16 @@ def test_topk_keeps_the_k_largest_magnitudes_of_every_partition(wire_dtype: str,
 
 
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(1, 200), min_size=1, max_size=6), wire_dtype=st.sampled_from(WIRE),
-       ratio=st.floats(0.01, 1.0))
+@given(
+    sizes=st.lists(st.integers(1, 200), min_size=1, max_size=6),
+    wire_dtype=st.sampled_from(WIRE),
+    ratio=st.floats(0.01, 1.0),
+)
 def test_topk_decodes_at_any_alignment(sizes: list[int], wire_dtype: str, ratio: float) -> None:
     parts = _parts(sizes, seed=len(sizes))
-    out = decode_push(encode_push(parts, wire_dtype, "topk", ratio), sizes, wire_dtype, "topk", ratio)
+    out = decode_push(
+        encode_push(parts, wire_dtype, "topk", ratio), sizes, wire_dtype, "topk", ratio
+    )
     assert out.numel() == sum(sizes)
     assert int((out != 0).sum()) <= sum(wire.topk_k(n, ratio) for n in sizes)
 
@@ -129,22 +147,35 @@ def test_fault_hook_syntax() -> None:
 
 
 def test_peer_loss_is_told_apart_from_a_cause() -> None:
-    gloo = RuntimeError("[/x/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:1234. "
-                        "This is typically caused by a remote worker crashing. GLHF!")
-    assert is_peer_loss(gloo) and is_peer_loss(PeerLost("x")) and is_peer_loss(ConnectionResetError())
-    assert not is_peer_loss(RuntimeError("shape mismatch")) and not is_peer_loss(TimeoutError("late"))
+    gloo = RuntimeError(
+        "[/x/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:1234. "
+        "This is typically caused by a remote worker crashing. GLHF!"
+    )
+    assert (
+        is_peer_loss(gloo) and is_peer_loss(PeerLost("x")) and is_peer_loss(ConnectionResetError())
+    )
+    assert not is_peer_loss(RuntimeError("shape mismatch")) and not is_peer_loss(
+        TimeoutError("late")
+    )
     assert short_error(gloo) == "Connection closed by peer [127.0.0.1]:1234"
 
 
 # ---------------------------------------------------------------------- gather_params
 @pytest.mark.parametrize("policy", ["range", "round_robin", "greedy_bytes"])
 @pytest.mark.parametrize("stages", [1, 2])
-def test_gather_params_reassembles_the_model_from_shard_slices(tiny_scenario: Any, policy: str, stages: int) -> None:
+def test_gather_params_reassembles_the_model_from_shard_slices(
+    tiny_scenario: Any, policy: str, stages: int
+) -> None:
     from psreal.launch import gather_params
     from psreal.roles import build_topology
 
-    scn = tiny_scenario(f"sharding.policy={policy}", "sharding.partition_bytes=100", "cluster.servers.count=3",
-                        "model.hidden=[12, 10]", f"pipeline.stages={stages}")
+    scn = tiny_scenario(
+        f"sharding.policy={policy}",
+        "sharding.partition_bytes=100",
+        "cluster.servers.count=3",
+        "model.hidden=[12, 10]",
+        f"pipeline.stages={stages}",
+    )
     specs = build_workload(scn.model).params
     truth = [torch.randn(q.numel) for q in specs]
     plan = plan_shards(scn)
@@ -155,7 +186,9 @@ def test_gather_params_reassembles_the_model_from_shard_slices(tiny_scenario: An
         for k, (a, b) in enumerate(bounds):
             parts = [q for q in plan.shards[s] if a <= q.unit < b]
             if parts:
-                per_stage[k] = torch.cat([truth[q.param][q.offset : q.offset + q.numel] for q in parts])
+                per_stage[k] = torch.cat(
+                    [truth[q.param][q.offset : q.offset + q.numel] for q in parts]
+                )
         results.append({"rank": 1 + s, "params": per_stage})
     got = gather_params(scn, results)
     assert list(got) == [q.name for q in specs]
@@ -169,8 +202,13 @@ def _one_worker_one_server(gbps: float = 10.0) -> Any:
     from pssim.scenario import scenario_from_dict
 
     nic = {"bandwidth_gbps": gbps, "latency_us": 0}
-    scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                              "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}}})
+    scn = scenario_from_dict(
+        {
+            "name": "t",
+            "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+            "cluster": {"workers": {"count": 1, "nic": nic}, "servers": {"count": 1, "nic": nic}},
+        }
+    )
     return link_layout(scn, 1)
 
 
@@ -218,7 +256,9 @@ def test_on_done_calls_back_in_delivery_order_whether_registered_before_or_after
         server.stop()
 
 
-def test_the_arbiter_keeps_its_connections_when_it_outgrows_select(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_arbiter_keeps_its_connections_when_it_outgrows_select(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # select(2) gives the arbiter microsecond timeouts but only watches descriptors below
     # FD_SETSIZE; past the limit the loop moves to the default selector and goes on serving
     import selectors
@@ -257,13 +297,28 @@ def _peer(rank: int, port: int, ctl_addr: Any, emulate: bool, q: Any) -> None:
     from psreal.transport import Transport
 
     try:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
-                                timeout=datetime.timedelta(seconds=60))
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=2,
+            timeout=datetime.timedelta(seconds=60),
+        )
         ctl = ControlClient(ctl_addr, rank, rank) if ctl_addr else None
         tr = Transport(rank, lambda ep: ep, ctl, emulate)  # endpoint == rank here
         if rank == 0:
-            hs = [tr.send(1, wire.PUSH, step=i, version=10 + i, payload=torch.arange(n, dtype=torch.int64).to(torch.uint8),
-                          aux=n, aux2=-i) for i, n in enumerate(SIZES)]
+            hs = [
+                tr.send(
+                    1,
+                    wire.PUSH,
+                    step=i,
+                    version=10 + i,
+                    payload=torch.arange(n, dtype=torch.int64).to(torch.uint8),
+                    aux=n,
+                    aux2=-i,
+                )
+                for i, n in enumerate(SIZES)
+            ]
             for h in hs:
                 h.wait()
             tr.stop(1)
@@ -272,8 +327,24 @@ def _peer(rank: int, port: int, ctl_addr: Any, emulate: bool, q: Any) -> None:
             got: list[Any] = []
             tr.receive_from(0, got.append)
             tr.join(60)
-            q.put(("got", [(m.kind, m.src, m.step, m.version, m.aux, m.aux2, m.nbytes,
-                            None if m.payload is None else m.payload.tolist()) for m in got]))
+            q.put(
+                (
+                    "got",
+                    [
+                        (
+                            m.kind,
+                            m.src,
+                            m.step,
+                            m.version,
+                            m.aux,
+                            m.aux2,
+                            m.nbytes,
+                            None if m.payload is None else m.payload.tolist(),
+                        )
+                        for m in got
+                    ],
+                )
+            )
         dist.barrier()
         if ctl is not None:
             ctl.bye()
@@ -293,16 +364,25 @@ def test_messages_arrive_intact_in_order_with_pssim_sizes(emulate: bool) -> None
     server = None
     addr = None
     if emulate:  # one worker (endpoint 0) and one server (endpoint 1), 10 Gbit/s links
-        scn = scenario_from_dict({"name": "t", "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
-                                  "cluster": {"workers": {"count": 1, "nic": {"bandwidth_gbps": 10.0}},
-                                              "servers": {"count": 1, "nic": {"bandwidth_gbps": 10.0}}}})
+        scn = scenario_from_dict(
+            {
+                "name": "t",
+                "model": {"kind": "linear", "input_dim": 4, "output_dim": 2},
+                "cluster": {
+                    "workers": {"count": 1, "nic": {"bandwidth_gbps": 10.0}},
+                    "servers": {"count": 1, "nic": {"bandwidth_gbps": 10.0}},
+                },
+            }
+        )
         server = ControlServer(link_layout(scn, 1))
         server.start()
         addr = server.addr
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_peer, args=(r, port, addr, emulate, q), daemon=True) for r in (0, 1)]
+    procs = [
+        ctx.Process(target=_peer, args=(r, port, addr, emulate, q), daemon=True) for r in (0, 1)
+    ]
     for p in procs:
         p.start()
     try:

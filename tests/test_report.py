@@ -24,19 +24,39 @@ from pssim.compare import SUITE_COLUMNS, best_pick, failed_row, spearman, suite_
 from pssim.report import fmt_num, fmt_pct, md_table
 
 
-def row(name: str, thr_sim: float, thr_real: float, st_sim: float = 0.0, st_real: float = 0.0,
-        p50: float = 0.0, p95: float = 0.0, spread: float | None = None) -> dict[str, Any]:
+def row(
+    name: str,
+    thr_sim: float,
+    thr_real: float,
+    st_sim: float = 0.0,
+    st_real: float = 0.0,
+    p50: float = 0.0,
+    p95: float = 0.0,
+    spread: float | None = None,
+) -> dict[str, Any]:
     def err(s: float, r: float) -> float | None:
         return (s - r) / r if r else None
 
     return {
-        "scenario": name, "status": "ok",
-        "throughput_sim": thr_sim, "throughput_real": thr_real, "throughput_rel_error": err(thr_sim, thr_real),
-        "step_time_p50_sim": 1 + p50, "step_time_p50_real": 1.0, "step_time_p50_rel_error": p50,
-        "step_time_p95_sim": 1 + p95, "step_time_p95_real": 1.0, "step_time_p95_rel_error": p95,
-        "staleness_mean_sim": st_sim, "staleness_mean_real": st_real, "staleness_mean_rel_error": err(st_sim, st_real),
-        "real_runs": 3 if spread is not None else 1, "real_throughput_spread": spread,
-        "compute_source": "profile:x", "report": f"{name}/report.md", "error": "",
+        "scenario": name,
+        "status": "ok",
+        "throughput_sim": thr_sim,
+        "throughput_real": thr_real,
+        "throughput_rel_error": err(thr_sim, thr_real),
+        "step_time_p50_sim": 1 + p50,
+        "step_time_p50_real": 1.0,
+        "step_time_p50_rel_error": p50,
+        "step_time_p95_sim": 1 + p95,
+        "step_time_p95_real": 1.0,
+        "step_time_p95_rel_error": p95,
+        "staleness_mean_sim": st_sim,
+        "staleness_mean_real": st_real,
+        "staleness_mean_rel_error": err(st_sim, st_real),
+        "real_runs": 3 if spread is not None else 1,
+        "real_throughput_spread": spread,
+        "compute_source": "profile:x",
+        "report": f"{name}/report.md",
+        "error": "",
     }
 
 
@@ -81,21 +101,34 @@ def test_median_and_max_abs_error_per_metric() -> None:
     assert s["throughput"]["max_abs_rel_error"] == pytest.approx(0.2)
     assert s["throughput"]["worst"] == "b"
     assert s["step_time_p50"]["median_abs_rel_error"] == pytest.approx(0.05)
-    assert s["step_time_p50"]["max_abs_rel_error"] == pytest.approx(0.2) and s["step_time_p50"]["worst"] == "c"
+    assert (
+        s["step_time_p50"]["max_abs_rel_error"] == pytest.approx(0.2)
+        and s["step_time_p50"]["worst"] == "c"
+    )
 
 
 def test_staleness_with_real_zero_is_left_out_and_counted() -> None:
-    rows = [row("bsp", 1, 1, st_sim=0.0, st_real=0.0), row("asp", 1, 1, st_sim=1.2, st_real=0.0),
-            row("ssp", 1, 1, st_sim=1.5, st_real=1.0), row("ssp2", 1, 1, st_sim=0.9, st_real=1.0)]
+    rows = [
+        row("bsp", 1, 1, st_sim=0.0, st_real=0.0),
+        row("asp", 1, 1, st_sim=1.2, st_real=0.0),
+        row("ssp", 1, 1, st_sim=1.5, st_real=1.0),
+        row("ssp2", 1, 1, st_sim=0.9, st_real=1.0),
+    ]
     s = suite_stats(rows)["staleness_mean"]
     assert s["n"] == 2
-    assert s["median_abs_rel_error"] == pytest.approx(0.3) and s["max_abs_rel_error"] == pytest.approx(0.5)
+    assert s["median_abs_rel_error"] == pytest.approx(0.3) and s[
+        "max_abs_rel_error"
+    ] == pytest.approx(0.5)
     assert s["both_zero"] == ["bsp"]
     assert s["real_zero"] == [{"scenario": "asp", "sim": 1.2}]
 
 
 def test_failed_scenarios_are_left_out_of_the_statistics() -> None:
-    rows = [row("a", 110, 100), failed_row("broken", "worker 1 (rank 2): crashed"), row("b", 200, 250)]
+    rows = [
+        row("a", 110, 100),
+        failed_row("broken", "worker 1 (rank 2): crashed"),
+        row("b", 200, 250),
+    ]
     s = suite_stats(rows)
     assert s["scenarios"] == 3 and s["ok"] == 2 and s["failed"] == ["broken"]
     assert s["throughput"]["n"] == 2
@@ -104,7 +137,12 @@ def test_failed_scenarios_are_left_out_of_the_statistics() -> None:
 def test_best_pick_and_rank_agreement() -> None:
     agree = suite_stats([row("a", 100, 90), row("b", 300, 250), row("c", 200, 180)])
     assert agree["spearman_rho_throughput"] == pytest.approx(1.0)
-    assert agree["best_pick"] == {"sim_best": "b", "real_best": "b", "same": True, "real_of_sim_pick_over_real_best": 1.0}
+    assert agree["best_pick"] == {
+        "sim_best": "b",
+        "real_best": "b",
+        "same": True,
+        "real_of_sim_pick_over_real_best": 1.0,
+    }
 
     wrong = suite_stats([row("a", 100, 90), row("b", 300, 200), row("c", 200, 250)])
     assert wrong["spearman_rho_throughput"] == pytest.approx(0.5)
@@ -119,14 +157,23 @@ def test_best_pick_counts_a_tie_for_the_real_best_as_right() -> None:
 
 
 def test_noise_floor_is_the_median_real_spread() -> None:
-    s = suite_stats([row("a", 1, 1, spread=0.02), row("b", 1, 1, spread=0.06), row("c", 1, 1, spread=0.04)])
-    assert s["noise_floor"] == {"n": 3, "median_rel_spread": pytest.approx(0.04), "max_rel_spread": pytest.approx(0.06)}
+    s = suite_stats(
+        [row("a", 1, 1, spread=0.02), row("b", 1, 1, spread=0.06), row("c", 1, 1, spread=0.04)]
+    )
+    assert s["noise_floor"] == {
+        "n": 3,
+        "median_rel_spread": pytest.approx(0.04),
+        "max_rel_spread": pytest.approx(0.06),
+    }
     assert suite_stats([row("a", 1, 1)])["noise_floor"] is None
 
 
 def test_write_suite_files(tmp_path: Path) -> None:
-    rows = [row("a", 110, 100, st_sim=0.5, st_real=0.4, spread=0.03), row("b", 2000, 2500),
-            failed_row("broken", "worker 1 (rank 2): crashed")]
+    rows = [
+        row("a", 110, 100, st_sim=0.5, st_real=0.4, spread=0.03),
+        row("b", 2000, 2500),
+        failed_row("broken", "worker 1 (rank 2): crashed"),
+    ]
     md_path = write_suite(tmp_path, rows)
     assert md_path == tmp_path / "suite.md"
     doc = json.loads((tmp_path / "suite.json").read_text())
@@ -146,8 +193,16 @@ def test_write_suite_files(tmp_path: Path) -> None:
 
 
 def test_suite_shows_each_profile_compute_and_its_spread(tmp_path: Path) -> None:
-    rows = [{**row("a", 110, 100), "profile_compute_s": 0.0035, "profile_compute_runs": 9, "profile_compute_spread": 0.3},
-            {**row("b", 12, 10), "profile_compute_s": 0.02, "profile_compute_runs": 0}, row("c", 5, 5)]
+    rows = [
+        {
+            **row("a", 110, 100),
+            "profile_compute_s": 0.0035,
+            "profile_compute_runs": 9,
+            "profile_compute_spread": 0.3,
+        },
+        {**row("b", 12, 10), "profile_compute_s": 0.02, "profile_compute_runs": 0},
+        row("c", 5, 5),
+    ]
     md = write_suite(tmp_path, rows).read_text()
     assert "| 3.5 ms (30.0%) |" in md and "| 20 ms |" in md
     assert "profile compute spread" in md and "median 30.0%, max 30.0% over 1 scenarios" in md
@@ -164,13 +219,27 @@ def test_parity_plot_draws_the_run_ranges_and_short_ids(tmp_path: Path) -> None:
     from pssim.plots import _short_labels, parity_plot
 
     assert _short_labels(["v01-bsp-a", "v02-asp-b"]) == ["v01", "v02"]
-    assert _short_labels(["quickstart", "tiny-ssp"]) == ["quickstart", "tiny-ssp"]  # no ids: names kept
+    assert _short_labels(["quickstart", "tiny-ssp"]) == [
+        "quickstart",
+        "tiny-ssp",
+    ]  # no ids: names kept
     assert _short_labels(["v01-a", "v01-b"]) == ["v01-a", "v01-b"]  # ids not distinct: names kept
-    p = parity_plot(["v01-a", "v02-b"], [100.0, 200.0], [110.0, 190.0], tmp_path / "p.png",
-                    [(90.0, 105.0), None], [(100.0, 120.0), (180.0, 195.0)])
+    p = parity_plot(
+        ["v01-a", "v02-b"],
+        [100.0, 200.0],
+        [110.0, 190.0],
+        tmp_path / "p.png",
+        [(90.0, 105.0), None],
+        [(100.0, 120.0), (180.0, 195.0)],
+    )
     assert p.read_bytes()[:4] == b"\x89PNG"
-    r = {**row("a", 110, 100), "real_throughput_min": 95.0, "real_throughput_max": 104.0,
-         "sim_throughput_min": 105.0, "sim_throughput_max": 111.0}
+    r = {
+        **row("a", 110, 100),
+        "real_throughput_min": 95.0,
+        "real_throughput_max": 104.0,
+        "sim_throughput_min": 105.0,
+        "sim_throughput_max": 111.0,
+    }
     write_suite(tmp_path / "s", [r, row("b", 12, 10)])
     assert (tmp_path / "s" / "parity.png").is_file()
     assert "real_throughput_min" in (tmp_path / "s" / "suite.csv").read_text().splitlines()[0]
@@ -180,6 +249,11 @@ def test_parity_plot_draws_the_run_ranges_and_short_ids(tmp_path: Path) -> None:
 def test_number_and_table_formatting() -> None:
     assert fmt_pct(0.1234) == "+12.3%" and fmt_pct(-0.05) == "-5.0%" and fmt_pct(None) == "n/a"
     assert fmt_pct(0.5, signed=False) == "50.0%"
-    assert fmt_num(9558.2) == "9,558" and fmt_num(0.026783) == "0.02678" and fmt_num(None) == "n/a" and fmt_num(0) == "0"
+    assert (
+        fmt_num(9558.2) == "9,558"
+        and fmt_num(0.026783) == "0.02678"
+        and fmt_num(None) == "n/a"
+        and fmt_num(0) == "0"
+    )
     t = md_table(["a", "b"], [["x|y", 1]])
     assert t.splitlines() == ["| a | b |", "| :-- | --: |", "| x\\|y | 1 |"]

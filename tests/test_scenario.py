@@ -69,17 +69,37 @@ BAD_FILE = [
     ("colour: red", "colour", "unknown field"),
     ("traning: {steps: 3}", "traning", "did you mean 'training'"),
     ("model: {kind: mlp, widths: [3]}", "model.widths", "unknown field"),
-    ("training: {optimizer: {name: sgd, nesterov: true}}", "training.optimizer.nesterov", "unknown field"),
-    ("cluster: {workers: {nic: {bandwidth_gbps: 1, mtu: 9000}}}", "cluster.workers.nic.mtu", "expected one of: bandwidth_gbps, latency_us"),
+    (
+        "training: {optimizer: {name: sgd, nesterov: true}}",
+        "training.optimizer.nesterov",
+        "unknown field",
+    ),
+    (
+        "cluster: {workers: {nic: {bandwidth_gbps: 1, mtu: 9000}}}",
+        "cluster.workers.nic.mtu",
+        "expected one of: bandwidth_gbps, latency_us",
+    ),
     ("cluster: {servers: {count: 1, cores: 4}}", "cluster.servers.cores", "unknown field"),
     ("cluster: {network: {loss: 0.01}}", "cluster.network.loss", "unknown field"),
     ("compute: {flops: 1}", "compute.flops", "unknown field"),
     ("sync: {mode: ssp, bound: 2}", "sync.bound", "unknown field"),
     ("sharding: {policy: range, shards: 2}", "sharding.shards", "unknown field"),
-    ("communication: {compression: {kind: topk, ratio: 0.5, seed: 1}}", "communication.compression.seed", "unknown field"),
-    ("stragglers: {jitter: {distribution: lognormal, cv: 0.1, mean: 1}}", "stragglers.jitter.mean", "unknown field"),
+    (
+        "communication: {compression: {kind: topk, ratio: 0.5, seed: 1}}",
+        "communication.compression.seed",
+        "unknown field",
+    ),
+    (
+        "stragglers: {jitter: {distribution: lognormal, cv: 0.1, mean: 1}}",
+        "stragglers.jitter.mean",
+        "unknown field",
+    ),
     ("pipeline: {stages: 1, interleave: 2}", "pipeline.interleave", "unknown field"),
-    ("sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, when: now}]", "faults.0.when", "unknown field"),
+    (
+        "sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, when: now}]",
+        "faults.0.when",
+        "unknown field",
+    ),
     ("1: 2", "1", "field names must be strings (got 1)"),
     # wrong types
     ("name: 3", "name", "must be a string (got 3)"),
@@ -96,39 +116,87 @@ BAD_FILE = [
     ("training: {optimizer: {lr: fast}}", "training.optimizer.lr", "must be a number (got 'fast')"),
     ("training: {optimizer: {lr: true}}", "training.optimizer.lr", "must be a number (got true)"),
     ("training: {optimizer: {betas: 0.9}}", "training.optimizer.betas", "must be a list"),
-    ("training: {optimizer: {betas: [0.9]}}", "training.optimizer.betas", "must be a list of 2 numbers"),
-    ("training: {optimizer: {betas: [0.9, 0.99, 0.999]}}", "training.optimizer.betas", "(got [0.9, 0.99, 0.999])"),
+    (
+        "training: {optimizer: {betas: [0.9]}}",
+        "training.optimizer.betas",
+        "must be a list of 2 numbers",
+    ),
+    (
+        "training: {optimizer: {betas: [0.9, 0.99, 0.999]}}",
+        "training.optimizer.betas",
+        "(got [0.9, 0.99, 0.999])",
+    ),
     ("training: {optimizer: sgd}", "training.optimizer", "must be a mapping (got 'sgd')"),
     ("cluster: {workers: 4}", "cluster.workers", "must be a mapping (got 4)"),
     ("cluster: {workers: {count: null}}", "cluster.workers.count", "must be an integer (got null)"),
     ("cluster: {workers: {gpu: 100}}", "cluster.workers.gpu", "must be a string (got 100)"),
     ("cluster: {network: {fabric_gbps: fast}}", "cluster.network.fabric_gbps", "must be a number"),
-    ("communication: {overlap: 'yes'}", "communication.overlap", "must be true or false (got 'yes')"),
+    (
+        "communication: {overlap: 'yes'}",
+        "communication.overlap",
+        "must be true or false (got 'yes')",
+    ),
     ("communication: {overlap: 1}", "communication.overlap", "must be true or false (got 1)"),
     ("stragglers: {slowdown: [2.0]}", "stragglers.slowdown", "must be a mapping"),
-    ("stragglers: {slowdown: {one: 2.0}}", "stragglers.slowdown.one", "must be an integer (got 'one')"),
+    (
+        "stragglers: {slowdown: {one: 2.0}}",
+        "stragglers.slowdown.one",
+        "must be an integer (got 'one')",
+    ),
     ("faults: {at_step: 1, worker: 0}", "faults", "must be a list"),
     ("faults: [crash]", "faults.0", "must be a mapping (got 'crash')"),
     ("compute: {profile: 3}", "compute.profile", "must be a string (got 3)"),
     # not one of the allowed words
-    ("model: {kind: cnn}", "model.kind", "must be one of 'mlp', 'transformer', 'linear' (got 'cnn')"),
+    (
+        "model: {kind: cnn}",
+        "model.kind",
+        "must be one of 'mlp', 'transformer', 'linear' (got 'cnn')",
+    ),
     ("model: {kind: mlp, dtype: int8}", "model.dtype", "(got 'int8')"),
-    ("training: {optimizer: {name: rmsprop}}", "training.optimizer.name", "must be one of 'sgd', 'adam'"),
+    (
+        "training: {optimizer: {name: rmsprop}}",
+        "training.optimizer.name",
+        "must be one of 'sgd', 'adam'",
+    ),
     ("cluster: {workers: {device: tpu}}", "cluster.workers.device", "must be one of 'cpu', 'cuda'"),
-    ("cluster: {network: {emulation: tc}}", "cluster.network.emulation", "must be one of 'app', 'kernel', 'none'"),
+    (
+        "cluster: {network: {emulation: tc}}",
+        "cluster.network.emulation",
+        "must be one of 'app', 'kernel', 'none'",
+    ),
     ("sync: {mode: async}", "sync.mode", "must be one of 'bsp', 'ssp', 'asp' (got 'async')"),
-    ("sharding: {policy: hash}", "sharding.policy", "must be one of 'range', 'round_robin', 'greedy_bytes'"),
+    (
+        "sharding: {policy: hash}",
+        "sharding.policy",
+        "must be one of 'range', 'round_robin', 'greedy_bytes'",
+    ),
     ("communication: {wire_dtype: float8}", "communication.wire_dtype", "(got 'float8')"),
-    ("communication: {compression: {kind: fp16}}", "communication.compression.kind", "must be one of 'none', 'topk', 'int8'"),
-    ("stragglers: {jitter: {distribution: normal, cv: 0.1}}", "stragglers.jitter.distribution", "(got 'normal')"),
+    (
+        "communication: {compression: {kind: fp16}}",
+        "communication.compression.kind",
+        "must be one of 'none', 'topk', 'int8'",
+    ),
+    (
+        "stragglers: {jitter: {distribution: normal, cv: 0.1}}",
+        "stragglers.jitter.distribution",
+        "(got 'normal')",
+    ),
     ("pipeline: {schedule: interleaved}", "pipeline.schedule", "must be one of 'gpipe', '1f1b'"),
     ("pipeline: {partition: random}", "pipeline.partition", "must be one of 'balanced', 'uniform'"),
-    ("sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, kind: hang}]", "faults.0.kind", "must be one of 'crash' (got 'hang')"),
+    (
+        "sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, kind: hang}]",
+        "faults.0.kind",
+        "must be one of 'crash' (got 'hang')",
+    ),
     ("name: My Run", "name", "must be lowercase letters, digits, '_' or '-' (got 'My Run')"),
     ("name: ''", "name", "(got '')"),
     ("name: " + "a" * 101, "name", "must have at most 100 characters"),
     ("model: {kind: transformer, layers: 20000}", "model.layers", "must be <= 10000 (got 20000)"),
-    ("model: {kind: mlp, hidden: [" + ", ".join(["1"] * 10001) + "]}", "model.hidden", "must have at most 10000 items (got 10001)"),
+    (
+        "model: {kind: mlp, hidden: [" + ", ".join(["1"] * 10001) + "]}",
+        "model.hidden",
+        "must have at most 10000 items (got 10001)",
+    ),
     # out of range
     ("seed: -1", "seed", "must be >= 0 (got -1)"),
     ("model: {kind: mlp, input_dim: 0}", "model.input_dim", "must be > 0 (got 0)"),
@@ -140,85 +208,250 @@ BAD_FILE = [
     ("training: {samples_per_worker: 0}", "training.samples_per_worker", "must be > 0 (got 0)"),
     ("training: {optimizer: {lr: 0}}", "training.optimizer.lr", "must be > 0"),
     ("training: {optimizer: {momentum: 1.0}}", "training.optimizer.momentum", "must be < 1"),
-    ("training: {optimizer: {name: adam, betas: [0.9, 1.0]}}", "training.optimizer.betas.1", "must be < 1"),
+    (
+        "training: {optimizer: {name: adam, betas: [0.9, 1.0]}}",
+        "training.optimizer.betas.1",
+        "must be < 1",
+    ),
     ("training: {optimizer: {name: adam, eps: 0}}", "training.optimizer.eps", "must be > 0"),
-    ("training: {optimizer: {weight_decay: -0.1}}", "training.optimizer.weight_decay", "must be >= 0"),
+    (
+        "training: {optimizer: {weight_decay: -0.1}}",
+        "training.optimizer.weight_decay",
+        "must be >= 0",
+    ),
     ("cluster: {workers: {count: 0}}", "cluster.workers.count", "must be > 0 (got 0)"),
-    ("cluster: {workers: {count: 4, per_device: 0}}", "cluster.workers.per_device", "must be > 0 (got 0)"),
+    (
+        "cluster: {workers: {count: 4, per_device: 0}}",
+        "cluster.workers.per_device",
+        "must be > 0 (got 0)",
+    ),
     ("cluster: {servers: {count: 0}}", "cluster.servers.count", "must be > 0 (got 0)"),
-    ("cluster: {workers: {nic: {bandwidth_gbps: 0}}}", "cluster.workers.nic.bandwidth_gbps", "must be > 0"),
-    ("cluster: {servers: {nic: {latency_us: -5}}}", "cluster.servers.nic.latency_us", "must be >= 0"),
+    (
+        "cluster: {workers: {nic: {bandwidth_gbps: 0}}}",
+        "cluster.workers.nic.bandwidth_gbps",
+        "must be > 0",
+    ),
+    (
+        "cluster: {servers: {nic: {latency_us: -5}}}",
+        "cluster.servers.nic.latency_us",
+        "must be >= 0",
+    ),
     ("cluster: {network: {fabric_gbps: -1}}", "cluster.network.fabric_gbps", "must be > 0"),
     ("compute: {step_time_s: 0}", "compute.step_time_s", "must be > 0"),
     ("sync: {mode: ssp, staleness: -1}", "sync.staleness", "must be >= 0 (got -1)"),
     ("sharding: {partition_bytes: 0}", "sharding.partition_bytes", "must be > 0 (got 0)"),
-    ("communication: {compression: {kind: topk, ratio: 0}}", "communication.compression.ratio", "must be > 0"),
-    ("communication: {compression: {kind: topk, ratio: 1.5}}", "communication.compression.ratio", "must be <= 1"),
+    (
+        "communication: {compression: {kind: topk, ratio: 0}}",
+        "communication.compression.ratio",
+        "must be > 0",
+    ),
+    (
+        "communication: {compression: {kind: topk, ratio: 1.5}}",
+        "communication.compression.ratio",
+        "must be <= 1",
+    ),
     ("stragglers: {slowdown: {1: 0.5}}", "stragglers.slowdown.1", "must be >= 1.0 (got 0.5)"),
     ("stragglers: {slowdown: {-1: 2.0}}", "stragglers.slowdown.-1", "must be >= 0 (got -1)"),
-    ("stragglers: {jitter: {distribution: lognormal, cv: -0.1}}", "stragglers.jitter.cv", "must be >= 0"),
+    (
+        "stragglers: {jitter: {distribution: lognormal, cv: -0.1}}",
+        "stragglers.jitter.cv",
+        "must be >= 0",
+    ),
     ("pipeline: {stages: 0}", "pipeline.stages", "must be > 0 (got 0)"),
     ("pipeline: {microbatches: 0}", "pipeline.microbatches", "must be > 0 (got 0)"),
-    ("sync: {mode: asp}\nfaults: [{at_step: -1, worker: 0}]", "faults.0.at_step", "must be >= 0 (got -1)"),
-    ("sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, restart_after_s: -1}]", "faults.0.restart_after_s", "must be >= 0"),
+    (
+        "sync: {mode: asp}\nfaults: [{at_step: -1, worker: 0}]",
+        "faults.0.at_step",
+        "must be >= 0 (got -1)",
+    ),
+    (
+        "sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, restart_after_s: -1}]",
+        "faults.0.restart_after_s",
+        "must be >= 0",
+    ),
     # not a finite number
-    ("training: {optimizer: {lr: .nan}}", "training.optimizer.lr", "must be a finite number (got nan)"),
-    ("cluster: {workers: {nic: {bandwidth_gbps: .inf}}}", "cluster.workers.nic.bandwidth_gbps", "must be a finite number (got inf)"),
-    ("cluster: {servers: {nic: {latency_us: -.inf}}}", "cluster.servers.nic.latency_us", "(got -inf)"),
+    (
+        "training: {optimizer: {lr: .nan}}",
+        "training.optimizer.lr",
+        "must be a finite number (got nan)",
+    ),
+    (
+        "cluster: {workers: {nic: {bandwidth_gbps: .inf}}}",
+        "cluster.workers.nic.bandwidth_gbps",
+        "must be a finite number (got inf)",
+    ),
+    (
+        "cluster: {servers: {nic: {latency_us: -.inf}}}",
+        "cluster.servers.nic.latency_us",
+        "(got -inf)",
+    ),
     ("compute: {step_time_s: .nan}", "compute.step_time_s", "finite"),
     ("stragglers: {slowdown: {1: .inf}}", "stragglers.slowdown.1", "finite"),
     # required fields
     ("sync: {mode: asp}\nfaults: [{worker: 0}]", "faults.0.at_step", "required field is missing"),
     ("sync: {mode: asp}\nfaults: [{at_step: 3}]", "faults.0.worker", "required field is missing"),
     # inconsistent combinations inside one section
-    ("sync: {mode: bsp, staleness: 2}", "sync.staleness", "applies to mode ssp only; remove it or set mode: ssp (got mode bsp)"),
+    (
+        "sync: {mode: bsp, staleness: 2}",
+        "sync.staleness",
+        "applies to mode ssp only; remove it or set mode: ssp (got mode bsp)",
+    ),
     ("sync: {mode: asp, staleness: 0}", "sync.staleness", "(got mode asp)"),
-    ("communication: {compression: {kind: none, ratio: 0.5}}", "communication.compression.ratio", "applies to kind topk only"),
-    ("communication: {compression: {kind: int8, ratio: 0.5}}", "communication.compression.ratio", "(got kind int8)"),
-    ("training: {optimizer: {name: adam, momentum: 0.9}}", "training.optimizer.momentum", "applies to sgd only"),
-    ("training: {steps: 10, warmup_steps: 10}", "training.warmup_steps", "must be < steps=10 (got 10)"),
+    (
+        "communication: {compression: {kind: none, ratio: 0.5}}",
+        "communication.compression.ratio",
+        "applies to kind topk only",
+    ),
+    (
+        "communication: {compression: {kind: int8, ratio: 0.5}}",
+        "communication.compression.ratio",
+        "(got kind int8)",
+    ),
+    (
+        "training: {optimizer: {name: adam, momentum: 0.9}}",
+        "training.optimizer.momentum",
+        "applies to sgd only",
+    ),
+    (
+        "training: {steps: 10, warmup_steps: 10}",
+        "training.warmup_steps",
+        "must be < steps=10 (got 10)",
+    ),
     ("training: {steps: 10, warmup_steps: 12}", "training.warmup_steps", "(got 12)"),
     ("stragglers: {jitter: {cv: 0.3}}", "stragglers.jitter.cv", "needs a distribution"),
-    ("stragglers: {jitter: {distribution: none, cv: 0.3}}", "stragglers.jitter.cv", "(got cv 0.3 with distribution none)"),
-    ("stragglers: {jitter: {distribution: exponential}}", "stragglers.jitter.cv", "must be > 0 with distribution exponential"),
+    (
+        "stragglers: {jitter: {distribution: none, cv: 0.3}}",
+        "stragglers.jitter.cv",
+        "(got cv 0.3 with distribution none)",
+    ),
+    (
+        "stragglers: {jitter: {distribution: exponential}}",
+        "stragglers.jitter.cv",
+        "must be > 0 with distribution exponential",
+    ),
     ("model: {kind: mlp, layers: 4}", "model.layers", "does not apply to model kind 'mlp'"),
     ("model: {kind: linear, hidden: [8]}", "model.hidden", "does not apply to model kind 'linear'"),
-    ("model: {kind: transformer, input_dim: 8}", "model.input_dim", "its fields: layers, d_model, heads, seq_len, vocab"),
-    ("model: {kind: transformer, layers: 2, d_model: 100, heads: 3}", "model.heads", "must divide d_model=100 (got 3)"),
-    ("model: {kind: transformer, layers: 2, heads: 5}", "model.heads", "must divide d_model=768 (got 5)"),
-    ("cluster: {workers: {count: 4, per_device: 5}}", "cluster.workers.per_device", "must be <= workers.count=4 (got 5)"),
-    ("cluster: {workers: {device: cuda, gpu: Z100}}", "cluster.workers.gpu", "unknown catalog GPU 'Z100' (known: "),
+    (
+        "model: {kind: transformer, input_dim: 8}",
+        "model.input_dim",
+        "its fields: layers, d_model, heads, seq_len, vocab",
+    ),
+    (
+        "model: {kind: transformer, layers: 2, d_model: 100, heads: 3}",
+        "model.heads",
+        "must divide d_model=100 (got 3)",
+    ),
+    (
+        "model: {kind: transformer, layers: 2, heads: 5}",
+        "model.heads",
+        "must divide d_model=768 (got 5)",
+    ),
+    (
+        "cluster: {workers: {count: 4, per_device: 5}}",
+        "cluster.workers.per_device",
+        "must be <= workers.count=4 (got 5)",
+    ),
+    (
+        "cluster: {workers: {device: cuda, gpu: Z100}}",
+        "cluster.workers.gpu",
+        "unknown catalog GPU 'Z100' (known: ",
+    ),
     ("cluster: {workers: {device: cuda, gpu: a100-80gb}}", "cluster.workers.gpu", "A100-80GB"),
     ("cluster: {workers: {device: cuda, gpu: cpu}}", "cluster.workers.gpu", "is a cpu, not a GPU"),
-    ("cluster: {workers: {device: cpu, gpu: A100-80GB}}", "cluster.workers.gpu", "names a GPU (A100-80GB) but workers.device is cpu"),
-    ("compute: {profile: no/such/profile.json}", "compute.profile", "no such file: 'no/such/profile.json'"),
+    (
+        "cluster: {workers: {device: cpu, gpu: A100-80GB}}",
+        "cluster.workers.gpu",
+        "names a GPU (A100-80GB) but workers.device is cpu",
+    ),
+    (
+        "compute: {profile: no/such/profile.json}",
+        "compute.profile",
+        "no such file: 'no/such/profile.json'",
+    ),
     ("compute: {profile: .}", "compute.profile", "is a directory"),
     # inconsistent combinations across sections
     ("pipeline: {stages: 4}", "pipeline.stages", "must be <= the model's 3 layers (got 4)"),
-    ("model: {kind: linear, input_dim: 8, output_dim: 2}\npipeline: {stages: 2}", "pipeline.stages", "model's 1 layers (got 2)"),
-    ("model: {kind: transformer, layers: 2, d_model: 16, heads: 2, seq_len: 4, vocab: 10}\npipeline: {stages: 3}",
-     "pipeline.stages", "must be <= the model's 2 layers (got 3)"),
-    ("pipeline: {microbatches: 3}", "pipeline.microbatches", "must divide training.batch_size=8 (got 3)"),
+    (
+        "model: {kind: linear, input_dim: 8, output_dim: 2}\npipeline: {stages: 2}",
+        "pipeline.stages",
+        "model's 1 layers (got 2)",
+    ),
+    (
+        "model: {kind: transformer, layers: 2, d_model: 16, heads: 2, seq_len: 4, vocab: 10}\npipeline: {stages: 3}",
+        "pipeline.stages",
+        "must be <= the model's 2 layers (got 3)",
+    ),
+    (
+        "pipeline: {microbatches: 3}",
+        "pipeline.microbatches",
+        "must divide training.batch_size=8 (got 3)",
+    ),
     ("pipeline: {microbatches: 16}", "pipeline.microbatches", "(got 16)"),
-    ("stragglers: {slowdown: {4: 2.0}}", "stragglers.slowdown.4", "no such worker: must be < cluster.workers.count=4 (got 4)"),
-    ("sync: {mode: asp}\nfaults: [{at_step: 1, worker: 4}]", "faults.0.worker", "must be < cluster.workers.count=4 (got 4)"),
-    ("sync: {mode: ssp}\nfaults: [{at_step: 10, worker: 0}]", "faults.0.at_step", "must be < training.steps=10 (got 10)"),
-    ("faults: [{at_step: 3, worker: 0}, {at_step: 3, worker: 0, restart_after_s: 1}]", "faults.1", "already crashes at step 3"),
-    ("faults: [{at_step: 3, worker: 0}, {at_step: 5, worker: 0, restart_after_s: 1}]", "faults.1.at_step", "crashed for good at step 3"),
-    ("communication: {overlap: true}\ncompute: {step_time_s: 0.01}", "communication.overlap", "backward pass's timeline"),
-    ("communication: {overlap: true}\npipeline: {stages: 2}", "communication.overlap", "not supported with pipeline.stages > 1 (got stages=2)"),
-    ("compute: {step_time_s: 0.01}\npipeline: {stages: 2}", "compute.step_time_s", "pipeline.stages=2"),
+    (
+        "stragglers: {slowdown: {4: 2.0}}",
+        "stragglers.slowdown.4",
+        "no such worker: must be < cluster.workers.count=4 (got 4)",
+    ),
+    (
+        "sync: {mode: asp}\nfaults: [{at_step: 1, worker: 4}]",
+        "faults.0.worker",
+        "must be < cluster.workers.count=4 (got 4)",
+    ),
+    (
+        "sync: {mode: ssp}\nfaults: [{at_step: 10, worker: 0}]",
+        "faults.0.at_step",
+        "must be < training.steps=10 (got 10)",
+    ),
+    (
+        "faults: [{at_step: 3, worker: 0}, {at_step: 3, worker: 0, restart_after_s: 1}]",
+        "faults.1",
+        "already crashes at step 3",
+    ),
+    (
+        "faults: [{at_step: 3, worker: 0}, {at_step: 5, worker: 0, restart_after_s: 1}]",
+        "faults.1.at_step",
+        "crashed for good at step 3",
+    ),
+    (
+        "communication: {overlap: true}\ncompute: {step_time_s: 0.01}",
+        "communication.overlap",
+        "backward pass's timeline",
+    ),
+    (
+        "communication: {overlap: true}\npipeline: {stages: 2}",
+        "communication.overlap",
+        "not supported with pipeline.stages > 1 (got stages=2)",
+    ),
+    (
+        "compute: {step_time_s: 0.01}\npipeline: {stages: 2}",
+        "compute.step_time_s",
+        "pipeline.stages=2",
+    ),
     ("cluster: {servers: {count: 40}}", "cluster.servers.count", "a shard is left empty (got 40)"),
     # 3 partitions of 8, 2 and 1 elements; by byte range their midpoints fall in thirds 1, 2, 2
-    ("model: {kind: linear, input_dim: 10, output_dim: 1}\nsharding: {policy: range, partition_bytes: 32}\ncluster: {servers: {count: 3}}",
-     "cluster.servers.count", "shard 0 would hold no parameters under sharding.policy=range with 3 partitions (got 3 servers)"),
-    ("model: {kind: transformer, layers: 2, d_model: 64, heads: 2, seq_len: 8, vocab: 30000}\nsharding: {partition_bytes: 4}",
-     "sharding.partition_bytes", "cuts the model into 3940608 partitions, more than 100000; use >= 160 (got 4)"),
-    ("sharding: {partition_bytes: 100000000}\ncluster: {servers: {count: 7}}", "cluster.servers.count", "must be <= 6, the number of parameter partitions"),
+    (
+        "model: {kind: linear, input_dim: 10, output_dim: 1}\nsharding: {policy: range, partition_bytes: 32}\ncluster: {servers: {count: 3}}",
+        "cluster.servers.count",
+        "shard 0 would hold no parameters under sharding.policy=range with 3 partitions (got 3 servers)",
+    ),
+    (
+        "model: {kind: transformer, layers: 2, d_model: 64, heads: 2, seq_len: 8, vocab: 30000}\nsharding: {partition_bytes: 4}",
+        "sharding.partition_bytes",
+        "cuts the model into 3940608 partitions, more than 100000; use >= 160 (got 4)",
+    ),
+    (
+        "sharding: {partition_bytes: 100000000}\ncluster: {servers: {count: 7}}",
+        "cluster.servers.count",
+        "must be <= 6, the number of parameter partitions",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("extra", "path", "fragment"), BAD_FILE, ids=[f"{c[1] or 'file'}:{i}" for i, c in enumerate(BAD_FILE)])
+@pytest.mark.parametrize(
+    ("extra", "path", "fragment"),
+    BAD_FILE,
+    ids=[f"{c[1] or 'file'}:{i}" for i, c in enumerate(BAD_FILE)],
+)
 def test_bad_field_is_refused_with_path_and_message(extra: str, path: str, fragment: str) -> None:
     base = yaml.safe_load(BASE)
     base.update(yaml.load(extra, Loader=yaml.SafeLoader))  # the section replaces BASE's one
@@ -249,7 +482,9 @@ BAD_SET = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "path", "fragment"), BAD_SET, ids=[" ".join(c[0]) for c in BAD_SET])
+@pytest.mark.parametrize(
+    ("overrides", "path", "fragment"), BAD_SET, ids=[" ".join(c[0]) for c in BAD_SET]
+)
 def test_bad_override_is_refused(overrides: list[str], path: str, fragment: str) -> None:
     problems = _problems(BASE, overrides)
     assert _has(problems, path, fragment), [p.line("x.yaml") for p in problems]
@@ -264,7 +499,9 @@ def test_override_problems_are_all_listed() -> None:
 
 
 def test_parse_overrides_reads_values_as_yaml() -> None:
-    assert parse_overrides(["a.b=1", "c=1e-3", "d.0=[1, 2]", "e=null", "f=true", "g={x: 1}", "h=a=b", "i="]) == [
+    assert parse_overrides(
+        ["a.b=1", "c=1e-3", "d.0=[1, 2]", "e=null", "f=true", "g={x: 1}", "h=a=b", "i="]
+    ) == [
         (["a", "b"], 1),
         (["c"], 0.001),
         (["d", 0], [1, 2]),
@@ -307,7 +544,10 @@ def test_independent_problems_are_reported_together() -> None:
 def test_cross_rule_over_a_broken_section_stays_silent() -> None:
     # cluster is broken, so rules that read it (straggler index, empty shards) cannot be judged;
     # rules over valid sections still run
-    problems = _problems(BASE + "cluster: {workers: {count: 0}}\nstragglers: {slowdown: {9: 2.0}}\npipeline: {stages: 9}\n")
+    problems = _problems(
+        BASE
+        + "cluster: {workers: {count: 0}}\nstragglers: {slowdown: {9: 2.0}}\npipeline: {stages: 9}\n"
+    )
     assert [p.path for p in problems] == ["cluster.workers.count", "pipeline.stages"]
 
 
@@ -332,7 +572,10 @@ def test_unknown_top_level_key_lists_the_sections() -> None:
         ("name: [x\n", "invalid YAML at line 2, column 1"),
         ("name: x\n  bad indent: 1\n", "invalid YAML at line 2"),
         ("name: x\nname: y\n", "invalid YAML at line 2, column 1: duplicate key 'name'"),
-        ("name: x\nmodel:\n  kind: mlp\n  kind: linear\n", "line 4, column 3: duplicate key 'kind'"),
+        (
+            "name: x\nmodel:\n  kind: mlp\n  kind: linear\n",
+            "line 4, column 3: duplicate key 'kind'",
+        ),
         ("- name: x\n- name: y\n", "must be a YAML mapping of scenario fields (got a list)"),
         ("just a string\n", "(got a string)"),
         ("42\n", "(got int)"),
@@ -380,14 +623,18 @@ def test_defaults_fill_a_minimal_scenario() -> None:
     assert s.model.kind == "mlp" and s.model.hidden == [1024, 1024] and s.model.input_dim == 784
     assert s.model.layers is None
     assert s.sync.mode == "bsp" and s.sync.staleness is None and s.sync.bound == 0
-    assert s.cluster.workers.nic.bandwidth_gbps == 1.0 and s.cluster.servers.nic.bandwidth_gbps == 2.0
+    assert (
+        s.cluster.workers.nic.bandwidth_gbps == 1.0 and s.cluster.servers.nic.bandwidth_gbps == 2.0
+    )
     assert s.measured_steps == s.training.steps - s.training.warmup_steps
     assert s.training.optimizer.betas == (0.9, 0.999)
 
 
 def test_ssp_staleness_defaults_to_two_and_bounds() -> None:
     assert scenario_from_dict({"name": "a", "sync": {"mode": "ssp"}}).sync.bound == 2
-    assert scenario_from_dict({"name": "a", "sync": {"mode": "ssp", "staleness": 0}}).sync.bound == 0
+    assert (
+        scenario_from_dict({"name": "a", "sync": {"mode": "ssp", "staleness": 0}}).sync.bound == 0
+    )
     assert scenario_from_dict({"name": "a", "sync": {"mode": "asp"}}).sync.bound is None
 
 
@@ -396,14 +643,18 @@ def test_transformer_defaults_and_null_shape_fields() -> None:
     assert (t.layers, t.d_model, t.heads, t.seq_len, t.vocab) == (2, 768, 12, 256, 32000)
     assert t.input_dim is None and t.hidden is None
     # null means "the default", and other kinds' fields may be null
-    m = scenario_from_dict({"name": "a", "model": {"kind": "mlp", "hidden": None, "layers": None}}).model
+    m = scenario_from_dict(
+        {"name": "a", "model": {"kind": "mlp", "hidden": None, "layers": None}}
+    ).model
     assert m.hidden == [1024, 1024] and m.layers is None
 
 
 def test_yaml_conveniences(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
     # numbers the way people write them: 1e-3 is a float (PyYAML alone reads a string), ints where floats go
-    f.write_text("name: conv\ntraining: {optimizer: {lr: 1e-3, eps: 1E-8}}\ncluster: {workers: {nic: {bandwidth_gbps: 5}}}\n")
+    f.write_text(
+        "name: conv\ntraining: {optimizer: {lr: 1e-3, eps: 1E-8}}\ncluster: {workers: {nic: {bandwidth_gbps: 5}}}\n"
+    )
     s = load_scenario(f)
     assert s.training.optimizer.lr == 0.001 and s.training.optimizer.eps == 1e-8
     assert s.cluster.workers.nic.bandwidth_gbps == 5.0
@@ -422,15 +673,21 @@ def test_catalog_gpus_are_accepted_with_cuda() -> None:
     cat = load_catalog()
     for name in cat.names():
         if cat[name].kind == "gpu":
-            s = scenario_from_dict({"name": "g", "cluster": {"workers": {"device": "cuda", "gpu": name}}})
+            s = scenario_from_dict(
+                {"name": "g", "cluster": {"workers": {"device": "cuda", "gpu": name}}}
+            )
             assert s.cluster.workers.gpu == name
 
 
 def test_profile_file_must_exist(tmp_path: Path) -> None:
     p = tmp_path / "prof.json"
     p.write_text("{}")
-    assert scenario_from_dict({"name": "p", "compute": {"profile": str(p)}}).compute.profile == str(p)
-    assert scenario_from_dict({"name": "p", "compute": {"profile": "none"}}).compute.profile == "none"
+    assert scenario_from_dict({"name": "p", "compute": {"profile": str(p)}}).compute.profile == str(
+        p
+    )
+    assert (
+        scenario_from_dict({"name": "p", "compute": {"profile": "none"}}).compute.profile == "none"
+    )
 
 
 def test_scenario_is_frozen() -> None:
@@ -440,7 +697,9 @@ def test_scenario_is_frozen() -> None:
 
 
 def test_resolved_yaml_fills_every_default_and_round_trips() -> None:
-    s = scenario_from_dict(yaml.safe_load(BASE + "stragglers: {slowdown: {1: 2.0}}\nsync: {mode: ssp}\n"))
+    s = scenario_from_dict(
+        yaml.safe_load(BASE + "stragglers: {slowdown: {1: 2.0}}\nsync: {mode: ssp}\n")
+    )
     text = resolved_yaml(s)
     data = yaml.safe_load(text)
     assert set(data) == set(Scenario.model_fields)
@@ -468,11 +727,20 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
     """A random scenario dict that satisfies every rule of the format (sections may be left out)."""
     kind = draw(st.sampled_from(["linear", "mlp", "transformer"]))
     if kind == "linear":
-        model: dict[str, Any] = {"kind": kind, "input_dim": draw(st.integers(1, 64)), "output_dim": draw(st.integers(1, 16))}
+        model: dict[str, Any] = {
+            "kind": kind,
+            "input_dim": draw(st.integers(1, 64)),
+            "output_dim": draw(st.integers(1, 16)),
+        }
         units = 1
     elif kind == "mlp":
         hidden = draw(st.lists(st.integers(1, 48), max_size=3))
-        model = {"kind": kind, "input_dim": draw(st.integers(1, 64)), "hidden": hidden, "output_dim": draw(st.integers(1, 16))}
+        model = {
+            "kind": kind,
+            "input_dim": draw(st.integers(1, 64)),
+            "hidden": hidden,
+            "output_dim": draw(st.integers(1, 16)),
+        }
         units = len(hidden) + 1
     else:
         heads = draw(st.integers(1, 4))
@@ -492,7 +760,11 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
     microbatches = draw(st.integers(1, 4))
     steps = draw(st.integers(1, 100))
     opt_name = draw(st.sampled_from(["sgd", "adam"]))
-    optimizer: dict[str, Any] = {"name": opt_name, "lr": draw(pos_float), "weight_decay": draw(unit_float)}
+    optimizer: dict[str, Any] = {
+        "name": opt_name,
+        "lr": draw(pos_float),
+        "weight_decay": draw(unit_float),
+    }
     if opt_name == "sgd":
         optimizer["momentum"] = draw(unit_float)
     else:
@@ -514,11 +786,16 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
             "count": workers,
             "device": device,
             "per_device": draw(st.integers(1, workers)),
-            "gpu": draw(st.sampled_from(GPUS)) if device == "cuda" and draw(st.booleans()) else None,
+            "gpu": draw(st.sampled_from(GPUS))
+            if device == "cuda" and draw(st.booleans())
+            else None,
             "nic": draw(nic),
         },
         "servers": {"count": draw(st.integers(1, 4)), "nic": draw(nic)},
-        "network": {"emulation": draw(st.sampled_from(["app", "kernel", "none"])), "fabric_gbps": draw(st.none() | pos_float)},
+        "network": {
+            "emulation": draw(st.sampled_from(["app", "kernel", "none"])),
+            "fabric_gbps": draw(st.none() | pos_float),
+        },
     }
     mode = draw(st.sampled_from(["bsp", "ssp", "asp"]))
     sync: dict[str, Any] = {"mode": mode}
@@ -562,8 +839,13 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
             "overlap": draw(st.booleans()) if stages == 1 and step_time_s is None else False,
         },
         "stragglers": {
-            "slowdown": draw(st.dictionaries(st.integers(0, workers - 1), st.floats(1.0, 10.0), max_size=3)),
-            "jitter": {"distribution": dist, "cv": 0.0 if dist == "none" else draw(st.floats(0.01, 2.0))},
+            "slowdown": draw(
+                st.dictionaries(st.integers(0, workers - 1), st.floats(1.0, 10.0), max_size=3)
+            ),
+            "jitter": {
+                "distribution": dist,
+                "cv": 0.0 if dist == "none" else draw(st.floats(0.01, 2.0)),
+            },
         },
         "pipeline": {
             "stages": stages,
@@ -614,7 +896,13 @@ def test_valid_scenarios_validate_and_round_trip(data: dict[str, Any]) -> None:
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
     """Every (path, value) below node, mappings and lists included, the root excluded."""
     out: list[tuple[tuple[Any, ...], Any]] = []
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else []
+    )
     for k, v in items:
         out.append(((*prefix, k), v))
         out += _paths(v, (*prefix, k))
@@ -647,7 +935,12 @@ def corrupted_scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], tuple[Any, ...
     how = draw(st.sampled_from(["delete", "insert", "replace"]))
     paths = _paths(data)
     if how == "delete":
-        required = [("name",)] + [(*p, k) for p, v in paths if p[0] == "faults" and len(p) == 2 for k in ("at_step", "worker")]
+        required = [("name",)] + [
+            (*p, k)
+            for p, v in paths
+            if p[0] == "faults" and len(p) == 2
+            for k in ("at_step", "worker")
+        ]
         path = draw(st.sampled_from(required))
         del _get(data, path[:-1])[path[-1]]
         return data, path
@@ -665,7 +958,9 @@ def corrupted_scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], tuple[Any, ...
 
 @HYPO
 @given(corrupted_scenarios())
-def test_corrupted_scenarios_raise_only_scenario_error(case: tuple[dict[str, Any], tuple[Any, ...]]) -> None:
+def test_corrupted_scenarios_raise_only_scenario_error(
+    case: tuple[dict[str, Any], tuple[Any, ...]],
+) -> None:
     data, path = case
     with pytest.raises(ScenarioError) as info:
         scenario_from_dict(data, "c.yaml")
@@ -679,7 +974,9 @@ def _as_yaml_value(v: Any) -> str:
     """v as a user types it after `--set a.b=`: YAML flow style, strings quoted."""
     if isinstance(v, str):
         return json.dumps(v)  # a JSON string is a YAML double-quoted scalar
-    text = yaml.safe_dump(v, default_flow_style=True, width=10**9, allow_unicode=True, sort_keys=False)
+    text = yaml.safe_dump(
+        v, default_flow_style=True, width=10**9, allow_unicode=True, sort_keys=False
+    )
     return text.removesuffix("\n...\n").strip()
 
 
@@ -696,12 +993,16 @@ def _outcome(data: dict[str, Any], overrides: list[str] | None = None) -> Any:
     try:
         return scenario_from_dict(data, "o.yaml", overrides)
     except ScenarioError as exc:
-        return sorted((p.path, p.message.removesuffix(" (from --set)")) for p in exc.problems)  # order is not the contract
+        return sorted(
+            (p.path, p.message.removesuffix(" (from --set)")) for p in exc.problems
+        )  # order is not the contract
 
 
 @HYPO
 @given(valid_scenarios(), valid_scenarios(), st.data())
-def test_set_is_the_same_as_editing_the_file(a: dict[str, Any], b: dict[str, Any], data: st.DataObject) -> None:
+def test_set_is_the_same_as_editing_the_file(
+    a: dict[str, Any], b: dict[str, Any], data: st.DataObject
+) -> None:
     # a path of b (leaf or whole section) set to b's value on a: same Scenario, or same problems
     path, value = data.draw(st.sampled_from(_paths(b)))
     assume(all(isinstance(seg, str) for seg in path))  # list indices need the list in a as well
@@ -717,8 +1018,14 @@ def test_switching_model_kind_by_set_needs_the_old_fields_cleared() -> None:
     assert {p.path for p in problems} == {"model.input_dim", "model.hidden", "model.output_dim"}
     s = scenario_from_dict(
         yaml.safe_load(BASE),
-        overrides=["model.kind=transformer", "model.input_dim=null", "model.hidden=null", "model.output_dim=null", "model.layers=2",
-                   "sharding.partition_bytes=4000000"],
+        overrides=[
+            "model.kind=transformer",
+            "model.input_dim=null",
+            "model.hidden=null",
+            "model.output_dim=null",
+            "model.layers=2",
+            "sharding.partition_bytes=4000000",
+        ],
     )
     assert s.model.kind == "transformer" and s.model.layers == 2 and s.model.hidden is None
 

@@ -36,9 +36,15 @@ def test_there_are_scenarios_and_examples() -> None:
 
 def test_pssim_validate_accepts_every_scenario_in_one_call() -> None:
     exe = Path(sys.executable).with_name("pssim")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "import sys; from pssim.cli import main; sys.exit(main())"]
+    cmd = (
+        [str(exe)]
+        if exe.exists()
+        else [sys.executable, "-c", "import sys; from pssim.cli import main; sys.exit(main())"]
+    )
     files = [_rel(p) for p in SCENARIOS]
-    proc = subprocess.run([*cmd, "validate", *files], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*cmd, "validate", *files], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert [line.split(": ")[1] for line in proc.stdout.splitlines()] == files
@@ -89,30 +95,58 @@ def test_examples_cover_every_feature_of_the_format() -> None:
         "bsp": some(lambda s: s.sync.mode == "bsp"),
         "ssp": some(lambda s: s.sync.mode == "ssp"),
         "asp": some(lambda s: s.sync.mode == "asp"),
-        **{f"sharding {p}": some(lambda s, p=p: s.sharding.policy == p) for p in ("range", "round_robin", "greedy_bytes")},
-        **{f"wire {d}": some(lambda s, d=d: s.communication.wire_dtype == d) for d in ("float16", "bfloat16")},
-        "topk": some(lambda s: s.communication.compression.kind == "topk" and s.communication.compression.ratio < 1),
+        **{
+            f"sharding {p}": some(lambda s, p=p: s.sharding.policy == p)
+            for p in ("range", "round_robin", "greedy_bytes")
+        },
+        **{
+            f"wire {d}": some(lambda s, d=d: s.communication.wire_dtype == d)
+            for d in ("float16", "bfloat16")
+        },
+        "topk": some(
+            lambda s: (
+                s.communication.compression.kind == "topk" and s.communication.compression.ratio < 1
+            )
+        ),
         "int8": some(lambda s: s.communication.compression.kind == "int8"),
         "overlap": some(lambda s: s.communication.overlap),
         "slowdown": some(lambda s: any(f > 1 for f in s.stragglers.slowdown.values())),
-        **{f"jitter {d}": some(lambda s, d=d: s.stragglers.jitter.distribution == d) for d in ("lognormal", "exponential")},
+        **{
+            f"jitter {d}": some(lambda s, d=d: s.stragglers.jitter.distribution == d)
+            for d in ("lognormal", "exponential")
+        },
         "shared devices": some(lambda s: s.cluster.workers.per_device > 1),
         "fabric": some(lambda s: s.cluster.network.fabric_gbps is not None),
         "linear": some(lambda s: s.model.kind == "linear"),
         "mlp": some(lambda s: s.model.kind == "mlp"),
         "transformer": some(lambda s: s.model.kind == "transformer"),
-        **{f"pipeline {k}": some(lambda s, k=k: s.pipeline.stages > 1 and s.pipeline.schedule == k) for k in ("gpipe", "1f1b")},
-        **{f"partition {k}": some(lambda s, k=k: s.pipeline.stages > 1 and s.pipeline.partition == k) for k in ("balanced", "uniform")},
+        **{
+            f"pipeline {k}": some(lambda s, k=k: s.pipeline.stages > 1 and s.pipeline.schedule == k)
+            for k in ("gpipe", "1f1b")
+        },
+        **{
+            f"partition {k}": some(
+                lambda s, k=k: s.pipeline.stages > 1 and s.pipeline.partition == k
+            )
+            for k in ("balanced", "uniform")
+        },
         "microbatches": some(lambda s: s.pipeline.microbatches > 1),
-        "cuda with a catalog gpu": some(lambda s: s.cluster.workers.device == "cuda" and s.cluster.workers.gpu is not None),
+        "cuda with a catalog gpu": some(
+            lambda s: s.cluster.workers.device == "cuda" and s.cluster.workers.gpu is not None
+        ),
         "crash with restart": some(lambda s: any(f.restart_after_s is not None for f in s.faults)),
         "adam": some(lambda s: s.training.optimizer.name == "adam"),
-        "sgd momentum": some(lambda s: s.training.optimizer.name == "sgd" and s.training.optimizer.momentum > 0),
+        "sgd momentum": some(
+            lambda s: s.training.optimizer.name == "sgd" and s.training.optimizer.momentum > 0
+        ),
         "fixed step time": some(lambda s: s.compute.step_time_s is not None),
         "roofline (no profile)": some(lambda s: s.compute.profile == "none"),
         "model dtype": some(lambda s: s.model.dtype != "float32"),
         "several shards": some(lambda s: s.cluster.servers.count > 1),
-        **{f"emulation {e}": some(lambda s, e=e: s.cluster.network.emulation == e) for e in ("app", "kernel")},
+        **{
+            f"emulation {e}": some(lambda s, e=e: s.cluster.network.emulation == e)
+            for e in ("app", "kernel")
+        },
     }
     missing = [k for k, v in coverage.items() if not v]
     assert not missing, f"no example uses: {missing}"

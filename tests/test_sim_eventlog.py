@@ -97,7 +97,15 @@ EXPECTED_US = {
     (0, 1): (22624.8, 35704.8, 35704.8, 45704.8, 45704.8, 49870.4, 4841.6),
     (1, 1): (27624.8, 35861.6, 35861.6, 50861.6, 50861.6, 55027.2, 0.0),
 }
-FIELDS = ("pull_start_s", "pull_end_s", "compute_start_s", "compute_end_s", "push_start_s", "push_end_s", "wait_s")
+FIELDS = (
+    "pull_start_s",
+    "pull_end_s",
+    "compute_start_s",
+    "compute_end_s",
+    "push_start_s",
+    "push_end_s",
+    "wait_s",
+)
 
 
 @pytest.mark.parametrize("key", sorted(EXPECTED_US))
@@ -143,7 +151,11 @@ def test_server_spans_match_the_hand_log(run: tuple[Scenario, Records]) -> None:
     ]
     got = sorted((k, a, b, n) for s, k, a, b, n in rec.spans if s == 0)
     assert len(got) == len(want)
-    for g, w in zip(sorted(got, key=lambda x: (x[1], x[0])), sorted(want, key=lambda x: (x[1], x[0])), strict=True):
+    for g, w in zip(
+        sorted(got, key=lambda x: (x[1], x[0])),
+        sorted(want, key=lambda x: (x[1], x[0])),
+        strict=True,
+    ):
         assert g[0] == w[0] and g[3] == w[3]
         assert g[1:3] == pytest.approx((w[1] * US, w[2] * US), rel=1e-12, abs=1e-15)
 

@@ -75,7 +75,12 @@ def test_crash_for_good_removes_the_worker_and_the_others_finish(mode: str) -> N
 def test_bsp_without_the_crashed_worker_runs_at_the_two_worker_pace() -> None:
     # after the crash the run is the 2-worker run: same step times once the departure is absorbed
     crashed, _ = simulate(scn(faults=[{"at_step": 3, "worker": 2}]))
-    two = scn(cluster={**BASE["cluster"], "workers": {"count": 2, "nic": {"bandwidth_gbps": 1.0, "latency_us": 50}}})
+    two = scn(
+        cluster={
+            **BASE["cluster"],
+            "workers": {"count": 2, "nic": {"bandwidth_gbps": 1.0, "latency_us": 50}},
+        }
+    )
     ref, _ = simulate(two)
     d_crashed = np.diff(crashed.times["pull_start_s"][0, 6:])
     d_ref = np.diff(ref.times["pull_start_s"][0, 6:])
@@ -84,7 +89,13 @@ def test_bsp_without_the_crashed_worker_runs_at_the_two_worker_pace() -> None:
 
 def test_overlap_starts_pushes_during_backward_and_is_never_slower() -> None:
     # roofline compute (overlap needs a backward timeline); small partitions spread the layers over shards
-    common = {"compute": {"profile": "none"}, "cluster": {**BASE["cluster"], "servers": {"count": 4, "nic": {"bandwidth_gbps": 1.0, "latency_us": 50}}}}
+    common = {
+        "compute": {"profile": "none"},
+        "cluster": {
+            **BASE["cluster"],
+            "servers": {"count": 4, "nic": {"bandwidth_gbps": 1.0, "latency_us": 50}},
+        },
+    }
     plain = scn(**common)
     over = scn(**common, communication={"overlap": True})
     rp, ep = simulate(plain)

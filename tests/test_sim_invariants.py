@@ -25,8 +25,15 @@ from pssim.sync import staleness_bound
 
 
 def scenario(
-    W: int, S: int, mode: str, s: int | None = None, slowdown: dict[int, float] | None = None,
-    jitter: tuple[str, float] = ("none", 0.0), per_device: int = 1, steps: int = 14, seed: int = 0,
+    W: int,
+    S: int,
+    mode: str,
+    s: int | None = None,
+    slowdown: dict[int, float] | None = None,
+    jitter: tuple[str, float] = ("none", 0.0),
+    per_device: int = 1,
+    steps: int = 14,
+    seed: int = 0,
     step_time_s: float | None = 0.004,
 ) -> Scenario:
     sync: dict[str, Any] = {"mode": mode}
@@ -39,13 +46,20 @@ def scenario(
             "model": {"kind": "mlp", "input_dim": 32, "hidden": [64, 64], "output_dim": 10},
             "training": {"batch_size": 16, "steps": steps, "warmup_steps": 1},
             "cluster": {
-                "workers": {"count": W, "per_device": per_device, "nic": {"bandwidth_gbps": 1.0, "latency_us": 50}},
+                "workers": {
+                    "count": W,
+                    "per_device": per_device,
+                    "nic": {"bandwidth_gbps": 1.0, "latency_us": 50},
+                },
                 "servers": {"count": S, "nic": {"bandwidth_gbps": 2.0, "latency_us": 50}},
             },
             "compute": {"step_time_s": step_time_s, "profile": "none"},
             "sync": sync,
             "sharding": {"partition_bytes": 2000},
-            "stragglers": {"slowdown": slowdown or {}, "jitter": {"distribution": jitter[0], "cv": jitter[1]}},
+            "stragglers": {
+                "slowdown": slowdown or {},
+                "jitter": {"distribution": jitter[0], "cv": jitter[1]},
+            },
         }
     )
 
@@ -56,7 +70,9 @@ def scenarios(draw: st.DrawFn, modes: tuple[str, ...] = ("bsp", "ssp", "asp")) -
     S = draw(st.integers(1, 3))
     mode = draw(st.sampled_from(modes))
     s = draw(st.integers(0, 3)) if mode == "ssp" else None
-    slow = draw(st.dictionaries(st.integers(0, W - 1), st.sampled_from([1.0, 1.5, 2.0, 4.0]), max_size=2))
+    slow = draw(
+        st.dictionaries(st.integers(0, W - 1), st.sampled_from([1.0, 1.5, 2.0, 4.0]), max_size=2)
+    )
     dist = draw(st.sampled_from(["none", "exponential", "lognormal"]))
     cv = 0.0 if dist == "none" else draw(st.sampled_from([0.1, 0.5, 1.0]))
     per_device = draw(st.integers(1, W))
@@ -68,7 +84,14 @@ def scenarios(draw: st.DrawFn, modes: tuple[str, ...] = ("bsp", "ssp", "asp")) -
 
 def check_ordering(rec: Records) -> None:
     t = rec.times
-    seq = ("pull_start_s", "pull_end_s", "compute_start_s", "compute_end_s", "push_start_s", "push_end_s")
+    seq = (
+        "pull_start_s",
+        "pull_end_s",
+        "compute_start_s",
+        "compute_end_s",
+        "push_start_s",
+        "push_end_s",
+    )
     for a, b in zip(seq, seq[1:], strict=False):
         assert (t[a] <= t[b]).all(), (a, b)
     assert (t["push_end_s"][:, :-1] <= t["pull_start_s"][:, 1:]).all()
@@ -149,8 +172,12 @@ def test_ssp_staleness_bound_is_reached_under_adversarial_jitter() -> None:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.integers(1, 3), st.integers(2, 3), st.sampled_from([1, 2, 4]), st.integers(0, 2),
-    st.sampled_from(["gpipe", "1f1b"]), st.integers(0, 2**16),
+    st.integers(1, 3),
+    st.integers(2, 3),
+    st.sampled_from([1, 2, 4]),
+    st.integers(0, 2),
+    st.sampled_from(["gpipe", "1f1b"]),
+    st.integers(0, 2**16),
 )
 def test_pipeline_staleness_bound_counts_every_pusher_of_the_shard(
     W: int, stages: int, microbatches: int, s: int, kind: str, seed: int

@@ -71,7 +71,10 @@ def test_the_median_run_is_written_with_every_run_throughput(tmp_path: Path) -> 
     assert reps["throughput_min"] == min(thr) and reps["throughput_max"] == max(thr)
     # the files written are the median run's own
     rec, extra = simulate(scn, costs, draw=reps["median_run"])
-    assert summarize(scn, rec, extra)["throughput_samples_per_s"] == summary["throughput_samples_per_s"]
+    assert (
+        summarize(scn, rec, extra)["throughput_samples_per_s"]
+        == summary["throughput_samples_per_s"]
+    )
     assert json.loads((folder / "summary.json").read_text())["sim_runs"]["n"] == 5
     # deterministic: the same scenario gives byte-identical files
     again, _ = run_sim(scn, tmp_path / "c", costs, runs=5)
@@ -104,8 +107,19 @@ def test_runs_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_within_noise_is_overlap_of_the_two_ranges() -> None:
     reps = {"throughput_min": 90.0, "throughput_max": 110.0}
     spread = {"min": 105.0, "max": 120.0}
-    assert within_noise({"sim_runs": reps}, {"sim": 100.0, "real": 112.0, "real_spread": spread}) is True
-    assert within_noise({"sim_runs": reps}, {"sim": 100.0, "real": 130.0, "real_spread": {"min": 125.0, "max": 140.0}}) is False
-    assert within_noise({}, {"sim": 100.0, "real": 112.0, "real_spread": spread}) is False  # one sim value outside
+    assert (
+        within_noise({"sim_runs": reps}, {"sim": 100.0, "real": 112.0, "real_spread": spread})
+        is True
+    )
+    assert (
+        within_noise(
+            {"sim_runs": reps},
+            {"sim": 100.0, "real": 130.0, "real_spread": {"min": 125.0, "max": 140.0}},
+        )
+        is False
+    )
+    assert (
+        within_noise({}, {"sim": 100.0, "real": 112.0, "real_spread": spread}) is False
+    )  # one sim value outside
     assert within_noise({}, {"sim": 110.0, "real": 112.0, "real_spread": spread}) is True
     assert within_noise({}, {"sim": 100.0, "real": 112.0}) is None  # no range on either side

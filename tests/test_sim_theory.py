@@ -53,7 +53,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def equal_layers_scenario(W: int, S: int, h: int, bw_w: float, bw_s: float, lat_us: float = 100.0, **over: Any) -> Scenario:
+def equal_layers_scenario(
+    W: int, S: int, h: int, bw_w: float, bw_s: float, lat_us: float = 100.0, **over: Any
+) -> Scenario:
     """An mlp of S equal h x h layers on S shards, so that each shard holds exactly one layer.
 
     `range` placement cuts the partition sequence into S runs of equal bytes; every layer is
@@ -104,8 +106,14 @@ def bsp_expected(scn: Scenario, costs: CostModel) -> tuple[float, float]:
     """
     W, S = scn.cluster.workers.count, scn.cluster.servers.count
     bw_w, bw_s = scn.cluster.workers.nic.bandwidth_gbps, scn.cluster.servers.nic.bandwidth_gbps
-    lat = max(scn.cluster.workers.nic.latency_us, scn.cluster.servers.nic.latency_us) * 1e-6 + costs.msg_overhead_s
-    layer = [build_workload(scn.model).units[0].params[0].numel, build_workload(scn.model).units[0].params[1].numel]
+    lat = (
+        max(scn.cluster.workers.nic.latency_us, scn.cluster.servers.nic.latency_us) * 1e-6
+        + costs.msg_overhead_s
+    )
+    layer = [
+        build_workload(scn.model).units[0].params[0].numel,
+        build_workload(scn.model).units[0].params[1].numel,
+    ]
     wb = 4
     msg = wire.message_bytes(sum(layer) * wb)
     req = phase_s(W, S, wire.HEADER_BYTES, bw_w, bw_s) + lat
@@ -127,7 +135,9 @@ def bsp_expected(scn: Scenario, costs: CostModel) -> tuple[float, float]:
         (6, 3, 5.0, 2.0, "server"),
     ],
 )
-def test_bsp_step_is_the_exact_composition_of_costs(W: int, S: int, bw_w: float, bw_s: float, bound: str) -> None:
+def test_bsp_step_is_the_exact_composition_of_costs(
+    W: int, S: int, bw_w: float, bw_s: float, bound: str
+) -> None:
     scn = equal_layers_scenario(W, S, h=64, bw_w=bw_w, bw_s=bw_s)
     assert (S * bw_s > W * bw_w) == (bound == "worker")
     costs = build_costs(scn)
@@ -137,7 +147,9 @@ def test_bsp_step_is_the_exact_composition_of_costs(W: int, S: int, bw_w: float,
     assert d[:, 0] == pytest.approx(np.full(W, first), rel=1e-9)
     assert d[:, 1:] == pytest.approx(np.full((W, d.shape[1] - 1), later), rel=1e-9)
     # throughput over the measured window: W workers x batch every `later` seconds
-    assert summary["throughput_samples_per_s"] == pytest.approx(W * scn.training.batch_size / later, rel=1e-9)
+    assert summary["throughput_samples_per_s"] == pytest.approx(
+        W * scn.training.batch_size / later, rel=1e-9
+    )
     assert summary["staleness"]["max"] == 0
 
 
@@ -145,7 +157,9 @@ def test_bsp_step_is_the_exact_composition_of_costs(W: int, S: int, bw_w: float,
     ("W", "S", "bw_w", "bw_s"),
     [(4, 2, 0.01, 0.1), (8, 2, 0.1, 0.01), (16, 4, 0.1, 0.02), (2, 1, 0.01, 0.01)],
 )
-def test_bsp_step_follows_the_ps_nic_bound_when_host_costs_are_negligible(W: int, S: int, bw_w: float, bw_s: float) -> None:
+def test_bsp_step_follows_the_ps_nic_bound_when_host_costs_are_negligible(
+    W: int, S: int, bw_w: float, bw_s: float
+) -> None:
     # Closed form alone: step = pull + compute + push, each transfer max(M/B_w, W*M/(S*B_s)) plus
     # its latency (the pull also pays the request's latency). Slow links make the host-side ops
     # (ns per element) and the 64-byte headers negligible next to transfers (us per element).
@@ -158,22 +172,30 @@ def test_bsp_step_follows_the_ps_nic_bound_when_host_costs_are_negligible(W: int
     closed = (transfer + 2 * lat) + scn.compute.step_time_s + (transfer + lat)
     rec, summary = run(scn)
     assert summary["step_time_s"]["mean"] == pytest.approx(closed, rel=1e-2)
-    assert summary["throughput_samples_per_s"] == pytest.approx(W * scn.training.batch_size / closed, rel=1e-2)
+    assert summary["throughput_samples_per_s"] == pytest.approx(
+        W * scn.training.batch_size / closed, rel=1e-2
+    )
 
 
 # ------------------------------------------------------------------------------------- SSP / ASP
-@pytest.mark.parametrize("stragglers", [{}, {"slowdown": {1: 2.0}, "jitter": {"distribution": "exponential", "cv": 0.3}}])
+@pytest.mark.parametrize(
+    "stragglers", [{}, {"slowdown": {1: 2.0}, "jitter": {"distribution": "exponential", "cv": 0.3}}]
+)
 def test_ssp_with_staleness_zero_paces_like_bsp(stragglers: dict[str, Any]) -> None:
     # DESIGN.md section 4: "s = 0 gives BSP's pace". A pull for step c waits for every worker's
     # gradient of step c-1 under both rules. The server's work differs by design (BSP: W
     # accumulations + one update; SSP: W applications), so host costs are set to zero here.
     over = {"stragglers": stragglers, "training": {"steps": 30, "warmup_steps": 3}, "seed": 7}
     bsp = equal_layers_scenario(4, 2, h=64, bw_w=1.0, bw_s=2.0, **over)
-    ssp = equal_layers_scenario(4, 2, h=64, bw_w=1.0, bw_s=2.0, sync={"mode": "ssp", "staleness": 0}, **over)
+    ssp = equal_layers_scenario(
+        4, 2, h=64, bw_w=1.0, bw_s=2.0, sync={"mode": "ssp", "staleness": 0}, **over
+    )
     costs = zero_host_costs(build_costs(bsp))
     rec_b, sum_b = run(bsp, costs)
     rec_s, sum_s = run(ssp, costs)
-    assert sum_s["throughput_samples_per_s"] == pytest.approx(sum_b["throughput_samples_per_s"], rel=1e-9)
+    assert sum_s["throughput_samples_per_s"] == pytest.approx(
+        sum_b["throughput_samples_per_s"], rel=1e-9
+    )
     for f in ("pull_start_s", "pull_end_s", "compute_end_s", "push_end_s"):
         assert rec_s.times[f] == pytest.approx(rec_b.times[f], rel=1e-9)
 
@@ -184,7 +206,9 @@ def test_throughput_with_a_straggler_orders_asp_ssp_bsp() -> None:
     over = {"stragglers": {"slowdown": {1: 2.0}}, "training": {"steps": 40, "warmup_steps": 4}}
     thr = {}
     for mode, extra in (("bsp", {}), ("ssp", {"staleness": 2}), ("asp", {})):
-        scn = equal_layers_scenario(4, 2, h=64, bw_w=1.0, bw_s=2.0, sync={"mode": mode, **extra}, **over)
+        scn = equal_layers_scenario(
+            4, 2, h=64, bw_w=1.0, bw_s=2.0, sync={"mode": mode, **extra}, **over
+        )
         thr[mode] = run(scn)[1]["throughput_samples_per_s"]
     assert thr["asp"] >= thr["ssp"] >= thr["bsp"]
     assert thr["asp"] > 1.2 * thr["bsp"]  # not a tie: the three fast workers gain a lot
@@ -195,8 +219,14 @@ def test_ssp_with_a_straggler_waits_only_when_the_bound_binds() -> None:
     # never starts before the straggler finished step c - s - 1 (DESIGN.md section 4).
     s = 1
     scn = equal_layers_scenario(
-        3, 1, h=32, bw_w=1.0, bw_s=2.0, sync={"mode": "ssp", "staleness": s},
-        stragglers={"slowdown": {0: 3.0}}, training={"steps": 20, "warmup_steps": 2},
+        3,
+        1,
+        h=32,
+        bw_w=1.0,
+        bw_s=2.0,
+        sync={"mode": "ssp", "staleness": s},
+        stragglers={"slowdown": {0: 3.0}},
+        training={"steps": 20, "warmup_steps": 2},
     )
     rec, _ = run(scn)
     t = rec.times
@@ -215,7 +245,13 @@ def test_workers_sharing_a_device_split_it_evenly(per_device: int) -> None:
     # standalone roofline time. Free host ops and fast links keep the phases aligned.
     W = 4
     scn = equal_layers_scenario(
-        W, 1, h=64, bw_w=1e5, bw_s=1e5, lat_us=0.0, compute={"step_time_s": None, "profile": "none"},
+        W,
+        1,
+        h=64,
+        bw_w=1e5,
+        bw_s=1e5,
+        lat_us=0.0,
+        compute={"step_time_s": None, "profile": "none"},
         cluster={"workers": {"per_device": per_device}},
     )
     costs = zero_host_costs(build_costs(scn))
@@ -234,7 +270,16 @@ def test_bsp_jitter_cycle_is_base_plus_the_max_draw_exactly() -> None:
     W, cv = 4, 0.5
     over = {"training": {"steps": 60, "warmup_steps": 1}, "seed": 11}
     plain = equal_layers_scenario(W, 1, h=16, bw_w=1e5, bw_s=1e5, lat_us=0.0, **over)
-    jit = equal_layers_scenario(W, 1, h=16, bw_w=1e5, bw_s=1e5, lat_us=0.0, stragglers={"jitter": {"distribution": "exponential", "cv": cv}}, **over)
+    jit = equal_layers_scenario(
+        W,
+        1,
+        h=16,
+        bw_w=1e5,
+        bw_s=1e5,
+        lat_us=0.0,
+        stragglers={"jitter": {"distribution": "exponential", "cv": cv}},
+        **over,
+    )
     costs = zero_host_costs(build_costs(plain))
     base = step_durations(run(plain, costs)[0])[0, 1]
     rec, _ = run(jit, costs)
@@ -253,7 +298,16 @@ def test_bsp_mean_step_under_exponential_jitter_is_base_plus_harmonic_times_mean
     W, cv, steps, warm = 4, 0.5, 2000, 10
     over = {"training": {"steps": steps, "warmup_steps": warm}, "seed": 3}
     plain = equal_layers_scenario(W, 1, h=16, bw_w=1000.0, bw_s=1000.0, lat_us=1.0, **over)
-    jit = equal_layers_scenario(W, 1, h=16, bw_w=1000.0, bw_s=1000.0, lat_us=1.0, stragglers={"jitter": {"distribution": "exponential", "cv": cv}}, **over)
+    jit = equal_layers_scenario(
+        W,
+        1,
+        h=16,
+        bw_w=1000.0,
+        bw_s=1000.0,
+        lat_us=1.0,
+        stragglers={"jitter": {"distribution": "exponential", "cv": cv}},
+        **over,
+    )
     costs = zero_host_costs(build_costs(plain))
     base = run(plain, costs)[1]["step_time_s"]["mean"]
     mean = run(jit, costs)[1]["step_time_s"]["mean"]
@@ -320,7 +374,13 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def _jittery(seed: int) -> Scenario:
     return equal_layers_scenario(
-        4, 2, h=32, bw_w=1.0, bw_s=1.0, seed=seed, sync={"mode": "ssp", "staleness": 1},
+        4,
+        2,
+        h=32,
+        bw_w=1.0,
+        bw_s=1.0,
+        seed=seed,
+        sync={"mode": "ssp", "staleness": 1},
         stragglers={"slowdown": {2: 1.5}, "jitter": {"distribution": "lognormal", "cv": 0.4}},
     )
 
@@ -336,4 +396,6 @@ def test_different_seeds_with_jitter_give_different_results(tmp_path: Path) -> N
     a = _files(run_sim(_jittery(5), tmp_path / "a")[0])
     b = _files(run_sim(_jittery(6), tmp_path / "b")[0])
     assert a["steps.csv"] != b["steps.csv"]
-    assert json.loads(a["summary.json"])["step_time_s"] != json.loads(b["summary.json"])["step_time_s"]
+    assert (
+        json.loads(a["summary.json"])["step_time_s"] != json.loads(b["summary.json"])["step_time_s"]
+    )

@@ -42,8 +42,18 @@ def topology(scn: Scenario, bounds: list[tuple[int, int]]) -> Topology:
             (
                 [s for s in range(S) if parts[s]],
                 parts,
-                [wire.message_bytes(wire.push_payload_bytes(parts[s], comm.wire_dtype, comm.compression.kind, comm.compression.ratio)) for s in range(S)],
-                [wire.message_bytes(wire.dense_payload_bytes(sum(parts[s]), comm.wire_dtype)) for s in range(S)],
+                [
+                    wire.message_bytes(
+                        wire.push_payload_bytes(
+                            parts[s], comm.wire_dtype, comm.compression.kind, comm.compression.ratio
+                        )
+                    )
+                    for s in range(S)
+                ],
+                [
+                    wire.message_bytes(wire.dense_payload_bytes(sum(parts[s]), comm.wire_dtype))
+                    for s in range(S)
+                ],
             )
         )
     shards_of = [per_stage[p % P][0] for p in range(n_procs)]
@@ -60,7 +70,9 @@ def topology(scn: Scenario, bounds: list[tuple[int, int]]) -> Topology:
     )
 
 
-def modelled_peak_memory(scn: Scenario, bounds: list[tuple[int, int]], topo: Topology) -> dict[str, int]:
+def modelled_peak_memory(
+    scn: Scenario, bounds: list[tuple[int, int]], topo: Topology
+) -> dict[str, int]:
     """Bytes a worker process / server holds at its peak (parameters, gradients, activations, buffers)."""
     wl = build_workload(scn.model)
     eb = DTYPE_BYTES[scn.model.dtype]
@@ -98,11 +110,18 @@ def _cpu_seconds_by_role(procs: Processors, n_procs: int) -> dict[str, float]:
     p, `server<s>` for shard s; message CPU is its end's process's, the arbiter's is not here."""
     if not procs.n_cores:
         return {}
-    return cpu_seconds_by_role({(("worker", e) if e < n_procs else ("server", e - n_procs)): w
-                                for e, w in procs.role_work.items() if w > 0})
+    return cpu_seconds_by_role(
+        {
+            (("worker", e) if e < n_procs else ("server", e - n_procs)): w
+            for e, w in procs.role_work.items()
+            if w > 0
+        }
+    )
 
 
-def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tuple[Records, dict[str, Any]]:
+def simulate(
+    scn: Scenario, costs: CostModel | None = None, draw: int = 0
+) -> tuple[Records, dict[str, Any]]:
     """Run the scenario in the simulator. Deterministic: same scenario and draw, same records.
     Draws differ only in the compute's natural variation (`pssim.draws.natural_factors`)."""
     wall0 = time.perf_counter()
@@ -114,7 +133,9 @@ def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tu
     wl = build_workload(scn.model)
     mb = scn.training.batch_size // scn.pipeline.microbatches
     wb = DTYPE_BYTES[scn.communication.wire_dtype]
-    act_bytes = [wire.message_bytes(mb * wl.units[b - 1].out_elems_per_sample * wb) for _, b in bounds]
+    act_bytes = [
+        wire.message_bytes(mb * wl.units[b - 1].out_elems_per_sample * wb) for _, b in bounds
+    ]
 
     env = simpy.Environment()
     net = Network(env, scn, topo.n_procs, costs)
@@ -123,16 +144,30 @@ def simulate(scn: Scenario, costs: CostModel | None = None, draw: int = 0) -> tu
     if endpoint_cpu:
         zero = type(costs.ops.get("msg_send") or costs.ops["msg_recv"])()
         # psreal pins the link arbiter to the last core, at real-time priority
-        arbiter = (place.cores - 1, costs.ops["arbiter"]) if "arbiter" in costs.ops and place.cores else None
+        arbiter = (
+            (place.cores - 1, costs.ops["arbiter"])
+            if "arbiter" in costs.ops and place.cores
+            else None
+        )
         send, recv = costs.ops.get("msg_send", zero), costs.ops.get("msg_recv", zero)
         # a server's end of a message may cost it differently (its threads, its inbox)
-        send_s, recv_s = costs.ops.get("msg_send_server", send), costs.ops.get("msg_recv_server", recv)
+        send_s, recv_s = (
+            costs.ops.get("msg_send_server", send),
+            costs.ops.get("msg_recv_server", recv),
+        )
         n = topo.n_procs
         busy = None
         if "msg_send_busy" in costs.ops and "msg_recv_busy" in costs.ops:
             busy = (costs.ops["msg_send_busy"], costs.ops["msg_recv_busy"])
-        net.enable_endpoint_cpu(procs, [send] * n + [send_s] * len(procs.server_res), [recv] * n + [recv_s] * len(procs.server_res),
-                                [*procs.host_res, *procs.server_res], arbiter, busy, costs.arbiter_pass_s)
+        net.enable_endpoint_cpu(
+            procs,
+            [send] * n + [send_s] * len(procs.server_res),
+            [recv] * n + [recv_s] * len(procs.server_res),
+            [*procs.host_res, *procs.server_res],
+            arbiter,
+            busy,
+            costs.arbiter_pass_s,
+        )
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs, draw)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)

@@ -107,7 +107,9 @@ class ServerShard:
         self.reply_bytes = {p: topo.pull_bytes[p][shard] for p in pushers}
         self.reply_delay = net.delay_w2s
         self.hand_over = net.hand_over
-        self.last_job: simpy.Event | None = None  # the main thread's latest job on its core (`_work`)
+        self.last_job: simpy.Event | None = (
+            None  # the main thread's latest job on its core (`_work`)
+        )
         model.env.process(self.run())
 
     # ---------------------------------------------------------------------------- delivery
@@ -124,11 +126,12 @@ class ServerShard:
     def deliver_push(self, msg: list) -> None:
         """A push delivered: the shard's main loop takes it, and the pushing worker learns that it
         is through (its step ends with the last), each once its thread gets its core."""
-        msg[7] = self.env._now  # arrival time: delivered (psreal: Message.t_delivered), not yet seen
+        msg[7] = (
+            self.env._now
+        )  # arrival time: delivered (psreal: Message.t_delivered), not yet seen
         self.hand_over(self.endpoint, self._take, msg)
         w = msg[8]
         self.hand_over(w.p, w.pushed, msg)
-
 
     # ----------------------------------------------------------------------------- process
     def run(self) -> Generator[simpy.Event, Any, None]:
@@ -170,7 +173,9 @@ class ServerShard:
                         break
                 if group:
                     self._send_replies(group, None, now)
-                if inbox and inbox[0][2] == PULL:  # ready, but the current version is not packed yet
+                if (
+                    inbox and inbox[0][2] == PULL
+                ):  # ready, but the current version is not packed yet
                     proc = inbox.popleft()[3]
                     yield self._work(self.reply_cost)
                     self.reply_version = st.version
@@ -191,7 +196,9 @@ class ServerShard:
                 g_applied(st.version)
                 g_arr(t_arr)
                 # bsp: summed, the version moves once the clock is complete; else applied now
-                release = st.push(proc, step) or (not bsp and parked_min is not None and st.ready(parked_min))
+                release = st.push(proc, step) or (
+                    not bsp and parked_min is not None and st.ready(parked_min)
+                )
             t0 = env.now
             yield self._work(cost)
             t1 = env.now
@@ -229,7 +236,9 @@ class ServerShard:
             if self.reply_version != self.state.version:
                 yield self._work(self.reply_cost)
                 self.reply_version = self.state.version
-            self._send_replies([q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready)
+            self._send_replies(
+                [q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready
+            )
 
     def _send_replies(self, procs: list[int], waits: list[float] | None, t_ready: float) -> None:
         """Send the current version to each proc; its wait is how long the sync rule held its
@@ -283,7 +292,9 @@ class Worker:
         self.push_done: simpy.Event | None = None
         self.versions: dict[int, int] = {}
         self.step_bytes = 0  # pipeline activations sent in the current step
-        self.mailbox: dict[tuple[int, int, int], simpy.Event] = {}  # pipeline: (kind, step, mb) -> arrival
+        self.mailbox: dict[
+            tuple[int, int, int], simpy.Event
+        ] = {}  # pipeline: (kind, step, mb) -> arrival
         self.proc = model.env.process(self.run())
 
     # --------------------------------------------------------------------------- callbacks
@@ -404,9 +415,25 @@ class Worker:
                 send(routes, self.push_bytes, pushes)
             yield self.push_done
             sent = request_bytes + sum(self.push_bytes) + self.step_bytes
-            steps_log.append((p, step, pull_start, pull_end, pull_end, compute_end, push_start, env.now, wait, samples, sent))
+            steps_log.append(
+                (
+                    p,
+                    step,
+                    pull_start,
+                    pull_end,
+                    pull_end,
+                    compute_end,
+                    push_start,
+                    env.now,
+                    wait,
+                    samples,
+                    sent,
+                )
+            )
 
-    def _compute_overlapped(self, step: int, factor: float, natural: float) -> Generator[simpy.Event, Any, float]:
+    def _compute_overlapped(
+        self, step: int, factor: float, natural: float
+    ) -> Generator[simpy.Event, Any, float]:
         """Forward, then backward unit by unit (last first); when a shard's last unit is done its
         gradient is packed and sent at once. Returns when the first push started."""
         m, env, p = self.m, self.m.env, self.p
@@ -441,7 +468,9 @@ class Worker:
         """One pipeline action (a microbatch's forward or backward) on the stage's device."""
         env, m = self.m.env, self.m
         t0 = env.now
-        yield m.procs.run(self.device, work_s * m.natural[self.replica, self.stage, step], COMPUTE, who=self.p)
+        yield m.procs.run(
+            self.device, work_s * m.natural[self.replica, self.stage, step], COMPUTE, who=self.p
+        )
         f = m.factors[self.replica, self.stage, step]
         if f > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, f))
@@ -459,7 +488,11 @@ class Worker:
                 if k < P - 1:
                     nxt = m.workers[self.p + 1]
                     self.step_bytes += mb_bytes
-                    net.send_many(self.route_next, [mb_bytes], [(net.delay_w2w, nxt.on_mail, wire.ACT, step, mb)])
+                    net.send_many(
+                        self.route_next,
+                        [mb_bytes],
+                        [(net.delay_w2w, nxt.on_mail, wire.ACT, step, mb)],
+                    )
             else:
                 if k < P - 1:
                     yield self.mail((wire.ACT_GRAD, step, mb))
@@ -468,12 +501,18 @@ class Worker:
                     prv = m.workers[self.p - 1]
                     gb = m.act_bytes[k - 1]
                     self.step_bytes += gb
-                    net.send_many(self.route_prev, [gb], [(net.delay_w2w, prv.on_mail, wire.ACT_GRAD, step, mb)])
+                    net.send_many(
+                        self.route_prev,
+                        [gb],
+                        [(net.delay_w2w, prv.on_mail, wire.ACT_GRAD, step, mb)],
+                    )
         for key in [key for key in self.mailbox if key[1] == step]:
             del self.mailbox[key]
 
 
-def overlap_plan(scn: Scenario, costs: CostModel, topo: Topology) -> tuple[float, list[float], list[list[int]]]:
+def overlap_plan(
+    scn: Scenario, costs: CostModel, topo: Topology
+) -> tuple[float, list[float], list[list[int]]]:
     """For communication.overlap: (forward seconds, backward seconds per unit, shard positions
     whose gradients are complete once backward has finished each unit).
 
@@ -499,8 +538,16 @@ class SimModel:
     """The whole run: entities, the costs they pay, and the logs they write."""
 
     def __init__(
-        self, env: simpy.Environment, scn: Scenario, costs: CostModel, place: Placement, topo: Topology,
-        schedule: list[list[tuple[str, int]]], act_bytes: list[int], net: Network, procs: Processors,
+        self,
+        env: simpy.Environment,
+        scn: Scenario,
+        costs: CostModel,
+        place: Placement,
+        topo: Topology,
+        schedule: list[list[tuple[str, int]]],
+        act_bytes: list[int],
+        net: Network,
+        procs: Processors,
         draw: int = 0,
     ) -> None:
         self.env, self.scn, self.costs, self.place, self.topo = env, scn, costs, place, topo
@@ -511,7 +558,12 @@ class SimModel:
         self.factors = compute_factors(scn)
         nat = natural_factors(scn, list(costs.compute_samples_s), draw)
         self.natural = nat if nat is not None else np.ones_like(self.factors)
-        self.rec = Records(scn.cluster.workers.count, scn.pipeline.stages, scn.training.steps, scn.cluster.servers.count)
+        self.rec = Records(
+            scn.cluster.workers.count,
+            scn.pipeline.stages,
+            scn.training.steps,
+            scn.cluster.servers.count,
+        )
         # rows logged as things happen, folded into self.rec by `finish`
         self.step_log: list[tuple] = []
         self._stage_costs: dict[tuple[str, int | None], list] = {}
@@ -532,7 +584,12 @@ class SimModel:
             shards = range(S) if shard is None else [shard]
             got = []
             for k in range(self.stages):
-                per = [self.costs.op(op, self.topo.part_numels[k][s]) if self.topo.part_numels[k][s] else 0.0 for s in shards]
+                per = [
+                    self.costs.op(op, self.topo.part_numels[k][s])
+                    if self.topo.part_numels[k][s]
+                    else 0.0
+                    for s in shards
+                ]
                 got.append(per if shard is None else per[0])
             self._stage_costs[key] = got
         return got

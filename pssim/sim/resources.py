@@ -70,7 +70,9 @@ class Network:
     egress, 2e+1 its ingress, the last one the fabric.
     """
 
-    def __init__(self, env: simpy.Environment, scn: Scenario, n_procs: int, costs: CostModel) -> None:
+    def __init__(
+        self, env: simpy.Environment, scn: Scenario, n_procs: int, costs: CostModel
+    ) -> None:
         S = scn.cluster.servers.count
         bw_w = scn.cluster.workers.nic.bytes_per_s
         bw_s = scn.cluster.servers.nic.bytes_per_s
@@ -118,10 +120,16 @@ class Network:
         a, b = src >= self.n_procs, dst >= self.n_procs
         return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
 
-    def enable_endpoint_cpu(self, procs: Processors, send_cost: list[Any], recv_cost: list[Any], core_of: list[int | None],
-                            arbiter: tuple[int, Any] | None = None,
-                            busy_cost: tuple[Any, Any] | None = None,
-                            arbiter_by_sleep: Sequence[tuple[float, float]] = ()) -> None:
+    def enable_endpoint_cpu(
+        self,
+        procs: Processors,
+        send_cost: list[Any],
+        recv_cost: list[Any],
+        core_of: list[int | None],
+        arbiter: tuple[int, Any] | None = None,
+        busy_cost: tuple[Any, Any] | None = None,
+        arbiter_by_sleep: Sequence[tuple[float, float]] = (),
+    ) -> None:
         """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core and
         `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
         transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority.
@@ -313,7 +321,10 @@ class Network:
         src_l = src if isinstance(src, list) else [src]
         dst_l = dst if isinstance(dst, list) else [dst]
         k = max(len(src_l), len(dst_l))
-        return np.array([self.resources(src_l[i % len(src_l)], dst_l[i % len(dst_l)]) for i in range(k)], dtype=np.int64)
+        return np.array(
+            [self.resources(src_l[i % len(src_l)], dst_l[i % len(dst_l)]) for i in range(k)],
+            dtype=np.int64,
+        )
 
     # ------------------------------------------------------------------------- fluid driver
     def _recompute(self, _ev: simpy.Event) -> None:
@@ -449,15 +460,21 @@ class SharedProcessor:
     def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
         self.env = env
         self.name = name
-        self.quantum = quantum_s  # > 0: one job of a class at a time, compute in turns of a slice (class doc)
+        self.quantum = (
+            quantum_s  # > 0: one job of a class at a time, compute in turns of a slice (class doc)
+        )
         # [standalone seconds left, event, priority, slice left], in arrival order (a COMPUTE job
         # whose slice ran out goes to the back; one running on alone past it has _UNPROTECTED)
         self.jobs: list[list[Any]] = []
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
-        self._holder: list[Any] | None = None  # the compute job that had the core when last armed (in `jobs`)
+        self._holder: list[Any] | None = (
+            None  # the compute job that had the core when last armed (in `jobs`)
+        )
 
-    def run(self, work_s: float, priority: int = ORDINARY, turn: float | None = None) -> simpy.Event:
+    def run(
+        self, work_s: float, priority: int = ORDINARY, turn: float | None = None
+    ) -> simpy.Event:
         """A job of `work_s` seconds of standalone work of class `priority`; with `turn`, one
         whose thread goes on from its job of the same class that just ended, with `turn` seconds
         of that slice left: it runs first (see the class doc; none left: it queues like the rest).
@@ -563,8 +580,14 @@ class Processors:
     """Devices and host cores; one a single process uses runs its jobs as plain timeouts, a shared
     one is a SharedProcessor (priority classes, compute in turns of the scheduler's slice)."""
 
-    def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement, overlapping: bool = False,
-                 cpu_slice_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        scn: Scenario,
+        place: Placement,
+        overlapping: bool = False,
+        cpu_slice_s: float = 0.0,
+    ) -> None:
         """`overlapping`: a process may run several jobs at once on its core (its receiver
         threads' message work beside its main thread), so every core is shared. `cpu_slice_s`:
         the OS scheduler's slice, with which compute jobs take turns on a shared core (0: they
@@ -609,12 +632,19 @@ class Processors:
         self.role_work: dict[int, float] = {}  # ... by the process (endpoint) whose work it is
         self.shared: list[SharedProcessor | None] = [
             SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0)
-            if len(users[r]) > 1 or (overlapping and r < n_cores) else None
+            if len(users[r]) > 1 or (overlapping and r < n_cores)
+            else None
             for r in range(len(names))
         ]
 
-    def run(self, res: int | None, work_s: float, priority: int = ORDINARY,
-            after: simpy.Event | None = None, who: int | None = None) -> simpy.Event:
+    def run(
+        self,
+        res: int | None,
+        work_s: float,
+        priority: int = ORDINARY,
+        after: simpy.Event | None = None,
+        who: int | None = None,
+    ) -> simpy.Event:
         """An event that fires when `work_s` seconds of standalone work of class `priority`
         (ARBITER, ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`. `after`: the
         job the same thread ran just before; if it was a compute job on the same core that ended
@@ -637,6 +667,13 @@ class Processors:
         if sp is None:
             return self.env.timeout(work_s)
         turn = getattr(after, "turn", None)
-        if turn is not None and turn[0] is sp and turn[1] == self.env.now and (turn[3] == COMPUTE or priority == ORDINARY):
-            return sp.run(work_s, turn[3], turn[2])  # after compute, a compute job; after woken work, woken work
+        if (
+            turn is not None
+            and turn[0] is sp
+            and turn[1] == self.env.now
+            and (turn[3] == COMPUTE or priority == ORDINARY)
+        ):
+            return sp.run(
+                work_s, turn[3], turn[2]
+            )  # after compute, a compute job; after woken work, woken work
         return sp.run(work_s, priority)
