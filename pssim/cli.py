@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="run the simulator on a scenario")
     p.add_argument("file")
+    p.add_argument(
+        "--here",
+        action="store_true",
+        help="predict the run psreal makes of the scenario on this machine (its cores, scheduler "
+        "and transport, from the cached profile) instead of the cluster the scenario describes",
+    )
     p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.add_argument(
@@ -195,7 +201,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.runs < 1:
             print(f"error: --runs: must be >= 1 (got {args.runs})", file=sys.stderr)
             return 2
-        folder, summary = run_sim(scn, args.out, runs=args.runs)
+        view = "here" if args.here else "target"
+        folder, summary = run_sim(scn, args.out, runs=args.runs, view=view)
         if not args.quiet:
             print_summary(summary, folder)
         return 0
@@ -252,12 +259,38 @@ def print_summary(summary: dict[str, Any], folder: Any) -> None:
         )
     if "final_loss" in summary:
         rows.append(("final loss", f"{summary['final_loss']:.4f}"))
+    if "view" in summary:
+        rows += _view_rows(summary)
     rows.append(("wall time", f"{summary['wall_time_s']:.2f} s"))
     for k, v in rows:
         t.add_row(k, v)
     c = Console()
     c.print(t)
     c.print(f"results: {folder}")
+
+
+def _view_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a simulator summary says of its view and of where its costs came from."""
+    views = {
+        "target": "target cluster (nothing of this machine)",
+        "here": "this machine, as psreal runs the scenario (--here)",
+    }
+    rows = [("view", views.get(summary["view"], summary["view"]))]
+    for k, v in (summary.get("cost_sources") or {}).items():
+        rows.append((f"{k.replace('_', ' ')} from", str(v)))
+    host = summary.get("host_model")
+    if host:
+        cap = host["transport_cap_bytes_per_s"]
+        rows.append(
+            (
+                "host model",
+                f"{host['cores']} cores, slice {host['cpu_slice_s'] * 1e3:.2f} ms, "
+                f"{len(host['per_message_cpu'])} message ops"
+                + (f", transport cap {cap / 1e9:.2f} GB/s" if cap else "")
+                + (", arbiter" if host["arbiter"] else ""),
+            )
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -311,7 +311,7 @@ def profile_self_check(
             "compute": {**scn_data.get("compute", {}), "step_time_s": None, "profile": str(path)},
         }
         scn = scenario_from_dict(data, "<compared>")
-        costs, cal = build_costs(scn), calibration_scenario(scn)
+        costs, cal = build_costs(scn, view="here"), calibration_scenario(scn)
         sims = [
             summarize(cal, *simulate(cal, costs, draw=k))["throughput_samples_per_s"]
             for k in range(draws)
@@ -940,7 +940,7 @@ def _compare_one(
     with progress.status(f"{tag}: simulator"):
         try:
             t0 = time.perf_counter()
-            run_sim(scn, out, runs=args.sim_runs)
+            run_sim(scn, out, runs=args.sim_runs, view="here")
             progress.line(f"{tag}: sim   done ({time.perf_counter() - t0:.1f} s)")
         except Exception as exc:  # a simulator bug must not lose the other scenarios' results
             sim_ok = False

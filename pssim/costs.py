@@ -16,7 +16,7 @@ contention the simulator predicts is the contention the real backend experiences
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .catalog import DeviceEntry, load_catalog, roofline_s
 from .profile import PARTITIONED_OPS, LinearCost, Profile, find_profile, linux_base_slice_s
@@ -84,27 +84,80 @@ def placement(scn: Scenario, cores: int | None, gpus: int | None = None) -> Plac
     return Placement(n_dev, dev, core_p, core_s, cores)
 
 
+# The two views of section 9 of the design: the cluster the scenario describes, and the run
+# psreal makes of it on the machine that runs pssim (with the host model)
+TARGET, HERE = "target", "here"
+VIEWS = (TARGET, HERE)
+
+
+def device_costs(profile: Profile) -> dict[str, LinearCost]:
+    """What a profile measured of the device itself: the host ops of `OPS` at their measured cost
+    per element. Their fixed costs per call and per partition (interpreter and scheduler time on
+    the profiling host), the transport's per-message CPU, the arbiter, the core count and the
+    scheduler slice belong to the host model (`CostModel.host_model`), not to a target cluster."""
+    return {k: LinearCost(b=f.b) for k, f in profile.ops.items() if k in OPS}
+
+
+def profile_matches_device(scn: Scenario, profile: Profile) -> bool:
+    """Whether `profile` measured the device the scenario's workers compute on: a CPU profile for
+    CPU workers; for GPU workers, a profile of the catalog GPU the scenario names (its name in
+    the profile's device name), or of any GPU when the scenario names none."""
+    if scn.cluster.workers.device == "cpu":
+        return profile.device_name == "cpu"
+    gpu = scn.cluster.workers.gpu
+    if gpu is None:
+        return profile.device_name != "cpu"
+    token = gpu.split("-")[0].lower()
+    return token in profile.device_name.lower()
+
+
 @dataclass(frozen=True)
 class CostModel:
+    """Every cost one simulation pays, resolved once from the scenario (`build_costs`).
+
+    The host model (section 9 of the design: this machine's cores, scheduler slice, per-message
+    CPU, loopback transport cap and link arbiter) is set only in the HERE view, from a profile;
+    in the TARGET view `cores` is None and the rest are zero or empty, so none of it enters.
+    """
+
     source: str  # where compute times come from: step_time_s | profile:<path> | roofline:<entry>
     compute_s: float  # whole model, batch_size, one uncontended device, fwd+bwd
     stage_fwd_s: tuple[float, ...]  # per stage, one microbatch
     stage_bwd_s: tuple[float, ...]
     ops: dict[str, LinearCost]
-    msg_overhead_s: float
-    cores: int | None
-    transport_bytes_per_s: float | None = None  # host transport bound per message (profiles only)
-    cpu_slice_s: float = (
-        0.0  # the OS scheduler's slice on shared cores (profiles only; 0: pure sharing)
-    )
+    msg_overhead_s: float  # host model: critical-path time of a message beyond its link time
+    cores: int | None  # host model: the cores psreal's processes share (None: one each)
+    transport_bytes_per_s: float | None = None  # host model: the transport's bound per message
+    cpu_slice_s: float = 0.0  # host model: the OS scheduler's slice on shared cores (0: none)
     compute_samples_s: tuple[float, ...] = ()  # measured step timings (profiles only)
-    gpus: int | None = None
+    gpus: int | None = None  # host model: CUDA devices the logical devices map onto
     profile_path: str | None = None
     notes: list[str] = field(default_factory=list)
     per_partition: frozenset[str] = frozenset({"worker_unpack"})
-    arbiter_pass_s: tuple[
-        tuple[float, float], ...
-    ] = ()  # the arbiter's CPU per pass by its sleep before (profiles only)
+    # host model: the arbiter's CPU per pass by the sleep before it
+    arbiter_pass_s: tuple[tuple[float, float], ...] = ()
+    view: str = "target"  # TARGET | HERE
+    ops_source: str = "catalog:cpu"  # where the host ops' costs come from
+
+    def host_model(self) -> dict[str, Any] | None:
+        """The host model's components that enter this simulation (None: none, the target view).
+        `per_message_cpu` lists the profile's message ops charged at each end."""
+        if self.cores is None:
+            return None
+        msg_ops = sorted(k for k in self.ops if k.startswith("msg_") or k == "arbiter")
+        return {
+            "cores": self.cores,
+            "gpus": self.gpus,
+            "cpu_slice_s": self.cpu_slice_s,
+            "per_message_cpu": msg_ops,
+            "msg_overhead_s": self.msg_overhead_s,
+            "transport_cap_bytes_per_s": self.transport_bytes_per_s,
+            "arbiter": "arbiter" in self.ops,
+        }
+
+    def cost_sources(self) -> dict[str, str]:
+        """Where each kind of cost came from, for summary.json and the printed table."""
+        return {"compute": self.source, "host_ops": self.ops_source}
 
     def op(self, name: str, part_numels: list[int] | tuple[int, ...]) -> float:
         return op_cost(self.ops[name], name in self.per_partition, part_numels)
@@ -199,12 +252,21 @@ def build_costs(
     profile_path: str | None = None,
     entry: DeviceEntry | None = None,
     entry_name: str | None = None,
+    view: str = TARGET,
 ) -> CostModel:
-    """Resolve every cost the simulator needs for this scenario.
+    """Resolve every cost the simulator needs for this scenario, in one of two views.
 
-    `entry` (any catalog's device, named `entry_name`) replaces the built-in catalog entry for the
-    roofline and means: no profile (`pssim plan` on hardware the user does not own).
+    `view` TARGET (the default: `pssim simulate`, `sweep`, `plan`) predicts the cluster the
+    scenario describes: a profile enters only as what it measured of the device (compute per
+    step, the host ops' cost per element; `device_costs`), and only where it is a profile of the
+    scenario's device (`profile_matches_device`); nothing of the machine that runs pssim does.
+    `view` HERE (`pssim simulate --here`, `pssim compare`) predicts the run psreal makes on this
+    machine: the profile's host model too (`HostCosts`). `entry` (any catalog's device, named
+    `entry_name`) replaces the built-in catalog entry for the roofline and means: no profile
+    (`pssim plan` on hardware the user does not own).
     """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS} (got {view!r})")
     notes: list[str] = []
     if (
         profile is None
@@ -213,6 +275,12 @@ def build_costs(
         and entry is None
     ):
         profile, profile_path = find_profile(scn)
+    if profile is not None and view == TARGET and not profile_matches_device(scn, profile):
+        notes.append(
+            f"profile {profile_path} measured {profile.device_name}, not the scenario's "
+            f"{_entry_name(scn)}: the target view uses the catalog's roofline"
+        )
+        profile, profile_path = None, None
     wl = build_workload(scn.model)
     B, M, P = scn.training.batch_size, scn.pipeline.microbatches, scn.pipeline.stages
     entry_name = entry_name or _entry_name(scn)
@@ -242,20 +310,28 @@ def build_costs(
         raise ValueError(f"profile has {len(sf)} stages, scenario {P}")
 
     ops = _catalog_ops(scn)
+    ops_source = "catalog:cpu"
     msg_overhead = 0.0
     cores = gpus = transport = None
     cpu_slice = 0.0
     samples: tuple[float, ...] = ()
     arbiter_pass: tuple[tuple[float, float], ...] = ()
-    if profile is not None:
+    if profile is not None and view == TARGET:
+        ops.update(device_costs(profile))
+        ops_source = f"profile:{profile_path} (cost per element)"
+        samples = tuple(profile.compute_samples_s)
+    elif profile is not None:
         arbiter_pass = tuple((float(g), float(c)) for g, c in profile.arbiter_pass_s)
         ops.update(profile.ops)
+        ops_source = f"profile:{profile_path}"
         msg_overhead = profile.msg_overhead_s
         cores, gpus = profile.cores, profile.gpus
         cpu_slice = profile.cpu_slice_s or linux_base_slice_s(profile.cores)
         transport = profile.transport_bytes_per_s
         samples = tuple(profile.compute_samples_s)
     return CostModel(
+        view=view,
+        ops_source=ops_source,
         source=source,
         compute_s=compute_s,
         stage_fwd_s=sf,

@@ -167,7 +167,8 @@ def host_id() -> str:
 
 
 def profile_key(scn: Scenario, device: str | None = None) -> dict[str, Any]:
-    """What a profile depends on: host, device kind, model, batch, pipeline cut, wire format, optimiser."""
+    """What a profile depends on: host, device kind, model, batch, pipeline cut, wire format,
+    optimiser and link emulation."""
     return {
         "v": PROFILE_VERSION,
         "host": host_id(),
@@ -177,6 +178,8 @@ def profile_key(scn: Scenario, device: str | None = None) -> dict[str, Any]:
         "pipeline": [scn.pipeline.stages, scn.pipeline.microbatches, scn.pipeline.partition],
         "communication": scn.communication.model_dump(mode="json"),
         "optimizer": scn.training.optimizer.model_dump(mode="json"),
+        # the per-message costs depend on how psreal emulates the links (its arbiter, or tc)
+        "emulation": scn.cluster.network.emulation,
     }
 
 

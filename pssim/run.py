@@ -15,9 +15,14 @@ if TYPE_CHECKING:
 
 
 def run_sim(
-    scn: Scenario, out: str | Path, costs: CostModel | None = None, runs: int = 1
+    scn: Scenario,
+    out: str | Path,
+    costs: CostModel | None = None,
+    runs: int = 1,
+    view: str = "target",
 ) -> tuple[Path, dict[str, Any]]:
-    """Simulate `scn` and write OUT/<scenario>/sim/.
+    """Simulate `scn` and write OUT/<scenario>/sim/, in `view` (`pssim.costs.build_costs`: the
+    target cluster, or "here", the run psreal makes on this machine) unless `costs` are given.
 
     With `runs` > 1 the simulator runs that many times, each with its own draw of the compute's
     natural step-to-step variation (`pssim.draws.natural_factors`; draw 0 is the plain run), and
@@ -32,7 +37,7 @@ def run_sim(
 
     if runs < 1:
         raise ValueError(f"runs must be >= 1 (got {runs})")
-    costs = costs or build_costs(scn)
+    costs = costs or build_costs(scn, view=view)
     n = runs if costs.compute_samples_s else 1
     done = []
     for k in range(n):
