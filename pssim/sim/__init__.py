@@ -1,9 +1,12 @@
 """pssim's discrete-event model: `simulate(scenario)` -> (Records, extra keys for summary.json).
 
-The entities live in `model.py` (Worker, ServerShard) and `resources.py` (Network, Processors).
-This module derives the topology (who talks to which shard, message sizes) from the shared
-sharding plan, builds the entities, runs SimPy to the end of the last step and collects what the
-records alone cannot say (simulated time, SimPy event and message counts, modelled peak memory).
+The entities live in `model.py` (Worker, ServerShard), the target cluster's links and devices in
+`resources.py` (Network, Processors) and the host model, which the HERE view adds for psreal's
+run on this machine, in `host.py`. This module derives the topology (who talks to which shard,
+message sizes) from the shared sharding plan, builds the entities on the resources the cost
+model's view asks for (`build_resources`), runs SimPy to the end of the last step and collects
+what the records alone cannot say (simulated time, SimPy event and message counts, modelled peak
+memory, the view and where the costs came from).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from .. import wire
-from ..costs import CostModel, build_costs, placement, stage_unit_bounds
+from ..costs import CostModel, Placement, build_costs, link_layout, placement, stage_unit_bounds
 from ..pipeline import schedule as make_schedule
-from ..records import Records, cpu_seconds_by_role
+from ..records import Records
 from ..sharding import plan_shards
 from ..workload import DTYPE_BYTES, build_workload
+from .host import build_host
 from .model import SimModel, Topology
 from .resources import Network, Processors
 
@@ -95,28 +99,15 @@ def modelled_peak_memory(
     return out
 
 
-def _cpu_seconds(procs: Processors) -> dict[str, float]:
-    """Modelled CPU seconds per core over the run (as psreal reports them), the arbiter's apart."""
-    if not procs.n_cores:
-        return {}
-    out = {f"core{c}": w for c, w in enumerate(procs.cpu_work) if w > 0}
-    if procs.arbiter_work:
-        out["arbiter"] = procs.arbiter_work
-    return out
-
-
-def _cpu_seconds_by_role(procs: Processors, n_procs: int) -> dict[str, float]:
-    """Modelled CPU seconds per process (as psreal reports them): `worker<p>` for worker process
-    p, `server<s>` for shard s; message CPU is its end's process's, the arbiter's is not here."""
-    if not procs.n_cores:
-        return {}
-    return cpu_seconds_by_role(
-        {
-            (("worker", e) if e < n_procs else ("server", e - n_procs)): w
-            for e, w in procs.role_work.items()
-            if w > 0
-        }
-    )
+def build_resources(
+    env: simpy.Environment, scn: Scenario, costs: CostModel, place: Placement, n_procs: int
+) -> tuple[Network, Processors]:
+    """The links and devices a simulation runs on: the target cluster's, or, where the costs
+    carry a host model (the HERE view), psreal's run on this host (`pssim.sim.host`)."""
+    layout = link_layout(scn, n_procs)
+    if costs.host_model() is None:
+        return Network(env, layout), Processors(env, scn, place)
+    return build_host(env, scn, costs, place, layout)
 
 
 def simulate(
@@ -138,36 +129,7 @@ def simulate(
     ]
 
     env = simpy.Environment()
-    net = Network(env, scn, topo.n_procs, costs)
-    endpoint_cpu = costs.cores is not None and ("msg_send" in costs.ops or "msg_recv" in costs.ops)
-    procs = Processors(env, scn, place, overlapping=endpoint_cpu, cpu_slice_s=costs.cpu_slice_s)
-    if endpoint_cpu:
-        zero = type(costs.ops.get("msg_send") or costs.ops["msg_recv"])()
-        # psreal pins the link arbiter to the last core, at real-time priority
-        arbiter = (
-            (place.cores - 1, costs.ops["arbiter"])
-            if "arbiter" in costs.ops and place.cores
-            else None
-        )
-        send, recv = costs.ops.get("msg_send", zero), costs.ops.get("msg_recv", zero)
-        # a server's end of a message may cost it differently (its threads, its inbox)
-        send_s, recv_s = (
-            costs.ops.get("msg_send_server", send),
-            costs.ops.get("msg_recv_server", recv),
-        )
-        n = topo.n_procs
-        busy = None
-        if "msg_send_busy" in costs.ops and "msg_recv_busy" in costs.ops:
-            busy = (costs.ops["msg_send_busy"], costs.ops["msg_recv_busy"])
-        net.enable_endpoint_cpu(
-            procs,
-            [send] * n + [send_s] * len(procs.server_res),
-            [recv] * n + [recv_s] * len(procs.server_res),
-            [*procs.host_res, *procs.server_res],
-            arbiter,
-            busy,
-            costs.arbiter_pass_s,
-        )
+    net, procs = build_resources(env, scn, costs, place, topo.n_procs)
     model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs, draw)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)
@@ -196,8 +158,8 @@ def simulate(
         "cost_sources": costs.cost_sources(),
         "host_model": costs.host_model(),
         "peak_memory_bytes": modelled_peak_memory(scn, bounds, topo),
-        "cpu_seconds": _cpu_seconds(procs),
-        "cpu_seconds_by_role": _cpu_seconds_by_role(procs, topo.n_procs),
+        "cpu_seconds": procs.cpu_seconds(),
+        "cpu_seconds_by_role": procs.cpu_seconds_by_role(),
         "wall_time_s": time.perf_counter() - wall0,
     }
     if costs.profile_path:

@@ -1,27 +1,28 @@
-"""SimPy resources of the model: fluid-shared NICs and fabric (`Network`) and devices and cores (`Processors`).
+"""SimPy resources of the target cluster: fluid-shared NICs and fabric (`Network`) and devices
+(`Processors`).
 
 `Network` wraps a `FluidSystem` over every NIC direction (and the fabric) and keeps the SimPy
 clock and the fluid state in step: a message start queues a flow and, once per instant, one
 recompute runs at the *end* of that instant (a SimPy event of lower priority than every ordinary
 event due then, so all messages started at one instant share one recompute), and a timer fires at
 the next completion. A message from a to b crosses a's egress, b's ingress and the fabric if any,
-and is delivered `latency + per-message overhead` after its last byte drains (DESIGN.md section 4:
-each message pays its latency once); deliveries due at the same instant share one SimPy timeout
-and run in the order the messages were sent. A receiver that wants to act once on everything
-that arrives at one instant asks for `after_arrivals`.
+and is delivered `latency` after its last byte drains (DESIGN.md section 4: each message pays its
+latency once); deliveries due at the same instant share one SimPy timeout and run in the order
+the messages were sent. A receiver that wants to act once on everything that arrives at one
+instant asks for `after_arrivals`.
 
-With a measured profile, a message also costs CPU at both ends (gloo's and the kernel's copies,
-psreal's threads): `msg_send(bytes)` on the sender's core and `msg_recv(bytes)` on the receiver's,
-as processor-sharing jobs that run while its bytes cross the links. The message is delivered when
-the links have delivered it and both ends have done that work (`enable_endpoint_cpu`); its
-receiver sees it once its thread gets its core (`Network.hand_over`: where a compute job holds
-the core, when that job's turn of one scheduler slice ends).
+`Processors` models each device as an egalitarian processor-sharing server with priority classes
+(`SharedProcessor`: n jobs of the most urgent class on one each get 1/n of it), exactly the
+max-min allocation of single-resource flows, computed per resource. A device only one process
+ever uses (a worker's own GPU) can never hold two jobs at once, since a process runs its jobs one
+after another, so its job is a plain timeout.
 
-`Processors` models each device and core as an egalitarian processor-sharing server (n jobs on one
-each get 1/n of it): exactly the max-min allocation of single-resource flows, computed per
-resource. A resource only one process ever uses (a worker's own device, a server's own core) can
-never hold two jobs at once, since a process runs its jobs one after another, so its job is a
-plain timeout.
+This is the whole model of the target cluster. The run psreal makes on *this* machine adds the
+host model (`pssim.sim.host`): its cores, the OS scheduler's slice, each message's CPU at both
+ends, the transport's cap and psreal's link arbiter. It plugs in by subclassing the three
+classes here through their hooks: `Network.hand_over`, `Network.continues`,
+`Network._completed`, `SharedProcessor`'s `_left`, `_ended` and `_no_job_ended`, and
+`Processors.run`'s `after` and `who` (which the target cluster ignores).
 """
 
 from __future__ import annotations
@@ -34,10 +35,9 @@ import simpy
 from simpy.core import NORMAL
 
 from ..fluid import _DONE_TOL_S, FluidSystem
-from ..profile import sleep_bin
 
 if TYPE_CHECKING:
-    from ..costs import CostModel, Placement
+    from ..costs import LinkLayout, Placement
     from ..scenario import Scenario
 
 # A message is a tuple or list: (delay after the last byte, deliver function, payload...); the
@@ -59,7 +59,8 @@ def at_end_of_instant(env: simpy.Environment, fn: Callable[[simpy.Event], None])
     env.schedule(ev, END_OF_INSTANT)
 
 
-# Priority classes of work on a shared core or device (a lower number runs first; SharedProcessor)
+# Priority classes of work on a shared core or device (a lower number runs first; SharedProcessor).
+# ARBITER is psreal's link arbiter on this host's cores (pssim.sim.host).
 ARBITER, ORDINARY, COMPUTE = 0, 1, 2
 
 
@@ -67,34 +68,24 @@ class Network:
     """Full-duplex NICs for every worker process and server, and the optional fabric.
 
     Endpoints are ints: worker processes 0..P-1, servers P..P+S-1. Resource 2e is endpoint e's
-    egress, 2e+1 its ingress, the last one the fabric.
+    egress, 2e+1 its ingress, the last one the fabric (`pssim.costs.LinkLayout`). `overhead_s`
+    is added to every message's latency and `cap_bytes_per_s` bounds every message's rate: both
+    are the host model's (`pssim.sim.host.HostNetwork`); a target cluster has neither.
     """
 
     def __init__(
-        self, env: simpy.Environment, scn: Scenario, n_procs: int, costs: CostModel
+        self,
+        env: simpy.Environment,
+        layout: LinkLayout,
+        overhead_s: float = 0.0,
+        cap_bytes_per_s: float = np.inf,
     ) -> None:
-        S = scn.cluster.servers.count
-        bw_w = scn.cluster.workers.nic.bytes_per_s
-        bw_s = scn.cluster.servers.nic.bytes_per_s
-        caps, names = [], []
-        for p in range(n_procs):
-            caps += [bw_w, bw_w]
-            names += [f"worker{p}.egress", f"worker{p}.ingress"]
-        for s in range(S):
-            caps += [bw_s, bw_s]
-            names += [f"server{s}.egress", f"server{s}.ingress"]
-        self.fabric: int | None = None
-        if scn.cluster.network.fabric_gbps:
-            self.fabric = len(caps)
-            caps.append(scn.cluster.network.fabric_gbps * 125e6)
-            names.append("fabric")
         self.env = env
-        self.n_procs = n_procs
-        self.sys = FluidSystem(caps, names)
-        lw = scn.cluster.workers.nic.latency_us * 1e-6
-        ls = scn.cluster.servers.nic.latency_us * 1e-6
-        ov = costs.msg_overhead_s
-        # a message pays the larger endpoint latency once (costs.message_latency_s), plus overhead
+        self.n_procs = layout.n_procs
+        self.fabric: int | None = layout.fabric
+        self.sys = FluidSystem(layout.caps, layout.names)
+        lw, ls, ov = layout.lat_w, layout.lat_s, overhead_s
+        # a message pays the larger endpoint latency once (LinkLayout.delay_of)
         self.delay_w2w = lw + ov
         self.delay_w2s = max(lw, ls) + ov
         self.delay_s2s = ls + ov
@@ -107,9 +98,7 @@ class Network:
         self._due: dict[float, list[Message]] = {}
         self.messages = 0
         self._hooks: list[Callable[[], None]] = []
-        # a profile says how fast the host's transport moves one message at most: a message
-        # emulated faster than that takes the host's time (psreal cannot deliver sooner)
-        self.cap = costs.transport_bytes_per_s or np.inf
+        self.cap = cap_bytes_per_s
 
     def resources(self, src: int, dst: int) -> tuple[int, ...]:
         if self.fabric is None:
@@ -120,186 +109,22 @@ class Network:
         a, b = src >= self.n_procs, dst >= self.n_procs
         return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
 
-    def enable_endpoint_cpu(
-        self,
-        procs: Processors,
-        send_cost: list[Any],
-        recv_cost: list[Any],
-        core_of: list[int | None],
-        arbiter: tuple[int, Any] | None = None,
-        busy_cost: tuple[Any, Any] | None = None,
-        arbiter_by_sleep: Sequence[tuple[float, float]] = (),
-    ) -> None:
-        """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core and
-        `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
-        transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority.
-        With `busy_cost` = (send, recv): an end whose thread is still working on another message
-        (awake, its caches warm) pays that cheaper cost instead, whatever its role: a process
-        sends from one thread, and receives from each peer in a thread of that peer's own, so a
-        send is cheap while the sender sends another, a receive while the receiver takes another
-        message from the same peer. Each of those threads handles one message at a time. With
-        `arbiter_by_sleep` ((longest sleep, CPU seconds) by increasing sleep), a pass of the
-        arbiter costs what the profile measured for a pass after as long a sleep since its last
-        (its caches go cold while it sleeps), else the `arbiter` cost's `a` whatever the sleep."""
-        self._cpu = (procs, send_cost, recv_cost, core_of, arbiter)
-        self._arb_sleep = tuple(g for g, _ in arbiter_by_sleep)
-        self._arb_cpu = tuple(c for _, c in arbiter_by_sleep)
-        self._busy_cost = busy_cost
-        # each thread's latest CPU job: a message's (`_end_job`), or the one it `continues` from
-        self._last_job: dict[Any, simpy.Event] = {}
-        # where a compute job holds an endpoint's core, what waits for its thread (`hand_over`)
-        self._core_of_ep = [procs.shared[c] if c is not None else None for c in core_of]
-        self._pending = [None] * len(core_of)
-
-    _cpu: tuple | None = None
-    _busy_cost: tuple[Any, Any] | None = None
-    _pending: list[list[tuple[Callable[[Any], None], Any]] | None] | None = None
-
     def hand_over(self, ep: int, fn: Callable[[Any], None], msg: Any) -> None:
-        """Run `fn(msg)` once endpoint `ep`'s thread gets its core: at once, unless a compute job
-        holds that core (`SharedProcessor.turn_left`), then when that job's turn ends, together
-        with, and after, everything handed to `ep` meanwhile.
-
-        In psreal a delivered message reaches a role's main thread through a second wake-up (gloo's
-        or the control client's thread reads it, then wakes the role's), and on a core that runs a
-        compute-bound thread that wake-up waits for the compute thread's slice to end
-        (benchmarks/busy_core_latency.py: 0.5 ms after the send beside no compute loop, 1.3 ms
-        beside one). Without endpoint CPU (no profile, no cores) it is at once."""
-        pending = self._pending
-        if pending is None:
-            fn(msg)
-            return
-        batch = pending[ep]
-        if batch is not None:
-            batch.append((fn, msg))
-            return
-        sp = self._core_of_ep[ep]
-        wait = sp.turn_left() if sp is not None else 0.0
-        if wait <= 0.0:
-            fn(msg)
-            return
-        pending[ep] = [(fn, msg)]
-        self.env.timeout(wait, ep).callbacks.append(self._handed_over)  # type: ignore[union-attr]
-
-    def _handed_over(self, ev: simpy.Event) -> None:
-        ep = ev._value
-        batch, self._pending[ep] = self._pending[ep], None  # type: ignore[index]
-        for fn, msg in batch:  # type: ignore[union-attr]
-            fn(msg)
-        self._run_hooks()
+        """Run `fn(msg)` once endpoint `ep`'s thread can see it: at once in a target cluster."""
+        fn(msg)
 
     def continues(self, ep: int, job: simpy.Event) -> None:
-        """Endpoint `ep`'s sending thread is the one that runs `job` (a worker's packing, on its
-        main thread): the messages it sends next start as `job` ends, and so continue its turn
-        on the core (`Processors.run`'s `after`)."""
-        if self._cpu is not None:
-            self._last_job[ep] = job
+        """Endpoint `ep`'s sending thread is the one that runs `job`: nothing to a target
+        cluster (the host model's threads keep their core, `pssim.sim.host`)."""
 
-    def _end_job(self, ep: int, cost: Any, nbytes: float, thread: Any) -> simpy.Event:
-        """The CPU job of one message end at endpoint `ep`, handled by `thread` (an endpoint's
-        sending thread, or (endpoint, peer): its receiving thread for that peer). A thread
-        handles one message at a time: the job starts once the thread's previous one has ended
-        (a shard's replies to four pulls go out one after another, not all four at a quarter of
-        the speed). A job that starts as the thread's previous one ends continues that one's
-        turn on the core (`Processors.run`): a worker's pushes, sent straight after its packing,
-        take turns with its core-mates' computation like the computation itself."""
-        procs, core, work = self._cpu[0], self._cpu[3][ep], cost(nbytes)  # type: ignore[index]
-        before = self._last_job.get(thread)
-        if before is None or before.processed:
-            ev = procs.run(core, work, after=before, who=ep)
-        else:  # queued behind the thread's previous message
-            ev = simpy.Event(self.env)
-
-            def start(_e: simpy.Event) -> None:
-                job = procs.run(core, work, after=before, who=ep)
-                job.callbacks.append(lambda _j: _pass_turn(_j, ev).succeed())  # type: ignore[union-attr]
-
-            before.callbacks.append(start)  # type: ignore[union-attr]
-        self._last_job[thread] = ev
-        return ev
-
-    def _awake(self, thread: Any) -> bool:
-        """Whether `thread` is still working on a message (its jobs run one after another, so
-        it is while its latest has not ended)."""
-        ev = self._last_job.get(thread)
-        return ev is not None and not ev.processed
-
-    def _gated(self, res: Sequence[int], nbytes: float, msg: Message) -> Message:
-        """The fluid message for `msg` when both ends also pay CPU: `msg` is delivered once the
-        link part (bytes + delay) and both CPU jobs are done."""
-        _, send_cost, recv_cost, _, arbiter = self._cpu  # type: ignore[misc]
-        src, dst = int(res[0]) // 2, (int(res[1]) - 1) // 2
-        busy = self._busy_cost
-        # the cheap cost where the thread that handles this end is awake with another message:
-        # a process sends from its main thread, and receives each peer's messages in a thread of
-        # that peer's own (psreal.transport.Transport.receive_from)
-        awake = self._awake
-        send = busy[0] if busy is not None and awake(src) else send_cost[src]
-        recv = busy[1] if busy is not None and awake((dst, src)) else recv_cost[dst]
-        jobs = [self._end_job(src, send, nbytes, src), self._end_job(dst, recv, nbytes, (dst, src))]
-        if arbiter is not None:
-            self._arbiter_wake(start=True)
-        gate = [len(jobs) + 1, msg]
-        for ev in jobs:
-            ev.callbacks.append(lambda _e, g=gate: self._gate_part(g))  # type: ignore[union-attr]
-        return (msg[0], self._gate_link_done, gate)
-
-    _arb_at = -1.0
-    _arb_end = float("-inf")  # when its latest pass ended
-    _arb_sleep: tuple[float, ...] = ()
-    _arb_cpu: tuple[float, ...] = ()
-    _arb_busy = False  # a pass of the arbiter's loop is running
-    _arb_pending = False  # something arrived meanwhile: one more pass once it ends
-
-    def _arbiter_wake(self, start: bool = False) -> None:
-        """psreal's link arbiter handles everything due at one instant in one pass of its loop:
-        one pass of CPU (measured per wake-up) at real-time priority on its core. What arrives
-        while a pass runs waits for the next one, which then handles all of it at once. A
-        message's START (`start`) is a write of its sender to the arbiter's socket: of several
-        sent at one instant, the first wakes the arbiter and the others arrive while it handles
-        that one, so they take one more pass (completions and deliveries that fall due at one
-        instant, which the arbiter computes itself, share a pass)."""
-        now = self.env._now
-        if now == self._arb_at:
-            if start and self._arb_busy:
-                self._arb_pending = True
-            return
-        if self._arb_busy:
-            self._arb_pending = True
-            return
-        self._arb_pass(now)
-
-    def _arb_pass(self, now: float) -> None:
-        self._arb_at, self._arb_busy = now, True
-        procs, arbiter = self._cpu[0], self._cpu[4]  # type: ignore[index]
-        cost = arbiter[1].a
-        if self._arb_cpu:  # by how long it slept since its last pass
-            cost = self._arb_cpu[sleep_bin(self._arb_sleep, now - self._arb_end)]
-        procs.run(arbiter[0], cost, ARBITER).callbacks.append(self._arb_pass_done)  # type: ignore[union-attr]
-
-    def _arb_pass_done(self, _ev: simpy.Event) -> None:
-        self._arb_busy = False
-        self._arb_end = self.env._now
-        if self._arb_pending:
-            self._arb_pending = False
-            self._arb_pass(self.env._now)
-
-    def _gate_link_done(self, fluid_msg: Message) -> None:
-        if self._cpu[4] is not None:  # type: ignore[index]
-            self._arbiter_wake()  # the arbiter sends DONE once the latency has passed
-        self._gate_part(fluid_msg[2])
-
-    def _gate_part(self, gate: list) -> None:
-        gate[0] -= 1
-        if gate[0] == 0:
-            self._deliver([gate[1]])
+    def _completed(self, now: float) -> list[Message]:
+        """The messages whose last byte has drained by `now` (the fluid system's)."""
+        return self.sys.pop_completed(now)
 
     def send(self, res: tuple[int, ...], nbytes: float, msg: Message) -> None:
         """Start message `msg` over `res` (see `resources`): `msg[1](msg)` runs `msg[0]` seconds
         after its last byte has drained."""
         self.messages += 1
-        if self._cpu is not None:
-            msg = self._gated(res, nbytes, msg)
         self.sys.add(self.env._now, res, nbytes, msg, self.cap)
         if not self._recompute_due:
             self._recompute_due = True
@@ -309,8 +134,6 @@ class Network:
         """Start several messages at once (`res`: one row of resources per message); the same as
         `send` one by one, in order."""
         self.messages += len(msgs)
-        if self._cpu is not None:
-            msgs = [self._gated(r, n, m) for r, n, m in zip(res, nbytes, msgs, strict=True)]
         self.sys.add_many(self.env._now, res, nbytes, msgs, self.cap)
         if not self._recompute_due:
             self._recompute_due = True
@@ -347,9 +170,7 @@ class Network:
         if t != self._next_t:
             return  # a later recompute moved the next completion; its own timer handles it
         now = self.env._now
-        msgs = self.sys.pop_completed(now)
-        if msgs and self._cpu is not None and self._cpu[4] is not None:
-            self._arbiter_wake()
+        msgs = self._completed(now)
         if msgs:
             if now != self._due_at:
                 self._due_at = now
@@ -402,111 +223,36 @@ class Network:
         self._hooks.append(fn)
 
 
-def _pass_turn(src: simpy.Event, dst: simpy.Event) -> simpy.Event:
-    """Give `dst` the turn `src` ended with (`SharedProcessor`), for jobs that continue it."""
-    turn = getattr(src, "turn", None)
-    if turn is not None:
-        dst.turn = turn  # type: ignore[attr-defined]
-    return dst
-
-
-# the slice left of a compute job that has run on past its slice with no other compute job waiting
-_UNPROTECTED = float("inf")
-
-
 class SharedProcessor:
-    """One device or core shared by several processes, with strict priority classes.
+    """One device shared by several processes, with strict priority classes.
 
-    Jobs of the most urgent class present run; the others wait. ARBITER (psreal's link arbiter,
-    real-time priority) preempts everything on its core. ORDINARY work (a message's CPU at either
-    end, the codec and optimiser calls of a role woken by a message) preempts COMPUTE: a thread
-    that wakes after a short sleep runs before a compute-bound one (the kernel's wake-up
-    preemption). Within a class, jobs share egalitarianly (k jobs progress at 1/k each), except
-    on a core with a time slice (`quantum_s` > 0, the OS scheduler's slice, see
-    `pssim.profile.linux_base_slice_s`), where a kernel runs one thread at a time: ORDINARY jobs
-    run one after another, first come first served, each to its end (woken work up to 1.2 ms runs
-    through beside compute, benchmarks/wake_work.py; the message jobs here are shorter than a
-    slice), and COMPUTE jobs take turns, first come first served, each running alone for at most
-    one slice before going to the back of the queue. So two compute jobs (or two message jobs) of
-    1 ms that arrive together end at 1 ms and 2 ms, not both at 2 ms as under even sharing. A job
-    of w standalone seconds that runs alone takes w. Jobs that finish within `_DONE_TOL_S` of
-    each other complete together, in arrival order. A compute job costs its standalone work
-    whether or not other compute shares the core (measured in real runs: docs/profiling.md,
-    "compute beside another worker").
-
-    A thread that goes on working without sleeping keeps its turn: a job started by the thread
-    whose compute job ended at this very instant (`run`'s `turn`, from the ended job's event)
-    is a compute job too and runs first, for what was left of that slice, then takes turns like
-    the rest. Only a thread woken from a sleep preempts compute (the kernel's wake-up
-    preemption); one that has just been computing has no such claim (a worker packing and
-    sending its gradient straight after its backward pass takes turns with its core-mate's
-    computation, it does not interrupt it). Likewise a job started by the thread whose ORDINARY
-    job ended at this instant (a shard going on from aggregating the clock's last push to its
-    update and its reply, a thread sending one message after another) is an ORDINARY job that
-    runs before those queued meanwhile, for what is left of that slice: that thread still has the
-    core (none left: it queues like the rest).
-
-    The kernel protects a thread's slice from the moment it gets the core (EEVDF's run to
-    parity), and only that slice (benchmarks/woken_compute.py, reports/benchmarks/woken_compute.txt):
-    - a thread woken while a compute job is within that slice waits for the slice to end, be it
-      woken work (ORDINARY) or a computation (COMPUTE takes its turn in the queue);
-    - a compute job whose slice ends with no other compute job waiting runs on unprotected: the
-      next thread woken on its core takes the core at once, woken work and computation alike (a
-      compute job arriving then runs first, with a slice of its own; the one it displaces is next,
-      with a fresh slice), and a message handed over to a role there is seen at once
-      (`turn_left` is 0).
+    Jobs of the most urgent class present run; the others wait: ORDINARY work (the codec and
+    optimiser calls of a role woken by a message) preempts COMPUTE. Within a class, jobs share
+    egalitarianly (k jobs progress at 1/k each); a job of w standalone seconds that runs alone
+    takes w. Jobs that finish within `_DONE_TOL_S` of each other complete together, in arrival
+    order. A job is [standalone seconds left, event, class, slice left]; the slice is the host
+    model's (`pssim.sim.host.SlicedCore`), 0 here.
     """
 
-    def __init__(self, env: simpy.Environment, name: str, quantum_s: float = 0.0) -> None:
+    def __init__(self, env: simpy.Environment, name: str) -> None:
         self.env = env
         self.name = name
-        self.quantum = (
-            quantum_s  # > 0: one job of a class at a time, compute in turns of a slice (class doc)
-        )
-        # [standalone seconds left, event, priority, slice left], in arrival order (a COMPUTE job
-        # whose slice ran out goes to the back; one running on alone past it has _UNPROTECTED)
-        self.jobs: list[list[Any]] = []
+        self.quantum = 0.0
+        self.jobs: list[list[Any]] = []  # in arrival order
         self._t = 0.0  # when `jobs` were last drained
         self._next_t = float("inf")
-        self._holder: list[Any] | None = (
-            None  # the compute job that had the core when last armed (in `jobs`)
-        )
 
-    def run(
-        self, work_s: float, priority: int = ORDINARY, turn: float | None = None
-    ) -> simpy.Event:
-        """A job of `work_s` seconds of standalone work of class `priority`; with `turn`, one
-        whose thread goes on from its job of the same class that just ended, with `turn` seconds
-        of that slice left: it runs first (see the class doc; none left: it queues like the rest).
-        A job's event carries `turn` = (processor, end time, slice left, class) once it has ended
-        (`Processors.run`'s `after`)."""
+    def run(self, work_s: float, priority: int = ORDINARY) -> simpy.Event:
+        """A job of `work_s` seconds of standalone work of class `priority`."""
         ev = simpy.Event(self.env)
         self._drain()
-        job = [work_s, ev, priority, self.quantum]
-        at = len(self.jobs)
-        if turn is not None:
-            if turn > _DONE_TOL_S:
-                job[3], at = turn, 0
-        elif priority == COMPUTE and self.quantum > 0.0:
-            for i, j in enumerate(self.jobs):  # a woken computation: first only beside a compute
-                if j[2] == COMPUTE:  # job run on past its slice, which is next with a fresh one
-                    if j[3] == _UNPROTECTED:
-                        j[3], at = self.quantum, i
-                    break
-        self.jobs.insert(at, job)
+        self.jobs.append([work_s, ev, priority, self.quantum])
         self._arm()
         return ev
 
     def _active(self) -> list[list[Any]]:
+        """The jobs that progress now: those of the most urgent class."""
         top = min(j[2] for j in self.jobs)
-        if top == ORDINARY and self.quantum > 0.0:
-            h = self._holder  # woken work waits for the end of a protected compute slice
-            if h is not None and _DONE_TOL_S < h[3] < _UNPROTECTED:
-                return [h]
-        if self.quantum > 0.0 and top != ARBITER:
-            for j in self.jobs:  # the first in the queue has the core
-                if j[2] == top:
-                    return [j]
         return [j for j in self.jobs if j[2] == top]
 
     def _drain(self) -> None:
@@ -519,32 +265,24 @@ class SharedProcessor:
                 j[3] -= d
         self._t = now
 
+    def _left(self, active: list[list[Any]]) -> float:
+        """Time from now to the next change among the `active` jobs: the first one's end."""
+        return max(min(j[0] for j in active), 0.0) * len(active)
+
     def _arm(self) -> None:
         if not self.jobs:
             self._next_t = float("inf")
             return
-        active = self._active()
-        self._holder = active[0] if active[0][2] == COMPUTE else None
-        if active[0][2] == COMPUTE and self.quantum > 0.0:
-            left = max(min(active[0][0], active[0][3]), 0.0)
-        else:
-            left = max(min(j[0] for j in active), 0.0) * len(active)
+        left = self._left(self._active())
         t = self.env.now + left
         self._next_t = t
         self.env.timeout(left, t).callbacks.append(self._on_timer)  # type: ignore[union-attr]
 
-    def turn_left(self) -> float:
-        """How long the compute job that has the core now keeps it: the rest of its slice or of its
-        work, whichever ends first (0 when no compute job runs, when it runs on past its slice
-        unprotected, or without a slice). A thread
-        woken now behind a wake-up it did not get first waits that long (`Network.hand_over`)."""
-        if self.quantum <= 0.0 or not self.jobs:
-            return 0.0
-        self._drain()
-        head = self._active()[0]
-        if head[2] != COMPUTE or head[3] == _UNPROTECTED:
-            return 0.0
-        return max(min(head[0], head[3]), 0.0)
+    def _ended(self, done: list[list[Any]]) -> None:
+        """Jobs `done` have ended (they are out of `jobs`; their events not yet triggered)."""
+
+    def _no_job_ended(self, active: list[list[Any]]) -> None:
+        """The timer fired and no job has ended (a time slice did)."""
 
     def _on_timer(self, ev: simpy.Event) -> None:
         if ev._value != self._next_t:
@@ -556,68 +294,38 @@ class SharedProcessor:
         if done:
             ids = {id(j) for j in done}
             self.jobs = [j for j in self.jobs if id(j) not in ids]
-            now = self.env.now
-            if any(j is self._holder for j in done):
-                self._holder = None
+            self._ended(done)
             for j in done:
-                if self.quantum > 0.0 and j[2] != ARBITER:
-                    j[1].turn = (self, now, j[3], j[2])
                 j[1].succeed()
-        elif active[0][2] == COMPUTE and self.quantum > 0.0 and active[0][3] <= _DONE_TOL_S:
-            head = active[0]  # its slice is over: to the back of the queue, with a new one, or
-            self.jobs = [j for j in self.jobs if j is not head]  # on alone, unprotected
-            self._holder = None
-            if any(j[2] == COMPUTE for j in self.jobs):
-                head[3] = self.quantum
-                self.jobs.append(head)
-            else:
-                head[3] = _UNPROTECTED
-                self.jobs.insert(0, head)
+        else:
+            self._no_job_ended(active)
         self._arm()
 
 
 class Processors:
-    """Devices and host cores; one a single process uses runs its jobs as plain timeouts, a shared
-    one is a SharedProcessor (priority classes, compute in turns of the scheduler's slice)."""
+    """The devices of the target cluster; one a single process uses runs its jobs as plain
+    timeouts, a shared one is a SharedProcessor. Resources are numbered; a process's compute
+    runs on `compute_res[p]`, its host-side work (codec calls) on `host_res[p]` (its CPU device,
+    None beside a GPU: free in a target cluster), a shard's on `server_res[s]` (None)."""
 
-    def __init__(
-        self,
-        env: simpy.Environment,
-        scn: Scenario,
-        place: Placement,
-        overlapping: bool = False,
-        cpu_slice_s: float = 0.0,
-    ) -> None:
-        """`overlapping`: a process may run several jobs at once on its core (its receiver
-        threads' message work beside its main thread), so every core is shared. `cpu_slice_s`:
-        the OS scheduler's slice, with which compute jobs take turns on a shared core (0: they
-        share it evenly)."""
+    def __init__(self, env: simpy.Environment, scn: Scenario, place: Placement) -> None:
         self.env = env
         cpu = scn.cluster.workers.device == "cpu"
-        names: list[str] = []
-        self.compute_res: list[int | None] = []
-        self.host_res: list[int | None] = []
-        self.server_res: list[int | None] = []
-        if place.cores is not None:
-            names += [f"core{c}" for c in range(place.cores)]
-            dev0 = None
-            if not cpu:
-                dev0 = len(names)
-                names += [f"gpu{d}" for d in range(place.n_devices)]
-            for p, d in enumerate(place.device_of_proc):
-                core = place.core_of_proc[p]  # type: ignore[index]
-                self.host_res.append(core)
-                self.compute_res.append(core if cpu else dev0 + d)  # type: ignore[operator]
-            self.server_res = list(place.core_of_server)  # type: ignore[arg-type]
-        else:
-            names += [("cpu" if cpu else "gpu") + str(d) for d in range(place.n_devices)]
-            for d in place.device_of_proc:
-                self.compute_res.append(d)
-                self.host_res.append(d if cpu else None)
-            self.server_res = [None] * scn.cluster.servers.count
-        self.names = names
-        # which processes use each resource: one user -> its jobs never overlap -> plain timeouts
-        users: list[set[tuple[str, int]]] = [set() for _ in names]
+        self.names = [("cpu" if cpu else "gpu") + str(d) for d in range(place.n_devices)]
+        self.compute_res: list[int | None] = list(place.device_of_proc)
+        self.host_res: list[int | None] = [d if cpu else None for d in place.device_of_proc]
+        self.server_res: list[int | None] = [None] * scn.cluster.servers.count
+        self.n_cores = 0
+        users = self.users()
+        self.shared: list[SharedProcessor | None] = [
+            SharedProcessor(env, self.names[r]) if len(users[r]) > 1 else None
+            for r in range(len(self.names))
+        ]
+
+    def users(self) -> list[set[tuple[str, int]]]:
+        """Which processes use each resource: with one user its jobs never overlap (plain
+        timeouts)."""
+        users: list[set[tuple[str, int]]] = [set() for _ in self.names]
         for p, (c, h) in enumerate(zip(self.compute_res, self.host_res, strict=True)):
             for r in (c, h):
                 if r is not None:
@@ -625,17 +333,7 @@ class Processors:
         for s, r in enumerate(self.server_res):
             if r is not None:
                 users[r].add(("server", s))
-        n_cores = place.cores or 0
-        self.n_cores = n_cores
-        self.cpu_work = [0.0] * n_cores  # seconds of work given to each core
-        self.arbiter_work = 0.0  # ... of it, the link arbiter's
-        self.role_work: dict[int, float] = {}  # ... by the process (endpoint) whose work it is
-        self.shared: list[SharedProcessor | None] = [
-            SharedProcessor(env, names[r], cpu_slice_s if r < n_cores else 0.0)
-            if len(users[r]) > 1 or (overlapping and r < n_cores)
-            else None
-            for r in range(len(names))
-        ]
+        return users
 
     def run(
         self,
@@ -646,34 +344,20 @@ class Processors:
         who: int | None = None,
     ) -> simpy.Event:
         """An event that fires when `work_s` seconds of standalone work of class `priority`
-        (ARBITER, ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`. `after`: the
-        job the same thread ran just before; if it was a compute job on the same core that ended
-        at this instant, this one continues its turn as a compute job; if it was an ORDINARY job
-        that did, an ORDINARY job goes on with its hold of the core (SharedProcessor). `who`:
-        the process whose work it is (an endpoint: worker processes 0..P-1, then the servers),
-        for its CPU seconds (`role_work`)."""
+        (ORDINARY, COMPUTE; see SharedProcessor) have been done on `res`. `after` (the job the
+        same thread ran just before) and `who` (the process whose work it is) matter only to the
+        host model (`pssim.sim.host.HostProcessors.run`)."""
         if work_s <= 0.0:
             return self.env.timeout(0.0)
-        if res is None:
-            return self.env.timeout(work_s)
-        sp = self.shared[res]
-        if res < self.n_cores:
-            if priority == ARBITER:
-                self.arbiter_work += work_s
-            else:
-                self.cpu_work[res] += work_s
-                if who is not None:
-                    self.role_work[who] = self.role_work.get(who, 0.0) + work_s
+        sp = self.shared[res] if res is not None else None
         if sp is None:
             return self.env.timeout(work_s)
-        turn = getattr(after, "turn", None)
-        if (
-            turn is not None
-            and turn[0] is sp
-            and turn[1] == self.env.now
-            and (turn[3] == COMPUTE or priority == ORDINARY)
-        ):
-            return sp.run(
-                work_s, turn[3], turn[2]
-            )  # after compute, a compute job; after woken work, woken work
         return sp.run(work_s, priority)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds per core, as psreal reports them: the host model's (none here)."""
+        return {}
+
+    def cpu_seconds_by_role(self) -> dict[str, float]:
+        """CPU seconds per process, as psreal reports them: the host model's (none here)."""
+        return {}
