@@ -41,14 +41,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pssim.costs import link_layout, placement
 from pssim.records import Records, cpu_seconds_by_role, summarize
 from pssim.results import write_results
+from pssim.runplan import derive
 from pssim.scenario import Scenario
 
 from . import msgtrace
 from .control import ControlClient, ControlServer
-from .roles import Layout, RoleContext, build_topology, host_cores, layout_of, pin_role, set_threads
+from .roles import Layout, RoleContext, host_cores, layout_of, pin_role, set_threads
 from .transport import Transport, is_peer_loss
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -91,14 +91,14 @@ def _role_body(
     kind, i = layout.role_of(rank)
     control = ControlClient(addr, rank, layout.endpoint_of_rank(rank))
     try:
-        topo, bounds = build_topology(scn)
+        plan = derive(scn)
         ep = layout.endpoint_of_rank(rank)
         latency_of = None
         if transport_latency:  # kernel emulation on a kernel without netem
-            links = link_layout(scn, layout.n_procs)
+            links = plan.links
             latency_of = lambda src: links.delay_of(src, ep)  # noqa: E731
         transport = Transport(ep, layout.rank_of_endpoint, control, emulate, latency_of)
-        ctx = RoleContext(scn, layout, rank, device, topo, bounds, control, transport)
+        ctx = RoleContext(scn, layout, rank, device, plan, control, transport)
         if kind == "server":
             from .server import ServerRole
 
@@ -241,9 +241,9 @@ class _Coordinator:
             finally:
                 if self.gloo_ifname:
                     os.environ.pop("GLOO_SOCKET_IFNAME", None)
-            links = link_layout(self.scn, self.layout.n_procs) if self.emulate else None
+            links = derive(self.scn).links if self.emulate else None
             local = "store" in init  # run_local hands over its store; torchrun's env:// has none
-            # the arbiter thread runs on the last core (pssim.costs.placement: arbiter_core)
+            # the arbiter thread runs on the last core (as the simulator's host model places it)
             self.control = ControlServer(
                 links,
                 bind=self.host if local else "0.0.0.0",
@@ -279,7 +279,7 @@ class _Coordinator:
         )
         peak: dict[str, int] = {}
         P = scn.pipeline.stages
-        place = placement(scn, host_cores())
+        place = derive(scn).placement(host_cores())
         cpu: dict[str, float] = {}
         by_role: dict[
             tuple[str, int], float
@@ -331,20 +331,14 @@ PARAMS_FILE = "params.pt"
 
 def gather_params(scn: Scenario, results: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """The whole model's parameters, {name: float32 tensor}, from the servers' `final_params`."""
-    from pssim.sharding import plan_shards
-    from pssim.workload import build_workload
-
-    from .roles import build_topology
-
-    specs = build_workload(scn.model).params
+    run = derive(scn)
+    specs = run.workload.params
     flat = [torch.full((q.numel,), float("nan")) for q in specs]
-    plan = plan_shards(scn)
-    _, bounds = build_topology(scn)
     for r in results:
         for stage, values in r.get("params", {}).items():
-            a, b = bounds[stage]
+            a, b = run.bounds[stage]
             pos = 0
-            for q in plan.shards[r["rank"] - 1]:  # server s is rank 1 + s
+            for q in run.shards.shards[r["rank"] - 1]:  # server s is rank 1 + s
                 if a <= q.unit < b:
                     flat[q.param][q.offset : q.offset + q.numel] = values[pos : pos + q.numel]
                     pos += q.numel

@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from pssim.costs import placement
 from pssim.records import Records
+from pssim.runplan import RunPlan, derive
 from pssim.scenario import Scenario
-from pssim.sim import topology
-from pssim.sim.model import Topology
 
 from .control import ControlClient
 from .transport import Transport
@@ -76,8 +74,7 @@ class RoleContext:
     layout: Layout
     rank: int
     device: str  # cpu | cuda, after fallback
-    topo: Topology
-    bounds: list[tuple[int, int]]
+    plan: RunPlan  # what the scenario fixes of the run, as the simulator derives it too
     control: ControlClient
     transport: Transport
     t0: float = 0.0
@@ -102,7 +99,7 @@ def host_cores() -> int:
 
 def pin_role(scn: Scenario, rank: int, layout: Layout, cores: int) -> int | None:
     """Pin this process to the core `pssim.costs.placement` gives it; returns the core."""
-    place = placement(scn, cores)
+    place = derive(scn).placement(cores)
     kind, i = layout.role_of(rank)
     if kind == "coordinator" or place.core_of_proc is None:
         return None
@@ -127,13 +124,6 @@ def keep_freed_memory() -> None:
         return
     libc.mallopt(-3, 512 << 20)  # M_MMAP_THRESHOLD: blocks below 512 MiB from the heap
     libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
-
-
-def build_topology(scn: Scenario) -> tuple[Topology, list[tuple[int, int]]]:
-    from pssim.costs import stage_unit_bounds
-
-    bounds = stage_unit_bounds(scn)
-    return topology(scn, bounds), bounds
 
 
 def set_threads() -> None:

@@ -29,7 +29,6 @@ import time
 import torch
 
 from pssim import sync, wire
-from pssim.sharding import plan_shards
 
 from . import msgtrace
 from .codec import decode_push, encode_dense
@@ -43,8 +42,8 @@ STALL_S = 120.0
 
 class _Segment:
     def __init__(self, ctx: RoleContext, shard: int, stage: int, init: list[torch.Tensor]) -> None:
-        a, b = ctx.bounds[stage]
-        parts = [q for q in plan_shards(ctx.scn).shards[shard] if a <= q.unit < b]
+        a, b = ctx.plan.bounds[stage]
+        parts = [q for q in ctx.plan.shards.shards[shard] if a <= q.unit < b]
         self.numels = [q.numel for q in parts]
         self.param = torch.nn.Parameter(
             torch.cat([init[q.param][q.offset : q.offset + q.numel] for q in parts])
@@ -74,7 +73,7 @@ class ServerRole:
         scn = ctx.scn
         self.mode, self.bound = scn.sync.mode, scn.sync.bound
         self.P = scn.pipeline.stages
-        self.pushers = ctx.topo.pushers_of[shard]
+        self.pushers = ctx.plan.topology.pushers_of[shard]
         init = initial_flat_params(scn.model, scn.seed)
         stages = sorted({p % self.P for p in self.pushers})
         self.segments = {k: _Segment(ctx, shard, k, init) for k in stages}

@@ -28,8 +28,6 @@ import torch
 
 from pssim import wire
 from pssim.draws import compute_factors, straggle_delay
-from pssim.sharding import plan_shards
-from pssim.workload import build_workload
 
 from . import msgtrace
 from .codec import decode_dense, encode_dense, encode_push
@@ -50,27 +48,24 @@ class WorkerRole:
         self.last = self.stage == self.P - 1
         self.cuda = ctx.device == "cuda"
         if self.cuda:
-            from pssim.costs import placement
-
-            self.dev = torch.device(
-                "cuda", placement(scn, None, torch.cuda.device_count()).device_of_proc[proc]
-            )
+            place = ctx.plan.placement(None, torch.cuda.device_count())
+            self.dev = torch.device("cuda", place.device_of_proc[proc])
             torch.cuda.set_device(self.dev)
         else:
             self.dev = torch.device("cpu")
         self.rss0 = _rss_bytes()
-        a, b = ctx.bounds[self.stage]
+        a, b = ctx.plan.bounds[self.stage]
         self.model = build_model(scn.model, scn.seed, a, b).to(self.dev)
         self.params = list(self.model.parameters())
-        wl = build_workload(scn.model)
+        wl = ctx.plan.workload
         gidx = [i for i, q in enumerate(wl.params) if a <= q.unit < b]
         local = {g: i for i, g in enumerate(gidx)}
         for g, prm in zip(gidx, self.params, strict=True):  # the layout pssim computed is what runs
             assert tuple(prm.shape) == wl.params[g].shape, (wl.params[g], prm.shape)
-        plan = plan_shards(scn)
-        self.shards = ctx.topo.shards_of[proc]
+        shards = ctx.plan.shards.shards
+        self.shards = ctx.plan.topology.shards_of[proc]
         self.parts = {
-            s: [(local[q.param], q.offset, q.numel) for q in plan.shards[s] if a <= q.unit < b]
+            s: [(local[q.param], q.offset, q.numel) for q in shards[s] if a <= q.unit < b]
             for s in self.shards
         }
         x, y = synthetic_data(scn.model, scn.seed, self.replica, scn.training.samples_per_worker)
@@ -83,19 +78,15 @@ class WorkerRole:
         self.n_servers_ep = ctx.layout.n_procs
         if self.P > 1:
             mb = scn.training.batch_size // scn.pipeline.microbatches
-            self.act_shape = [(mb, *self._out_shape(u)) for (_, u) in ctx.bounds]
-            from pssim.pipeline import schedule
-
-            self.plan = schedule(scn.pipeline.schedule, self.P, scn.pipeline.microbatches)[
-                self.stage
-            ]
+            self.act_shape = [(mb, *self._out_shape(u)) for (_, u) in ctx.plan.bounds]
+            self.actions = ctx.plan.schedule[self.stage]
         self._pinned: dict[tuple[int, int], torch.Tensor] = {}
 
     def _out_shape(self, unit_end: int) -> tuple[int, ...]:
         m = self.ctx.scn.model
         if m.kind == "transformer":
             return (m.seq_len, m.d_model)
-        return (build_workload(m).units[unit_end - 1].out_elems_per_sample,)
+        return (self.ctx.plan.workload.units[unit_end - 1].out_elems_per_sample,)
 
     # ----------------------------------------------------------------------- transfers
     def _to_host(self, t: torch.Tensor, slot: int) -> torch.Tensor:
@@ -307,7 +298,7 @@ class WorkerRole:
         sends = []
         loss_sum = 0.0
         self.model.zero_grad(set_to_none=True)
-        for kind, m in self.plan:
+        for kind, m in self.actions:
             if kind == "F":
                 if self.first:
                     inp = xs[m]

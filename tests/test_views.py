@@ -18,6 +18,7 @@ import simpy
 from pssim.cli import main
 from pssim.costs import HERE, OPS, TARGET, build_costs, device_costs, placement
 from pssim.profile import LinearCost, Profile, load_profile, profile_key
+from pssim.runplan import derive
 from pssim.scenario import load_scenario
 from pssim.sim import build_resources, simulate
 from pssim.sim.host import HostNetwork, HostProcessors
@@ -128,7 +129,7 @@ def test_the_here_view_adds_the_profiles_host_model(profile_path: Path) -> None:
         "transport_cap_bytes_per_s": 2e9,
         "arbiter": True,
     }
-    net, procs = build_resources(simpy.Environment(), scn, costs, placement(scn, 2), 6)
+    net, procs = build_resources(simpy.Environment(), derive(scn), costs, placement(scn, 2))
     assert isinstance(net, HostNetwork) and isinstance(procs, HostProcessors)
     _, extra = simulate(scn, costs)
     assert extra["view"] == HERE and extra["cpu_seconds"]["core0"] > 0

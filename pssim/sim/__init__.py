@@ -17,72 +17,28 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from .. import wire
-from ..costs import CostModel, Placement, build_costs, link_layout, placement, stage_unit_bounds
-from ..pipeline import schedule as make_schedule
+from ..costs import CostModel, Placement, build_costs
 from ..records import Records
-from ..sharding import plan_shards
-from ..workload import DTYPE_BYTES, build_workload
+from ..runplan import RunPlan, derive
+from ..workload import DTYPE_BYTES
 from .host import build_host
-from .model import SimModel, Topology
+from .model import SimModel
 from .resources import Network, Processors
 
 if TYPE_CHECKING:
     from ..scenario import Scenario
 
-__all__ = ["simulate", "topology"]
+__all__ = ["simulate"]
 
 
-def topology(scn: Scenario, bounds: list[tuple[int, int]]) -> Topology:
-    plan = plan_shards(scn)
-    W, P, S = scn.cluster.workers.count, scn.pipeline.stages, scn.cluster.servers.count
-    comm = scn.communication
-    n_procs = W * P
-    # every replica's stage k holds the same slice: derive it once per stage and share the lists
-    per_stage = []
-    for a, b in bounds:
-        parts = [[q.numel for q in plan.shards[s] if a <= q.unit < b] for s in range(S)]
-        per_stage.append(
-            (
-                [s for s in range(S) if parts[s]],
-                parts,
-                [
-                    wire.message_bytes(
-                        wire.push_payload_bytes(
-                            parts[s], comm.wire_dtype, comm.compression.kind, comm.compression.ratio
-                        )
-                    )
-                    for s in range(S)
-                ],
-                [
-                    wire.message_bytes(wire.dense_payload_bytes(sum(parts[s]), comm.wire_dtype))
-                    for s in range(S)
-                ],
-            )
-        )
-    shards_of = [per_stage[p % P][0] for p in range(n_procs)]
-    pushers = [[p for p in range(n_procs) if s in shards_of[p]] for s in range(S)]
-    return Topology(
-        n_procs=n_procs,
-        shards_of=shards_of,
-        pushers_of=pushers,
-        part_numels=[per_stage[p % P][1] for p in range(n_procs)],
-        push_bytes=[per_stage[p % P][2] for p in range(n_procs)],
-        pull_bytes=[per_stage[p % P][3] for p in range(n_procs)],
-        shard_numel=[sum(q.numel for q in plan.shards[s]) for s in range(S)],
-        shard_parts=[[q.numel for q in plan.shards[s]] for s in range(S)],
-    )
-
-
-def modelled_peak_memory(
-    scn: Scenario, bounds: list[tuple[int, int]], topo: Topology
-) -> dict[str, int]:
-    """Bytes a worker process / server holds at its peak (parameters, gradients, activations, buffers)."""
-    wl = build_workload(scn.model)
+def modelled_peak_memory(plan: RunPlan) -> dict[str, int]:
+    """Bytes a worker process / server holds at its peak (parameters, gradients, activations,
+    buffers)."""
+    scn, wl, topo = plan.scenario, plan.workload, plan.topology
     eb = DTYPE_BYTES[scn.model.dtype]
     P, M, B = scn.pipeline.stages, scn.pipeline.microbatches, scn.training.batch_size
     out: dict[str, int] = {}
-    for k, (a, b) in enumerate(bounds):
+    for k, (a, b) in enumerate(plan.bounds):
         units = wl.units[a:b]
         numel = sum(u.numel for u in units)
         in_flight = 1 if P == 1 else (M if scn.pipeline.schedule == "gpipe" else min(P - k, M))
@@ -100,14 +56,13 @@ def modelled_peak_memory(
 
 
 def build_resources(
-    env: simpy.Environment, scn: Scenario, costs: CostModel, place: Placement, n_procs: int
+    env: simpy.Environment, plan: RunPlan, costs: CostModel, place: Placement
 ) -> tuple[Network, Processors]:
     """The links and devices a simulation runs on: the target cluster's, or, where the costs
     carry a host model (the HERE view), psreal's run on this host (`pssim.sim.host`)."""
-    layout = link_layout(scn, n_procs)
     if costs.host_model() is None:
-        return Network(env, layout), Processors(env, scn, place)
-    return build_host(env, scn, costs, place, layout)
+        return Network(env, plan.links), Processors(env, plan.scenario, place)
+    return build_host(env, plan.scenario, costs, place, plan.links)
 
 
 def simulate(
@@ -117,20 +72,11 @@ def simulate(
     Draws differ only in the compute's natural variation (`pssim.draws.natural_factors`)."""
     wall0 = time.perf_counter()
     costs = costs or build_costs(scn)
-    place = placement(scn, costs.cores)
-    bounds = stage_unit_bounds(scn)
-    topo = topology(scn, bounds)
-    sched = make_schedule(scn.pipeline.schedule, scn.pipeline.stages, scn.pipeline.microbatches)
-    wl = build_workload(scn.model)
-    mb = scn.training.batch_size // scn.pipeline.microbatches
-    wb = DTYPE_BYTES[scn.communication.wire_dtype]
-    act_bytes = [
-        wire.message_bytes(mb * wl.units[b - 1].out_elems_per_sample * wb) for _, b in bounds
-    ]
-
+    plan = derive(scn)
+    place = plan.placement(costs.cores)
     env = simpy.Environment()
-    net, procs = build_resources(env, scn, costs, place, topo.n_procs)
-    model = SimModel(env, scn, costs, place, topo, sched, act_bytes, net, procs, draw)
+    net, procs = build_resources(env, plan, costs, place)
+    model = SimModel(env, plan, costs, place, net, procs, draw)
     # the run ends when every worker has finished its last step and every shard has applied
     # every gradient (so the last step's gradients have their staleness recorded too)
     workers_done = simpy.AllOf(env, [w.proc for w in model.workers])
@@ -157,7 +103,7 @@ def simulate(
         "compute_source": costs.source,
         "cost_sources": costs.cost_sources(),
         "host_model": costs.host_model(),
-        "peak_memory_bytes": modelled_peak_memory(scn, bounds, topo),
+        "peak_memory_bytes": modelled_peak_memory(plan),
         "cpu_seconds": procs.cpu_seconds(),
         "cpu_seconds_by_role": procs.cpu_seconds_by_role(),
         "wall_time_s": time.perf_counter() - wall0,

@@ -32,7 +32,6 @@ happens and folded into the columnar `Records` once the run ends.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Sequence
 
     from ..costs import CostModel, Placement
+    from ..runplan import RunPlan
     from ..scenario import Scenario
     from .resources import Network, Processors
 
@@ -57,20 +57,6 @@ PULL, PUSH, LEAVE = wire.PULL, wire.PUSH, wire.LEAVE
 #   push          [delay, deliver, PUSH, proc, step, version read, bytes, arrival time, worker]
 #   reply         (delay, deliver, shard, version, wait)
 #   activation    (delay, deliver, kind, step, microbatch)
-
-
-@dataclass
-class Topology:
-    """Who talks to whom, and message sizes (derived once from the scenario)."""
-
-    n_procs: int
-    shards_of: list[list[int]]  # proc -> shards holding its parameters
-    pushers_of: list[list[int]]  # shard -> procs that push to it
-    part_numels: list[list[list[int]]]  # [proc][shard] -> partition sizes of that proc's slice
-    push_bytes: list[list[int]]  # [proc][shard] -> push message bytes
-    pull_bytes: list[list[int]]  # [proc][shard] -> reply message bytes
-    shard_numel: list[int]
-    shard_parts: list[list[int]]
 
 
 class ServerShard:
@@ -511,7 +497,7 @@ class Worker:
 
 
 def overlap_plan(
-    scn: Scenario, costs: CostModel, topo: Topology
+    scn: Scenario, costs: CostModel, plan: RunPlan
 ) -> tuple[float, list[float], list[list[int]]]:
     """For communication.overlap: (forward seconds, backward seconds per unit, shard positions
     whose gradients are complete once backward has finished each unit).
@@ -521,16 +507,14 @@ def overlap_plan(
     first unit holding any of its parameters (backward runs from the last unit to the first).
     """
     from ..costs import unit_roofline_s
-    from ..sharding import plan_shards
 
     fb = unit_roofline_s(scn)
     total = sum(f + b for f, b in fb)
     fwd_s = costs.compute_s * sum(f for f, _ in fb) / total
     bwd_s = [costs.compute_s * b / total for _, b in fb]
-    plan = plan_shards(scn)
     ready_at: list[list[int]] = [[] for _ in fb]
-    for i, s in enumerate(topo.shards_of[0]):
-        ready_at[min(q.unit for q in plan.shards[s])].append(i)
+    for i, s in enumerate(plan.topology.shards_of[0]):
+        ready_at[min(q.unit for q in plan.shards.shards[s])].append(i)
     return fwd_s, bwd_s, ready_at
 
 
@@ -540,20 +524,24 @@ class SimModel:
     def __init__(
         self,
         env: simpy.Environment,
-        scn: Scenario,
+        plan: RunPlan,
         costs: CostModel,
         place: Placement,
-        topo: Topology,
-        schedule: list[list[tuple[str, int]]],
-        act_bytes: list[int],
         net: Network,
         procs: Processors,
         draw: int = 0,
     ) -> None:
-        self.env, self.scn, self.costs, self.place, self.topo = env, scn, costs, place, topo
-        self.schedule, self.act_bytes, self.net, self.procs = schedule, act_bytes, net, procs
+        scn = plan.scenario
+        self.env, self.scn, self.costs, self.place = env, scn, costs, place
+        self.plan, self.topo = plan, plan.topology
+        self.schedule, self.act_bytes, self.net, self.procs = (
+            plan.schedule,
+            plan.act_bytes,
+            net,
+            procs,
+        )
         self.stages = scn.pipeline.stages
-        self.overlap = overlap_plan(scn, costs, topo) if scn.communication.overlap else None
+        self.overlap = overlap_plan(scn, costs, plan) if scn.communication.overlap else None
         self.fixed_compute = scn.compute.step_time_s is not None
         self.factors = compute_factors(scn)
         nat = natural_factors(scn, list(costs.compute_samples_s), draw)
@@ -569,7 +557,7 @@ class SimModel:
         self._stage_costs: dict[tuple[str, int | None], list] = {}
         self.workers: list[Worker] = []
         self.servers = [ServerShard(self, s) for s in range(scn.cluster.servers.count)]
-        self.workers = [Worker(self, p) for p in range(topo.n_procs)]
+        self.workers = [Worker(self, p) for p in range(plan.n_procs)]
         self.reply_to = [w.on_reply for w in self.workers]  # bound once
 
     def per_stage_cost(self, op: str, shard: int | None = None) -> list:
