@@ -28,6 +28,7 @@ import torch
 
 from pssim import wire
 from pssim.draws import compute_factors, straggle_delay
+from pssim.records import Busy
 
 from . import msgtrace
 from .codec import decode_dense, encode_dense, encode_push
@@ -313,7 +314,7 @@ class WorkerRole:
                 self._sync()
                 t1 = time.monotonic()
                 _sleep(straggle_delay(t1 - t0, float(self.factors[step])))
-                rec.busy.append((p, step, t0, time.monotonic()))
+                rec.busy.append(Busy(p, step, t0, time.monotonic()))
                 inputs[m], outputs[m] = inp, out
                 if not self.last:
                     payload = self._to_host(
@@ -335,7 +336,7 @@ class WorkerRole:
                 self._sync()
                 t1 = time.monotonic()
                 _sleep(straggle_delay(t1 - t0, float(self.factors[step])))
-                rec.busy.append((p, step, t0, time.monotonic()))
+                rec.busy.append(Busy(p, step, t0, time.monotonic()))
                 if not self.first:
                     grad_in = inputs[m].grad
                     payload = self._to_host(

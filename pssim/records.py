@@ -17,7 +17,8 @@ are computed the same way. docs/metrics.md gives each formula.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -33,7 +34,37 @@ STEP_TIME_FIELDS = (
     "push_end_s",
     "wait_s",
 )
-SPAN_KINDS = ("aggregate", "update", "reply")
+
+
+class SpanKind(IntEnum):
+    """What a shard was busy with: summing a pushed gradient (bsp), applying the optimiser (a bsp
+    update, or a pushed gradient under ssp/asp), encoding and sending a reply."""
+
+    AGGREGATE = 0
+    UPDATE = 1
+    REPLY = 2
+
+
+SPAN_KINDS = tuple(k.name.lower() for k in SpanKind)  # their names in trace.json
+
+
+class Span(NamedTuple):
+    """One piece of a shard's work: `nbytes` is a reply's message size (0 otherwise)."""
+
+    shard: int
+    kind: SpanKind
+    start_s: float
+    end_s: float
+    nbytes: int
+
+
+class Busy(NamedTuple):
+    """A compute interval on a pipeline stage's device inside a step (one per microbatch action)."""
+
+    proc: int
+    step: int
+    start_s: float
+    end_s: float
 
 
 @dataclass
@@ -53,13 +84,8 @@ class Records:
     grad_arrive_s: np.ndarray = field(init=False)
     grad_done_s: np.ndarray = field(init=False)
     grad_bytes: np.ndarray = field(init=False)
-    spans: list[tuple[int, int, float, float, int]] = field(
-        default_factory=list
-    )  # shard, kind, start, end, bytes
-    # compute intervals on a stage's device inside a step (pipelines: one per microbatch action)
-    busy: list[tuple[int, int, float, float]] = field(
-        default_factory=list
-    )  # proc, step, start, end
+    spans: list[Span] = field(default_factory=list)
+    busy: list[Busy] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         P = self.n_workers * self.n_stages
@@ -110,8 +136,8 @@ class Records:
                 self.times[f] -= t0
         self.grad_arrive_s -= t0
         self.grad_done_s -= t0
-        self.spans = [(s, k, a - t0, b - t0, n) for s, k, a, b, n in self.spans]
-        self.busy = [(p, st, a - t0, b - t0) for p, st, a, b in self.busy]
+        self.spans = [Span(s, k, a - t0, b - t0, n) for s, k, a, b, n in self.spans]
+        self.busy = [Busy(p, st, a - t0, b - t0) for p, st, a, b in self.busy]
 
     def staleness(self) -> np.ndarray:
         """Per gradient: updates applied to the shard between the read and the application (-1: none)."""
@@ -219,7 +245,7 @@ def summarize(scn: Scenario, rec: Records, extra: dict[str, Any]) -> dict[str, A
         "comm_time_s": {"mean": float(comm.mean()) if comm.size else float("nan")},
         "wait_time_s": {"mean": float(wait.mean()) if wait.size else float("nan")},
         "bytes_sent_total": int(rec.bytes_sent.sum())
-        + int(sum(s[4] for s in rec.spans if s[1] == 2)),
+        + int(sum(s.nbytes for s in rec.spans if s.kind == SpanKind.REPLY)),
         "utilization": util,
         "bubble_fraction": _bubble(rec, m),
         "peak_memory_bytes": extra.get("peak_memory_bytes", {}),

@@ -17,14 +17,27 @@ exactly these sizes (a test checks it), so simulated and real bytes agree by con
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import IntEnum
 from math import ceil
 
 from .workload import DTYPE_BYTES
 
 HEADER_BYTES = 64  # 8 int64 fields: kind, sender, step, seq, version, payload bytes, aux, aux2
 
-# message kinds (header field 0)
-PULL, REPLY, PUSH, ACT, ACT_GRAD, STOP, LEAVE = 1, 2, 3, 4, 5, 6, 7
+
+class Kind(IntEnum):
+    """A message's kind (header field 0)."""
+
+    PULL = 1  # a worker asks a shard for its parameters
+    REPLY = 2  # a shard's parameters
+    PUSH = 3  # a worker's gradient
+    ACT = 4  # a pipeline stage's activations, to the next stage
+    ACT_GRAD = 5  # their gradients, back to the previous stage
+    STOP = 6  # a receiving thread's end (psreal)
+    LEAVE = 7  # a worker that crashed for good leaves a shard's sync rule
+
+
+PULL, REPLY, PUSH, ACT, ACT_GRAD, STOP, LEAVE = tuple(Kind)
 
 
 def topk_k(numel: int, ratio: float) -> int:

@@ -37,26 +37,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from .. import sync, wire
+from .. import wire
 from ..draws import compute_factors, natural_factors, straggle_delay
-from ..records import STEP_TIME_FIELDS, Records
+from ..protocol import ShardProtocol
+from ..records import STEP_TIME_FIELDS, Busy, Records, Span, SpanKind
+from ..wire import Kind
+from .messages import Activation, Leave, PullRequest, Push, Reply
 from .resources import COMPUTE
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Sequence
+    from collections.abc import Generator
 
     from ..costs import CostModel, Placement
     from ..runplan import RunPlan
     from ..scenario import Scenario
     from .resources import Network, Processors
 
-PULL, PUSH, LEAVE = wire.PULL, wire.PUSH, wire.LEAVE
-# Messages (see resources.Message): [0] delay, [1] deliver function, then
-#   pull request  (delay, deliver, PULL, proc, worker): for the worker's current step (a worker
-#                 has one pull per shard outstanding, so one tuple per worker and shard serves all)
-#   push          [delay, deliver, PUSH, proc, step, version read, bytes, arrival time, worker]
-#   reply         (delay, deliver, shard, version, wait)
-#   activation    (delay, deliver, kind, step, microbatch)
+PULL, PUSH, LEAVE, ACT, ACT_GRAD = Kind.PULL, Kind.PUSH, Kind.LEAVE, Kind.ACT, Kind.ACT_GRAD
 
 
 class ServerShard:
@@ -70,13 +67,12 @@ class ServerShard:
         self.core = model.procs.server_res[shard]
         pushers = model.topo.pushers_of[shard]
         self.mode = model.scn.sync.mode
-        self.state = sync.ShardSync(self.mode, model.scn.sync.bound, pushers)
-        self.inbox: deque[Sequence[Any]] = deque()  # pull requests and pushes, in arrival order
-        self.parked: list[tuple[int, int, float]] = []  # (proc, step, time it was found not ready)
+        self.proto = ShardProtocol(
+            self.mode, model.scn.sync.bound, pushers, model.scn.training.steps
+        )
+        # pull requests, pushes and leaves, in arrival order
+        self.inbox: deque[PullRequest | Push | Leave] = deque()
         self.wake: simpy.Event | None = None
-        self.reply_version = -1
-        self.expected = len(pushers) * model.scn.training.steps  # gradients it will apply
-        self.applied = 0
         self.grad_cols: tuple[list, ...] = ([], [], [], [], [])  # see `run`
         self.grad_done: list[tuple[int, float]] = []
         self.drained = model.env.event()  # every gradient applied
@@ -99,30 +95,30 @@ class ServerShard:
         model.env.process(self.run())
 
     # ---------------------------------------------------------------------------- delivery
-    def deliver(self, msg: tuple) -> None:
+    def deliver(self, msg: PullRequest | Leave) -> None:
         """A pull request or LEAVE delivered: the shard's main loop sees it once it gets its core."""
         self.hand_over(self.endpoint, self._take, msg)
 
-    def _take(self, msg: Sequence[Any]) -> None:
+    def _take(self, msg: PullRequest | Push | Leave) -> None:
         self.inbox.append(msg)
         if self.wake is not None:
             w, self.wake = self.wake, None
             w.succeed()
 
-    def deliver_push(self, msg: list) -> None:
+    def deliver_push(self, msg: Push) -> None:
         """A push delivered: the shard's main loop takes it, and the pushing worker learns that it
         is through (its step ends with the last), each once its thread gets its core."""
-        msg[7] = (
-            self.env._now
-        )  # arrival time: delivered (psreal: Message.t_delivered), not yet seen
+        # arrival time: delivered (psreal: Message.t_delivered), not yet seen
+        msg = msg._replace(arrival_s=self.env.now)
         self.hand_over(self.endpoint, self._take, msg)
-        w = msg[8]
+        w = msg.worker
         self.hand_over(w.p, w.pushed, msg)
 
     # ----------------------------------------------------------------------------- process
     def run(self) -> Generator[simpy.Event, Any, None]:
-        env, m, st = self.m.env, self.m, self.state
+        env, m, proto = self.m.env, self.m, self.proto
         bsp = self.mode == "bsp"
+        aggregate = SpanKind.AGGREGATE if bsp else SpanKind.UPDATE
         inbox, spans = self.inbox, m.rec.spans
         # gradient log, one column each: pusher, step, version read, version applied to, arrival
         g_proc, g_step, g_read, g_applied, g_arr = (c.append for c in self.grad_cols)
@@ -133,68 +129,62 @@ class ServerShard:
                 self.wake = env.event()
                 yield self.wake
                 continue
-            if inbox[0][2] == LEAVE:  # a worker crashed for good: out of the sync rule
-                pushed, complete = st.leave(inbox.popleft()[3])
-                self.expected -= m.scn.training.steps - pushed
-                for _ in complete:
+            if inbox[0].kind == LEAVE:  # a worker crashed for good: out of the sync rule
+                for _ in proto.leave(inbox.popleft().proc):
                     yield from self._update()
                 yield from self._release()
-                if self.applied == self.expected:
+                if proto.drained:
                     self.drained.succeed()
                 continue
-            if inbox[0][2] == PULL:
+            if inbox[0].kind == PULL:
                 # pulls back to back: those ready on a version already packed go out together, at
-                # this instant, exactly as if handled one by one; one that needs packing waits for it
-                now, group, parked = env.now, [], self.parked
+                # this instant, exactly as if handled one by one; one that needs packing waits
+                # for it
+                now, group = env.now, []
                 last_step, ready = -1, False  # readiness depends only on the step here
-                while inbox and inbox[0][2] == PULL:
-                    step = inbox[0][4].step
+                while inbox and inbox[0].kind == PULL:
+                    step = inbox[0].step
                     if step != last_step:
-                        last_step, ready = step, st.ready(step)
+                        last_step, ready = step, proto.pull_ready(step)
                     if not ready:  # held by the sync rule from now until ready: that is its wait
-                        parked.append((inbox.popleft()[3], step, now))
-                    elif self.reply_version == st.version:
-                        group.append(inbox.popleft()[3])
+                        proto.hold(inbox.popleft().proc, step, now)
+                    elif not proto.needs_encoding():
+                        group.append(inbox.popleft().proc)
                     else:
                         break
                 if group:
                     self._send_replies(group, None, now)
-                if (
-                    inbox and inbox[0][2] == PULL
-                ):  # ready, but the current version is not packed yet
-                    proc = inbox.popleft()[3]
+                if inbox and inbox[0].kind == PULL:  # ready, but the version is not packed yet
+                    proc = inbox.popleft().proc
                     yield self._work(self.reply_cost)
-                    self.reply_version = st.version
+                    proto.encoded()
                     self._send_replies([proc], None, now)
                 continue
             # a run of pushes, cut after any push that completes a bsp clock or releases a held pull;
             # each gradient is logged now and its application time once the run is done
             n_job, cost, release = 0, 0.0, False
-            # pull_ready is monotone in the step, so a held pull is released iff the earliest is
-            parked_min = min(q[1] for q in self.parked) if self.parked else None
-            while inbox and inbox[0][2] == PUSH and not release:
-                _, _, _, proc, step, read, _, t_arr, _ = inbox.popleft()
+            while inbox and inbox[0].kind == PUSH and not release:
+                push = inbox.popleft()
+                proc = push.proc
                 n_job += 1
                 cost += push_cost[proc]
                 g_proc(proc)
-                g_step(step)
-                g_read(read)
-                g_applied(st.version)
-                g_arr(t_arr)
+                g_step(push.step)
+                g_read(push.version_read)
+                g_applied(proto.version)
+                g_arr(push.arrival_s)
                 # bsp: summed, the version moves once the clock is complete; else applied now
-                release = st.push(proc, step) or (
-                    not bsp and parked_min is not None and st.ready(parked_min)
-                )
+                release = proto.push(proc, push.step) or (not bsp and proto.held_ready())
             t0 = env.now
             yield self._work(cost)
             t1 = env.now
-            spans.append((s, 0 if bsp else 1, t0, t1, 0))
+            spans.append(Span(s, aggregate, t0, t1, 0))
             g_done((n_job, t1))
-            self.applied += n_job
+            proto.count_applied(n_job)
             if bsp and release:
                 yield from self._update()
             yield from self._release()
-            if self.applied == self.expected:
+            if proto.drained:
                 self.drained.succeed()
 
     def _work(self, cost: float) -> simpy.Event:
@@ -209,35 +199,35 @@ class ServerShard:
         """bsp: one optimiser step with the clock's summed gradient (version + 1)."""
         t1 = self.env.now
         yield self._work(self.update_cost)
-        self.state.updated()
-        self.m.rec.spans.append((self.s, 1, t1, self.env.now, 0))
+        self.proto.updated()
+        self.m.rec.spans.append(Span(self.s, SpanKind.UPDATE, t1, self.env.now, 0))
 
     def _release(self) -> Generator[simpy.Event, Any, None]:
         """Answer the held pulls the sync rule now allows (packing the version once)."""
-        if not self.parked:
-            return
-        ready_now, self.parked = self.state.split_ready(self.parked)
+        ready_now = self.proto.release()
         if ready_now:
             t_ready = self.env.now
-            if self.reply_version != self.state.version:
+            if self.proto.needs_encoding():
                 yield self._work(self.reply_cost)
-                self.reply_version = self.state.version
+                self.proto.encoded()
             self._send_replies(
-                [q[0] for q in ready_now], [t_ready - q[2] for q in ready_now], t_ready
+                [q.proc for q in ready_now], [t_ready - q.held_at_s for q in ready_now], t_ready
             )
 
     def _send_replies(self, procs: list[int], waits: list[float] | None, t_ready: float) -> None:
         """Send the current version to each proc; its wait is how long the sync rule held its
         pull (`waits`; None: it was ready when handled)."""
         m = self.m
-        now, version, s, delay = self.env._now, self.state.version, self.s, self.reply_delay
+        now, version, s, delay = self.env.now, self.proto.version, self.s, self.reply_delay
         size_of, reply_to = self.reply_bytes, m.reply_to
         sizes = [size_of[p] for p in procs]
-        m.rec.spans.extend([(s, 2, t_ready, now, n) for n in sizes])
+        m.rec.spans.extend([Span(s, SpanKind.REPLY, t_ready, now, n) for n in sizes])
         if waits is None:
-            msgs = [(delay, reply_to[p], s, version, 0.0) for p in procs]
+            msgs = [Reply(delay, reply_to[p], s, version, 0.0) for p in procs]
         else:
-            msgs = [(delay, reply_to[p], s, version, w) for p, w in zip(procs, waits, strict=True)]
+            msgs = [
+                Reply(delay, reply_to[p], s, version, w) for p, w in zip(procs, waits, strict=True)
+            ]
         m.net.send_many(self.reply_rows[procs], sizes, msgs)
 
 
@@ -260,7 +250,7 @@ class Worker:
         self.routes = net.routes(proc, [srv.endpoint for srv in servers])  # to each of its shards
         self.delay = net.delay_w2s
         self.request_bytes = [wire.HEADER_BYTES] * len(servers)
-        self.requests = [(self.delay, srv.deliver, PULL, proc, self) for srv in servers]
+        self.requests = [PullRequest(self.delay, srv.deliver, PULL, proc, self) for srv in servers]
         self.step = -1  # the step it is in
         self.push_bytes = [topo.push_bytes[proc][s] for s in self.shards]
         self.push_to = [srv.deliver_push for srv in servers]
@@ -284,16 +274,16 @@ class Worker:
         self.proc = model.env.process(self.run())
 
     # --------------------------------------------------------------------------- callbacks
-    def on_reply(self, msg: tuple) -> None:
+    def on_reply(self, msg: Reply) -> None:
         self.hand_over(self.p, self._take_reply, msg)
 
-    def pushed(self, _msg: list) -> None:
+    def pushed(self, _msg: Push) -> None:
         """One of this step's pushes is through (psreal: its SendHandle's wait returned)."""
         self.pushes_left -= 1
         if not self.pushes_left:
             self.push_done.succeed()  # type: ignore[union-attr]
 
-    def _take_reply(self, msg: tuple) -> None:
+    def _take_reply(self, msg: Reply) -> None:
         self.replies.append(msg)
         if self.idle:  # waiting for replies: unpack all that arrive at this instant as one job
             self.idle = False
@@ -303,12 +293,12 @@ class Worker:
         """Unpack the replies that have arrived (one job on the host), then the next ones."""
         batch, self.replies = self.replies, []
         versions, wait, unpack_cost, cost = self.versions, self.wait, self.unpack_cost, 0.0
-        for msg in batch:  # (delay, deliver, shard, version, wait)
-            s = msg[2]
-            versions[s] = msg[3]
+        for msg in batch:
+            s = msg.shard
+            versions[s] = msg.version
             cost += unpack_cost[s]
-            if msg[4] > wait:
-                wait = msg[4]
+            if msg.wait_s > wait:
+                wait = msg.wait_s
         self.wait = wait
         self.unpacking = len(batch)
         self.run_job(self.host, cost, who=self.p).callbacks.append(self.unpacked)  # type: ignore[union-attr]
@@ -328,11 +318,11 @@ class Worker:
             ev = self.mailbox[key] = self.m.env.event()
         return ev
 
-    def on_mail(self, msg: tuple) -> None:
+    def on_mail(self, msg: Activation) -> None:
         self.hand_over(self.p, self._take_mail, msg)
 
-    def _take_mail(self, msg: tuple) -> None:
-        self.mail(msg[2:]).succeed()
+    def _take_mail(self, msg: Activation) -> None:
+        self.mail((msg.kind, msg.step, msg.microbatch)).succeed()
 
     # ------------------------------------------------------------------------------- steps
     def run(self) -> Generator[simpy.Event, Any, None]:
@@ -353,7 +343,7 @@ class Worker:
             if step in crashes:  # faults: the process crashes as it reaches this step
                 restart_after = crashes[step]
                 if restart_after is None:  # for good: its shards take it out of the sync rule
-                    leaves = [(delay, m.servers[s].deliver, LEAVE, p) for s in shards]
+                    leaves = [Leave(delay, m.servers[s].deliver, LEAVE, p) for s in shards]
                     send(routes, self.request_bytes, leaves)
                     return
                 yield env.timeout(restart_after)  # down, then back with a fresh pull
@@ -395,7 +385,7 @@ class Worker:
                 self.pushes_left = n_sh
                 self.push_done = env.event()
                 pushes = [
-                    [delay, to, PUSH, p, step, versions[s], nb, 0.0, self]
+                    Push(delay, to, PUSH, p, step, versions[s], nb, 0.0, self)
                     for s, nb, to in zip(shards, self.push_bytes, self.push_to, strict=True)
                 ]
                 send(routes, self.push_bytes, pushes)
@@ -444,7 +434,9 @@ class Worker:
                 m.net.continues(p, ran)
                 yield ran
                 nb = self.push_bytes[i]
-                msg = [self.delay, self.push_to[i], PUSH, p, step, self.versions[s], nb, 0.0, self]
+                msg = Push(
+                    self.delay, self.push_to[i], PUSH, p, step, self.versions[s], nb, 0.0, self
+                )
                 m.net.send_many(self.routes[i : i + 1], [nb], [msg])
         if factor > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, factor))
@@ -460,7 +452,7 @@ class Worker:
         f = m.factors[self.replica, self.stage, step]
         if f > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, f))
-        m.rec.busy.append((self.p, step, t0, env.now))
+        m.rec.busy.append(Busy(self.p, step, t0, env.now))
 
     def _pipeline(self, step: int) -> Generator[simpy.Event, Any, None]:
         m, k = self.m, self.stage
@@ -469,7 +461,7 @@ class Worker:
         for kind, mb in m.schedule[k]:
             if kind == "F":
                 if k > 0:
-                    yield self.mail((wire.ACT, step, mb))
+                    yield self.mail((ACT, step, mb))
                 yield from self._action(step, m.costs.stage_fwd_s[k])
                 if k < P - 1:
                     nxt = m.workers[self.p + 1]
@@ -477,11 +469,11 @@ class Worker:
                     net.send_many(
                         self.route_next,
                         [mb_bytes],
-                        [(net.delay_w2w, nxt.on_mail, wire.ACT, step, mb)],
+                        [Activation(net.delay_w2w, nxt.on_mail, ACT, step, mb)],
                     )
             else:
                 if k < P - 1:
-                    yield self.mail((wire.ACT_GRAD, step, mb))
+                    yield self.mail((ACT_GRAD, step, mb))
                 yield from self._action(step, m.costs.stage_bwd_s[k])
                 if k > 0:
                     prv = m.workers[self.p - 1]
@@ -490,7 +482,7 @@ class Worker:
                     net.send_many(
                         self.route_prev,
                         [gb],
-                        [(net.delay_w2w, prv.on_mail, wire.ACT_GRAD, step, mb)],
+                        [Activation(net.delay_w2w, prv.on_mail, ACT_GRAD, step, mb)],
                     )
         for key in [key for key in self.mailbox if key[1] == step]:
             del self.mailbox[key]
