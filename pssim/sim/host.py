@@ -29,6 +29,7 @@ says how each part is measured.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -115,6 +116,9 @@ class HostNetwork(Network):
             return
         pending[ep] = [(fn, msg)]
         self.env.timeout(wait, ep).callbacks.append(self._handed_over)  # type: ignore[union-attr]
+
+    def receiver(self, ep: int, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        return partial(self.hand_over, ep, fn)
 
     def _handed_over(self, ev: simpy.Event) -> None:
         ep = ev._value

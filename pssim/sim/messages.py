@@ -27,7 +27,8 @@ class PullRequest(NamedTuple):
 
 class Push(NamedTuple):
     """A worker process's gradient of `step` for a shard; `version_read` is the version of the
-    parameters it was computed on, `arrival_s` when it was delivered (set then)."""
+    parameters it was computed on. The shard notes when it was delivered
+    (`ServerShard.push_arrivals`)."""
 
     delay: float
     deliver: Callable[[Any], None]
@@ -36,7 +37,6 @@ class Push(NamedTuple):
     step: int
     version_read: int
     nbytes: int
-    arrival_s: float
     worker: Any  # pssim.sim.model.Worker: told when its push is through
 
 

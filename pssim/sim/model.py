@@ -72,6 +72,7 @@ class ServerShard:
         )
         # pull requests, pushes and leaves, in arrival order
         self.inbox: deque[PullRequest | Push | Leave] = deque()
+        self.push_arrivals: deque[float] = deque()  # when each push in the inbox was delivered
         self.wake: simpy.Event | None = None
         self.grad_cols: tuple[list, ...] = ([], [], [], [], [])  # see `run`
         self.grad_done: list[tuple[int, float]] = []
@@ -88,17 +89,15 @@ class ServerShard:
         self.reply_rows = net.routes(self.endpoint, list(range(topo.n_procs)))
         self.reply_bytes = {p: topo.pull_bytes[p][shard] for p in pushers}
         self.reply_delay = net.delay_w2s
-        self.hand_over = net.hand_over
+        # a pull request, push or LEAVE delivered: the shard's main loop sees it once it gets its
+        # core (`Network.receiver`)
+        self.deliver = net.receiver(self.endpoint, self._take)
         self.last_job: simpy.Event | None = (
             None  # the main thread's latest job on its core (`_work`)
         )
         model.env.process(self.run())
 
     # ---------------------------------------------------------------------------- delivery
-    def deliver(self, msg: PullRequest | Leave) -> None:
-        """A pull request or LEAVE delivered: the shard's main loop sees it once it gets its core."""
-        self.hand_over(self.endpoint, self._take, msg)
-
     def _take(self, msg: PullRequest | Push | Leave) -> None:
         self.inbox.append(msg)
         if self.wake is not None:
@@ -108,17 +107,18 @@ class ServerShard:
     def deliver_push(self, msg: Push) -> None:
         """A push delivered: the shard's main loop takes it, and the pushing worker learns that it
         is through (its step ends with the last), each once its thread gets its core."""
-        # arrival time: delivered (psreal: Message.t_delivered), not yet seen
-        msg = msg._replace(arrival_s=self.env.now)
-        self.hand_over(self.endpoint, self._take, msg)
-        w = msg.worker
-        self.hand_over(w.p, w.pushed, msg)
+        # its arrival time: delivered (psreal: Message.t_delivered), not yet seen. The shard takes
+        # its pushes in the order they were delivered (a hand-over keeps the order)
+        self.push_arrivals.append(self.env.now)
+        self.deliver(msg)
+        msg.worker.push_through(msg)
 
     # ----------------------------------------------------------------------------- process
     def run(self) -> Generator[simpy.Event, Any, None]:
         env, m, proto = self.m.env, self.m, self.proto
         bsp = self.mode == "bsp"
         aggregate = SpanKind.AGGREGATE if bsp else SpanKind.UPDATE
+        arrivals = self.push_arrivals.popleft
         inbox, spans = self.inbox, m.rec.spans
         # gradient log, one column each: pusher, step, version read, version applied to, arrival
         g_proc, g_step, g_read, g_applied, g_arr = (c.append for c in self.grad_cols)
@@ -172,7 +172,7 @@ class ServerShard:
                 g_step(push.step)
                 g_read(push.version_read)
                 g_applied(proto.version)
-                g_arr(push.arrival_s)
+                g_arr(arrivals())
                 # bsp: summed, the version moves once the clock is complete; else applied now
                 release = proto.push(proc, push.step) or (not bsp and proto.held_ready())
             t0 = env.now
@@ -262,7 +262,11 @@ class Worker:
         self.replies: list[tuple] = []
         self.got, self.unpacking, self.wait, self.idle = 0, 0, 0.0, False
         self.run_job, self.unpacked = model.procs.run, self._unpacked  # bound once
-        self.hand_over = net.hand_over
+        # what reaches this process, once its thread gets its core (`Network.receiver`): a reply,
+        # the notice that a push is through, a pipeline neighbour's activations
+        self.on_reply = net.receiver(proc, self._take_reply)
+        self.push_through = net.receiver(proc, self.pushed)
+        self.on_mail = net.receiver(proc, self._take_mail)
         self.pull_done: simpy.Event | None = None
         self.pushes_left = 0
         self.push_done: simpy.Event | None = None
@@ -274,9 +278,6 @@ class Worker:
         self.proc = model.env.process(self.run())
 
     # --------------------------------------------------------------------------- callbacks
-    def on_reply(self, msg: Reply) -> None:
-        self.hand_over(self.p, self._take_reply, msg)
-
     def pushed(self, _msg: Push) -> None:
         """One of this step's pushes is through (psreal: its SendHandle's wait returned)."""
         self.pushes_left -= 1
@@ -317,9 +318,6 @@ class Worker:
         if ev is None:
             ev = self.mailbox[key] = self.m.env.event()
         return ev
-
-    def on_mail(self, msg: Activation) -> None:
-        self.hand_over(self.p, self._take_mail, msg)
 
     def _take_mail(self, msg: Activation) -> None:
         self.mail((msg.kind, msg.step, msg.microbatch)).succeed()
@@ -385,7 +383,7 @@ class Worker:
                 self.pushes_left = n_sh
                 self.push_done = env.event()
                 pushes = [
-                    Push(delay, to, PUSH, p, step, versions[s], nb, 0.0, self)
+                    Push(delay, to, PUSH, p, step, versions[s], nb, self)
                     for s, nb, to in zip(shards, self.push_bytes, self.push_to, strict=True)
                 ]
                 send(routes, self.push_bytes, pushes)
@@ -434,9 +432,7 @@ class Worker:
                 m.net.continues(p, ran)
                 yield ran
                 nb = self.push_bytes[i]
-                msg = Push(
-                    self.delay, self.push_to[i], PUSH, p, step, self.versions[s], nb, 0.0, self
-                )
+                msg = Push(self.delay, self.push_to[i], PUSH, p, step, self.versions[s], nb, self)
                 m.net.send_many(self.routes[i : i + 1], [nb], [msg])
         if factor > 1.0:
             yield env.timeout(straggle_delay(env.now - t0, factor))

@@ -113,6 +113,11 @@ class Network:
         """Run `fn(msg)` once endpoint `ep`'s thread can see it: at once in a target cluster."""
         fn(msg)
 
+    def receiver(self, ep: int, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        """The function that hands a message delivered to endpoint `ep` to its thread, which runs
+        `fn` on it (`hand_over`): `fn` itself in a target cluster."""
+        return fn
+
     def continues(self, ep: int, job: simpy.Event) -> None:
         """Endpoint `ep`'s sending thread is the one that runs `job`: nothing to a target
         cluster (the host model's threads keep their core, `pssim.sim.host`)."""
