@@ -21,6 +21,7 @@ from ..costs import CostModel, Placement, build_costs
 from ..records import Records
 from ..runplan import RunPlan, derive
 from ..workload import DTYPE_BYTES
+from .clock import scheduled_events
 from .host import build_host
 from .model import SimModel
 from .resources import Network, Processors
@@ -92,7 +93,7 @@ def simulate(
     finally:
         if gc_was_enabled:
             gc.enable()
-    events = next(env._eid)  # SimPy's running event id: how many events were scheduled
+    events = scheduled_events(env)
     rec = model.finish()
     extra = {
         "backend": "sim",

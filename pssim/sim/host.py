@@ -121,7 +121,7 @@ class HostNetwork(Network):
         return partial(self.hand_over, ep, fn)
 
     def _handed_over(self, ev: simpy.Event) -> None:
-        ep = ev._value
+        ep = ev.value
         batch, self._pending[ep] = self._pending[ep], None  # type: ignore[index]
         for fn, msg in batch:  # type: ignore[union-attr]
             fn(msg)
@@ -198,7 +198,7 @@ class HostNetwork(Network):
         sent at one instant, the first wakes the arbiter and the others arrive while it handles
         that one, so they take one more pass (completions and deliveries that fall due at one
         instant, which the arbiter computes itself, share a pass)."""
-        now = self.env._now
+        now = self.env.now
         if now == self._arb_at:
             if start and self._arb_busy:
                 self._arb_pending = True
@@ -218,10 +218,10 @@ class HostNetwork(Network):
 
     def _arb_pass_done(self, _ev: simpy.Event) -> None:
         self._arb_busy = False
-        self._arb_end = self.env._now
+        self._arb_end = self.env.now
         if self._arb_pending:
             self._arb_pending = False
-            self._arb_pass(self.env._now)
+            self._arb_pass(self.env.now)
 
     def _gate_link_done(self, fluid_msg: Message) -> None:
         if self._cpu[4] is not None:  # type: ignore[index]

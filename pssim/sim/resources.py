@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
-from simpy.core import NORMAL
 
 from ..fluid import _DONE_TOL_S, FluidSystem
+from .clock import at_end_of_instant
 
 if TYPE_CHECKING:
     from ..costs import LinkLayout, Placement
@@ -43,21 +43,6 @@ if TYPE_CHECKING:
 # A message is a tuple or list: (delay after the last byte, deliver function, payload...); the
 # network calls deliver(message) when it arrives.
 Message = Sequence[Any]
-
-# SimPy runs events due at one time in (priority, scheduling order); ordinary events have
-# priority NORMAL (1). An event with a larger number runs after every ordinary event of its
-# instant, including ones scheduled while that instant is being processed.
-END_OF_INSTANT = NORMAL + 1
-
-
-def at_end_of_instant(env: simpy.Environment, fn: Callable[[simpy.Event], None]) -> None:
-    """Run `fn` once every ordinary event due now has run."""
-    ev = simpy.Event(env)
-    ev._ok = True  # a triggered event carrying no value, like a Timeout(0), but scheduled late
-    ev._value = None
-    ev.callbacks.append(fn)  # type: ignore[union-attr]
-    env.schedule(ev, END_OF_INSTANT)
-
 
 # Priority classes of work on a shared core or device (a lower number runs first; SharedProcessor).
 # ARBITER is psreal's link arbiter on this host's cores (pssim.sim.host).
@@ -130,7 +115,7 @@ class Network:
         """Start message `msg` over `res` (see `resources`): `msg[1](msg)` runs `msg[0]` seconds
         after its last byte has drained."""
         self.messages += 1
-        self.sys.add(self.env._now, res, nbytes, msg, self.cap)
+        self.sys.add(self.env.now, res, nbytes, msg, self.cap)
         if not self._recompute_due:
             self._recompute_due = True
             at_end_of_instant(self.env, self._recompute)
@@ -139,7 +124,7 @@ class Network:
         """Start several messages at once (`res`: one row of resources per message); the same as
         `send` one by one, in order."""
         self.messages += len(msgs)
-        self.sys.add_many(self.env._now, res, nbytes, msgs, self.cap)
+        self.sys.add_many(self.env.now, res, nbytes, msgs, self.cap)
         if not self._recompute_due:
             self._recompute_due = True
             at_end_of_instant(self.env, self._recompute)
@@ -170,11 +155,11 @@ class Network:
         self.env.timeout(max(0.0, t - self.env.now), t).callbacks.append(self._on_timer)  # type: ignore[union-attr]
 
     def _on_timer(self, ev: simpy.Event) -> None:
-        t = ev._value
+        t = ev.value
         self._timers.discard(t)
         if t != self._next_t:
             return  # a later recompute moved the next completion; its own timer handles it
-        now = self.env._now
+        now = self.env.now
         msgs = self._completed(now)
         if msgs:
             if now != self._due_at:
@@ -208,7 +193,7 @@ class Network:
             lst += msgs
 
     def _run_deliveries(self, ev: simpy.Event) -> None:
-        self._deliver(ev._value)
+        self._deliver(ev.value)
 
     def _deliver(self, msgs: list[Message]) -> None:
         """Hand over messages that arrive together, then run the receivers' `after_arrivals` hooks."""
@@ -290,7 +275,7 @@ class SharedProcessor:
         """The timer fired and no job has ended (a time slice did)."""
 
     def _on_timer(self, ev: simpy.Event) -> None:
-        if ev._value != self._next_t:
+        if ev.value != self._next_t:
             return  # superseded by a later arrival
         self._drain()
         active = self._active()
