@@ -1,32 +1,32 @@
-"""The SimPy model of a parameter-server run: ServerShard and Worker processes over Network and Processors.
+"""The SimPy model of a parameter-server run: ServerShard and Worker processes over Network and
+Processors (`pssim.sim.resources`, or the host model's `pssim.sim.host` in the HERE view).
 
-A worker process runs `training.steps` steps of: pull (a request to each of its shards; replies are
-unpacked on its core as they arrive, all replies that have arrived by then as one job), compute
-(forward+backward on its device, or the pipeline stage's schedule of microbatch actions, then any
-straggler delay), push (pack every shard's gradient, then send them all at once; the step ends
-when the last is delivered). With communication.overlap the compute is forward, then backward
-layer by layer, and each shard's push goes as soon as backward has produced it. A fault crashes a
-worker as it reaches a step: it is down `restart_after_s` and redoes the step, or, for good, it
-sends LEAVE to its shards and stops.
+A worker process runs `training.steps` steps of: pull (a request to each of its shards; replies
+are unpacked on its core as they arrive, all replies that have arrived by then as one job),
+compute (forward+backward on its device, or the pipeline stage's schedule of microbatch actions,
+then any straggler delay), push (pack every shard's gradient, then send them all at once; the
+step ends when the last is delivered). With communication.overlap the compute is forward, then
+backward layer by layer, and each shard's push goes as soon as backward has produced it. A fault
+crashes a worker as it reaches a step: it is down `restart_after_s` and redoes the step, or, for
+good, it sends LEAVE to its shards and stops.
 
-A server shard handles its inbox in arrival order, one message at a time, as psreal's server does:
-a push is decoded and accumulated (bsp) or applied (ssp/asp) on the server's core; under bsp the
-last gradient of a clock triggers the optimiser update; a pull is answered when `sync.pull_ready`
-allows, else held (parked) until a gradient makes it ready. Replies for one version are packed
-once and sent to every waiting worker. LEAVE takes a worker out of the sync rule (a bsp clock then
-needs the gradients of the workers still in, and of those that left after pushing it).
-Consecutive pushes whose effects release nothing are
-costed as one job, which gives the same times as costing them one by one. The run ends when every
+A server shard handles its inbox in arrival order, one message at a time, by the shard protocol
+psreal's server executes too (`pssim.protocol.ShardProtocol`): a push is decoded and accumulated
+(bsp) or applied (ssp/asp) on the server's core; under bsp the last gradient of a clock triggers
+the optimiser update; a pull is answered when the sync rule allows, else held until a gradient
+makes it ready. Replies for one version are packed once and sent to every waiting worker. LEAVE
+takes a worker out of the sync rule. Consecutive pushes whose effects release nothing are costed
+as one job, which gives the same times as costing them one by one. The run ends when every
 worker has finished its last step and every shard has applied every gradient.
 
-A delivered message reaches its role (and a push's end reaches the pushing worker) once the
-role's thread gets its core: where a compute job holds that core, when the job's turn ends
-(`Network.hand_over`), as psreal's second wake-up of the role's thread waits for a compute
-thread's slice.
+A delivered message reaches its role (and a push's end reaches the pushing worker) through the
+receiver the network gives it (`Network.receiver`): at once in a target cluster; in the host
+model once the role's thread gets its core (`HostNetwork.hand_over`).
 
 Ties: events due at the same instant run in the order SimPy scheduled them; messages that finish
 together are delivered in the order they were sent. Records are logged as rows when the thing
-happens and folded into the columnar `Records` once the run ends.
+happens and folded into the columnar `Records` once the run ends. Messages are named records
+(`pssim.sim.messages`).
 """
 
 from __future__ import annotations
