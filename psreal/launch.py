@@ -48,19 +48,13 @@ from pssim.scenario import Scenario
 
 from . import msgtrace
 from .control import ControlClient, ControlServer
+from .errors import EXIT_FAILED, RunFailed
 from .roles import Layout, RoleContext, host_cores, layout_of, pin_role, set_threads
 from .transport import Transport, is_peer_loss
 
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_STALL_S = 120.0
-EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-
-
-class RunFailed(Exception):
-    def __init__(self, lines: list[str], code: int = EXIT_FAILED) -> None:
-        super().__init__("\n".join(lines))
-        self.lines, self.code = lines, code
 
 
 def resolve_device(scn: Scenario, requested: str | None) -> tuple[str, str | None]:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from .launch import RunFailed
+from .errors import RunFailed
 
 if TYPE_CHECKING:
     from pssim.scenario import Scenario
