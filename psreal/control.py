@@ -322,8 +322,10 @@ class ControlClient:
             self._done.discard(key)
 
     def on_done(self, src: int, seq: int, fn: Callable[[], None]) -> None:
-        """Call fn() once message (src, seq) is delivered: now if it is, else from the reader thread.
-        Unlike wait_done this never blocks, so a receiver can take the next message's bytes meanwhile."""
+        """Call fn() once message (src, seq) is delivered: now if it is, else from the reader
+        thread.
+        Unlike wait_done this never blocks, so a receiver can take the next message's bytes
+        meanwhile."""
         key = (src, seq)
         with self._cv:
             if key not in self._done:

@@ -1,4 +1,5 @@
-"""Launching a real run: local processes (torch.multiprocessing, spawn) or torchrun, and the coordinator.
+"""Launching a real run: local processes (torch.multiprocessing, spawn) or torchrun, and the
+coordinator.
 
 `run_local` spawns one process per server shard and per worker process and makes this process
 the coordinator (rank 0): it serves the control plane (link arbiter, progress, liveness), starts
@@ -169,7 +170,8 @@ def _child_main(
     device: str,
     netns: tuple[str, str] | None = None,
 ) -> None:
-    """Entry of a spawned role process; `netns` = (namespace path, interface) under kernel emulation."""
+    """Entry of a spawned role process; `netns` = (namespace path, interface) under kernel
+    emulation."""
     _set_pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C for everyone
     if netns is not None:  # before any socket or thread that must live in the namespace
@@ -419,8 +421,9 @@ def _stall_line(coord: _Coordinator, ctl: ControlServer, stall_s: float) -> str:
         lay.describe(r, scn.pipeline.stages) for r in ranks if steps[r] < scn.training.steps
     ]
     return (
-        f"error: no progress for {stall_s:.0f} s (psreal run --stall-timeout); slowest: {', '.join(slowest[:4])} "
-        f"of {scn.training.steps}; unfinished: {', '.join(unfinished[:8])}"
+        f"error: no progress for {stall_s:.0f} s (psreal run --stall-timeout); "
+        f"slowest: {', '.join(slowest[:4])} of {scn.training.steps}; "
+        f"unfinished: {', '.join(unfinished[:8])}"
     )
 
 
@@ -454,7 +457,8 @@ def _diagnose(coord: _Coordinator, procs: list[Any]) -> list[str]:
     for rank in lost:  # torchrun: no process handles, only the lost connection
         if rank not in reported:
             roots.append(
-                f"error: {lay.describe(rank, stages)}: lost its connection to the coordinator (the process died)"
+                f"error: {lay.describe(rank, stages)}: lost its connection to the coordinator "
+                "(the process died)"
             )
             reported.add(rank)
     follow = [(r, text) for r, consequence, text in errors if consequence]
@@ -572,7 +576,8 @@ def run_torchrun(
     progress: Any = None,
     save_params: bool = False,
 ) -> tuple[Path, dict[str, Any]] | None:
-    """Called in every torchrun process: rank 0 coordinates and returns the results, others return None."""
+    """Called in every torchrun process: rank 0 coordinates and returns the results, others return
+    None."""
     layout = layout_of(scn)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if world != layout.world:
@@ -600,8 +605,8 @@ def run_torchrun(
     if scn.cluster.network.emulation == "kernel":
         raise RunFailed(
             [
-                "error: cluster.network.emulation: kernel runs with the local launcher only (psreal run "
-                "without torchrun); use app or none under torchrun"
+                "error: cluster.network.emulation: kernel runs with the local launcher only "
+                "(psreal run without torchrun); use app or none under torchrun"
             ],
             2,
         )

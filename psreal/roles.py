@@ -7,7 +7,8 @@ worker process p is endpoint p, server s is endpoint P + s.
 
 Testing hook: the environment variable `PSREAL_FAULT` injects failures so that the failure
 handling can be tested end to end. It holds comma-separated faults `ROLE:INDEX:step:N:ACTION`:
-ROLE is `worker` (INDEX = worker process p, i.e. replica * stages + stage) or `server` (INDEX = shard);
+ROLE is `worker` (INDEX = worker process p, i.e. replica * stages + stage) or `server` (INDEX =
+shard);
 a worker fires at the start of its step N, a server when the first gradient of step N arrives;
 ACTION is `raise` (a RuntimeError), `kill` (SIGKILL to itself), `exit` (os._exit(3) without a
 word) or `hang` (sleep forever, for the stall watchdog). A fired fault says so on stderr. Spawned
@@ -160,7 +161,8 @@ def parse_faults(text: str) -> list[tuple[str, int, int, str]]:
 
 
 def inject_fault(role: str, index: int, step: int, who: str) -> None:
-    """The `PSREAL_FAULT` testing hook: fire the fault configured for (role, index, step), if any."""
+    """The `PSREAL_FAULT` testing hook: fire the fault configured for (role, index, step), if
+    any."""
     text = os.environ.get(FAULT_ENV)
     if not text:
         return

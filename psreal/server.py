@@ -1,4 +1,5 @@
-"""A parameter-server shard: holds its partitions' parameters and optimiser state, applies gradients.
+"""A parameter-server shard: holds its partitions' parameters and optimiser state, applies
+gradients.
 
 The shard handles its inbox in delivery order, one message at a time, by the shard protocol the
 simulator's ServerShard executes too (`pssim.protocol.ShardProtocol`: what a PULL, PUSH or LEAVE

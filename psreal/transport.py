@@ -115,7 +115,8 @@ class Transport:
         self.rank_of = rank_of
         self.control = control
         self.emulate = emulate and control is not None
-        # kernel emulation without netem: the link latency from a sender, added once its bytes arrived
+        # kernel emulation without netem: the link latency from a sender, added once its bytes
+        # arrived
         self.latency_of = None if self.emulate else latency_of
         self._seq = itertools.count(1)
         self.bytes_sent = 0

@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs",
         type=int,
         default=1,
-        help="simulate this many times, each with its own draw of the compute's natural variation, and "
-        "write the median run, with every run's throughput in summary.json (default 1)",
+        help="simulate this many times, each with its own draw of the compute's natural "
+        "variation, and write the median run, with every run's throughput in summary.json "
+        "(default 1)",
     )
     _add_set(p)
 

@@ -233,7 +233,8 @@ def unit_roofline_s(scn: Scenario) -> list[tuple[float, float]]:
 
 
 def stage_unit_bounds(scn: Scenario) -> list[tuple[int, int]]:
-    """Which units each pipeline stage holds: cut by roofline compute (balanced) or by count (uniform).
+    """Which units each pipeline stage holds: cut by roofline compute (balanced) or by count
+    (uniform).
 
     Both backends and the profiler use this one cut.
     """
@@ -351,7 +352,8 @@ def build_costs(
 
 
 def shard_part_numels(scn: Scenario, units: range | None = None) -> list[list[int]]:
-    """Per shard, the element counts of its partitions (restricted to `units` for a pipeline stage)."""
+    """Per shard, the element counts of its partitions (restricted to `units` for a pipeline
+    stage)."""
     plan = plan_shards(scn)
     return [[p.numel for p in parts if units is None or p.unit in units] for parts in plan.shards]
 

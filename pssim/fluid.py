@@ -95,7 +95,8 @@ class FluidSystem:
         key: Hashable,
         cap: float = np.inf,
     ) -> None:
-        """Start a flow of `amount` over `resources` at time `now` (rates are stale until recompute)."""
+        """Start a flow of `amount` over `resources` at time `now` (rates are stale until
+        recompute)."""
         if not 1 <= len(resources) <= MAX_RES:
             raise ValueError(f"a flow crosses 1..{MAX_RES} resources (got {len(resources)})")
         if not 0.0 <= amount < np.inf:  # also refuses NaN
@@ -237,7 +238,8 @@ class FluidSystem:
 
     @property
     def carried(self) -> np.ndarray:
-        """Amount each resource has carried so far (completed flows plus the drained part of active ones)."""
+        """Amount each resource has carried so far (completed flows plus the drained part of active
+        ones)."""
         out = self._carried_done.copy()
         n = self.n
         if n:

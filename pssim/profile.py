@@ -1,4 +1,5 @@
-"""Measured device profiles: the file `psreal profile` writes and pssim reads through `compute.profile`.
+"""Measured device profiles: the file `psreal profile` writes and pssim reads through
+`compute.profile`.
 
 A profile holds what the real backend was measured to cost on one host and device for one model
 and batch: forward+backward time per step (and per pipeline stage and microbatch), the host-side
@@ -98,11 +99,14 @@ class Profile(BaseModel):
     cpu_slice_s: float | None = Field(
         None,
         gt=0,
-        description="the OS scheduler's time slice: how long a compute-bound thread runs before another takes its core (None: the Linux default for `cores`)",
+        description="the OS scheduler's time slice: how long a compute-bound thread runs "
+        "before another takes its core (None: the Linux default for `cores`)",
     )
     arbiter_pass_s: list[tuple[float, float]] = Field(
         default_factory=list,
-        description="the link arbiter's CPU per pass of its loop by how long it slept before: (longest sleep of the bin, CPU seconds of a pass) by increasing sleep, from the calibration runs (empty: ops['arbiter'] per pass, whatever the sleep)",
+        description="the link arbiter's CPU per pass of its loop by how long it slept "
+        "before: (longest sleep of the bin, CPU seconds of a pass) by increasing sleep, from "
+        "the calibration runs (empty: ops['arbiter'] per pass, whatever the sleep)",
     )
     samples: dict[str, Any] = Field(
         default_factory=dict, description="raw measurements behind the fits"
@@ -113,7 +117,8 @@ class Profile(BaseModel):
     def _from_older(cls, data: Any) -> Any:
         """A profile's `compute_busy_factor` (written by psreal profile for a while) is not used
         any more. A version-3 profile timed each op on one partition per call: its `a` is paid
-        per partition, which is `p` now (the same costs, call by call and partition by partition)."""
+        per partition, which is `p` now (the same costs, call by call and partition by
+        partition)."""
         if isinstance(data, dict) and "compute_busy_factor" in data:
             data = {k: v for k, v in data.items() if k != "compute_busy_factor"}
         if (

@@ -69,7 +69,8 @@ class Busy(NamedTuple):
 
 @dataclass
 class Records:
-    """Columnar run records. Row r of the step arrays is worker process r = replica * stages + stage."""
+    """Columnar run records. Row r of the step arrays is worker process r = replica * stages +
+    stage."""
 
     n_workers: int
     n_stages: int
@@ -109,7 +110,8 @@ class Records:
         return worker * self.n_stages + stage
 
     def merge(self, other: Records) -> None:
-        """Fold in the records another process filled (each cell is filled by exactly one process)."""
+        """Fold in the records another process filled (each cell is filled by exactly one
+        process)."""
         for f in STEP_TIME_FIELDS:
             m = ~np.isnan(other.times[f])
             self.times[f][m] = other.times[f][m]
@@ -140,7 +142,8 @@ class Records:
         self.busy = [Busy(p, st, a - t0, b - t0) for p, st, a, b in self.busy]
 
     def staleness(self) -> np.ndarray:
-        """Per gradient: updates applied to the shard between the read and the application (-1: none)."""
+        """Per gradient: updates applied to the shard between the read and the application (-1:
+        none)."""
         return np.where(self.grad_applied >= 0, self.grad_applied - self.grad_read, -1)
 
 

@@ -1,4 +1,5 @@
-"""Run one backend on a scenario and write its result files (shared by the CLIs, compare and sweep)."""
+"""Run one backend on a scenario and write its result files (shared by the CLIs, compare and
+sweep)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ TINY: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def tiny_scenario() -> Callable[..., Any]:
-    """tiny_scenario("sync.mode=ssp", ...) -> a validated Scenario (the TINY dict plus overrides)."""
+    """tiny_scenario("sync.mode=ssp", ...) -> a validated Scenario (the TINY dict plus
+    overrides)."""
     from pssim.scenario import scenario_from_dict
 
     def make(*overrides: str) -> Any:

@@ -1,6 +1,8 @@
-"""The max-min fair fluid model (pssim.fluid.FluidSystem) that both backends use for links and devices.
+"""The max-min fair fluid model (pssim.fluid.FluidSystem) that both backends use for links and
+devices.
 
-Max-min fairness by progressive filling (Bertsekas & Gallager, "Data Networks", 2nd ed., sec. 6.5.2).
+Max-min fairness by progressive filling (Bertsekas & Gallager, "Data Networks", 2nd ed., sec.
+6.5.2).
 B&G characterise the allocation: a feasible allocation is max-min fair if and only if every
 session has a *bottleneck link*, a saturated link on its path on which its rate is at least
 every other session's rate. Here a flow's rate cap counts as a bottleneck of its own. The

@@ -1,4 +1,5 @@
-"""An exact, hand-checked event log of a tiny simulation (SimPy style: assert the times things happen).
+"""An exact, hand-checked event log of a tiny simulation (SimPy style: assert the times things
+happen).
 
 Scenario: 2 workers, 1 PS shard, BSP, a linear model 99 -> 10 (990 + 10 = 1000 float32 parameters,
 4000 bytes, one shard, two partitions), `compute.step_time_s` = 10 ms, worker 1 a 1.5x straggler,
@@ -13,7 +14,8 @@ Per 1000-element shard (bytes touched per element / 5e9 bytes/s):
   server_accumulate (decode 4+4, add 8)         = 16 B -> 3.2 us
   server_update   (param r/w 8 + grad 4)        = 12 B -> 2.4 us
   server_reply    (param 4 + wire 4)            =  8 B -> 1.6 us
-Messages (pssim/wire.py): a pull request is the 64-byte header; a reply or a push is 64 + 4000 = 4064 B.
+Messages (pssim/wire.py): a pull request is the 64-byte header; a reply or a push is 64 + 4000 =
+4064 B.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def test_step_times_match_the_hand_log(run: tuple[Scenario, Records], key: tuple
 
 def test_gradients_arrive_and_apply_at_the_hand_times(run: tuple[Scenario, Records]) -> None:
     _, rec = run
-    # (worker, step): arrival at the server, end of its accumulation, version read, version applied to
+    # (worker, step): arrival at the server, end of its accumulation, version read, version applied
+    # to
     want = {
         (0, 0): (22624.8, 22628.0, 0, 0),
         (1, 0): (27624.8, 27628.0, 0, 0),

@@ -66,7 +66,8 @@ def test_crash_for_good_removes_the_worker_and_the_others_finish(mode: str) -> N
     assert applied[:2].all()  # every gradient the others pushed was applied
     if mode == "bsp":
         assert rec.staleness()[applied].max() == 0
-        # after the crash a clock sums the two remaining workers: versions still advance by one per step
+        # after the crash a clock sums the two remaining workers: versions still advance by one per
+        # step
         assert (rec.grad_read[0, :, 0] == np.arange(s.training.steps)).all()
     summary = summarize(s, rec, extra)
     assert math.isfinite(summary["throughput_samples_per_s"])
@@ -88,7 +89,8 @@ def test_bsp_without_the_crashed_worker_runs_at_the_two_worker_pace() -> None:
 
 
 def test_overlap_starts_pushes_during_backward_and_is_never_slower() -> None:
-    # roofline compute (overlap needs a backward timeline); small partitions spread the layers over shards
+    # roofline compute (overlap needs a backward timeline); small partitions spread the layers over
+    # shards
     common = {
         "compute": {"profile": "none"},
         "cluster": {

@@ -1,4 +1,5 @@
-"""Repeated simulator runs: they differ only in the compute's natural variation; the median one is written."""
+"""Repeated simulator runs: they differ only in the compute's natural variation; the median one is
+written."""
 
 from __future__ import annotations
 

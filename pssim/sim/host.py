@@ -66,8 +66,8 @@ class HostNetwork(Network):
         busy_cost: tuple[Any, Any] | None = None,
         arbiter_by_sleep: Sequence[tuple[float, float]] = (),
     ) -> None:
-        """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core and
-        `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
+        """Charge every message CPU at its two ends: `send_cost[src](bytes)` on the sender's core
+        and `recv_cost[dst](bytes)` on the receiver's (`core_of[endpoint]`), concurrently with its
         transfer; and with `arbiter` = (core, cost), the link arbiter's work at real-time priority.
         With `busy_cost` = (send, recv): an end whose thread is still working on another message
         (awake, its caches warm) pays that cheaper cost instead, whatever its role: a process
@@ -295,7 +295,8 @@ class SlicedCore(SharedProcessor):
     core (none left: it queues like the rest).
 
     The kernel protects a thread's slice from the moment it gets the core (EEVDF's run to
-    parity), and only that slice (benchmarks/woken_compute.py, reports/benchmarks/woken_compute.txt):
+    parity), and only that slice (benchmarks/woken_compute.py,
+    reports/benchmarks/woken_compute.txt):
     - a thread woken while a compute job is within that slice waits for the slice to end, be it
       woken work (ORDINARY) or a computation (COMPUTE takes its turn in the queue);
     - a compute job whose slice ends with no other compute job waiting runs on unprotected: the

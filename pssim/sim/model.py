@@ -160,7 +160,8 @@ class ServerShard:
                     proto.encoded()
                     self._send_replies([proc], None, now)
                 continue
-            # a run of pushes, cut after any push that completes a bsp clock or releases a held pull;
+            # a run of pushes, cut after any push that completes a bsp clock or releases a held
+            # pull;
             # each gradient is logged now and its application time once the run is done
             n_job, cost, release = 0, 0.0, False
             while inbox and inbox[0].kind == PUSH and not release:

@@ -196,7 +196,8 @@ class Network:
         self._deliver(ev.value)
 
     def _deliver(self, msgs: list[Message]) -> None:
-        """Hand over messages that arrive together, then run the receivers' `after_arrivals` hooks."""
+        """Hand over messages that arrive together, then run the receivers' `after_arrivals`
+        hooks."""
         for msg in msgs:
             msg[1](msg)
         self._run_hooks()
