@@ -116,7 +116,8 @@ def print_header(
     name: str, cores: tuple[int, int], count: int, unit: str = "messages each"
 ) -> None:
     print(
-        f"# {name}  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  torch {torch.__version__}  "
+        f"# {name}  {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC  "
+        f"torch {torch.__version__}  "
         f"cores {cores}  {count} {unit}"
     )
 
@@ -184,7 +185,8 @@ def main() -> int:
         return 2
     print_header("busy_core_latency", cores, args.messages)
     print(
-        f"{'path':8s} {'hogs':>4s} {'p10':>7s} {'p50':>7s} {'p90':>7s} {'p95':>7s} {'mean':>7s}  (ms, one way)"
+        f"{'path':8s} {'hogs':>4s} {'p10':>7s} {'p50':>7s} {'p90':>7s} {'p95':>7s} {'mean':>7s}"
+        "  (ms, one way)"
     )
     for kind in ("gloo", "socket"):
         for k in range(args.max_hogs + 1):

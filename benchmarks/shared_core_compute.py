@@ -75,7 +75,8 @@ def main() -> None:
             cpu, wall, n = run(path, k, a.seconds, core)
             base = base or cpu
             print(
-                f"{os.path.basename(path)}  k={k}  cpu/step {cpu * 1e3:7.3f} ms  wall/step {wall * 1e3:7.3f} ms"
+                f"{os.path.basename(path)}  k={k}  cpu/step {cpu * 1e3:7.3f} ms"
+                f"  wall/step {wall * 1e3:7.3f} ms"
                 f"  cpu vs k=1 {cpu / base:5.2f}  steps {n}",
                 flush=True,
             )

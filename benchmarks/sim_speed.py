@@ -90,7 +90,8 @@ def run_case(scn: Scenario, bare_rate: float, label: str, repeat: int = 1) -> di
     per_model_event = wall / (ev + msgs)
     bare = 1.0 / bare_rate
     print(
-        f"{label:<34} wall {wall:7.2f} s  cpu {cpu:7.2f} s  simpy events {ev:>9,}  messages {msgs:>10,}  "
+        f"{label:<34} wall {wall:7.2f} s  cpu {cpu:7.2f} s  simpy events {ev:>9,}  "
+        f"messages {msgs:>10,}  "
         f"events/s {ev / wall:>9,.0f}  model events/s {(ev + msgs) / wall:>10,.0f}  "
         f"x bare: {per_event / bare:5.1f} per event, {per_model_event / bare:4.1f} per model event"
     )

@@ -126,7 +126,8 @@ def main() -> None:
 
     wl = build_workload(scn.model)
     print(
-        f"model: mlp 1024-1024-1024-10, {wl.numel / 1e6:.2f} M parameters ({wl.numel * 4 / 1e6:.1f} MB each way), "
+        f"model: mlp 1024-1024-1024-10, {wl.numel / 1e6:.2f} M parameters "
+        f"({wl.numel * 4 / 1e6:.1f} MB each way), "
         f"batch {args.batch}, {wl.train_flops_per_sample * args.batch / 1e9:.1f} GFLOP per step, "
         f"{args.steps - 3} measured steps",
         flush=True,
@@ -145,7 +146,8 @@ def main() -> None:
     pm, pp = statistics.mean(best_plain), statistics.median(best_plain)
     sm, sp = statistics.mean(step), statistics.median(step)
     print(
-        f"plain torch loop : step mean {pm * 1e3:8.2f} ms  p50 {pp * 1e3:8.2f} ms  (fwd+bwd+SGD, one process)"
+        f"plain torch loop : step mean {pm * 1e3:8.2f} ms  p50 {pp * 1e3:8.2f} ms"
+        "  (fwd+bwd+SGD, one process)"
     )
     print(
         f"psreal worker    : step mean {sm * 1e3:8.2f} ms  p50 {sp * 1e3:8.2f} ms  "

@@ -100,7 +100,8 @@ def _peer(rank: int, port: int, ctl_addr: Any, mode: str, size: int, rounds: int
         )  # endpoint == gloo rank here
         inbox: queue.SimpleQueue = queue.SimpleQueue()
         tr.receive_from(peer, inbox.put)
-        dist.barrier()  # both ends known to the arbiter before the first message (as psreal's roles)
+        # both ends known to the arbiter before the first message (as psreal's roles)
+        dist.barrier()
         sends = []
         if mode == "stream":  # every message at once, push direction then pull direction
             for direction in (0, 1):
@@ -199,7 +200,8 @@ def main() -> None:
         flush=True,
     )
     print(
-        f"   {'message':>10}  {'raw gloo send/recv':>19}  {'raw, recv pre-posted':>21}  {'psreal Transport':>17}  "
+        f"   {'message':>10}  {'raw gloo send/recv':>19}  {'raw, recv pre-posted':>21}  "
+        f"{'psreal Transport':>17}  "
         f"{'efficiency vs raw / pre-posted':>31}",
         flush=True,
     )
@@ -208,7 +210,8 @@ def main() -> None:
         pre = max(measure("raw-pre", size, rounds) for _ in range(args.repeat))
         ours = max(measure("transport", size, rounds) for _ in range(args.repeat))
         print(
-            f"   {size / 1e6:>8.3f}MB  {raw / 1e6:>14.1f}MB/s  {pre / 1e6:>16.1f}MB/s  {ours / 1e6:>12.1f}MB/s  "
+            f"   {size / 1e6:>8.3f}MB  {raw / 1e6:>14.1f}MB/s  {pre / 1e6:>16.1f}MB/s  "
+            f"{ours / 1e6:>12.1f}MB/s  "
             f"{ours / raw:>18.1%} / {ours / pre:>6.1%}",
             flush=True,
         )
@@ -217,15 +220,18 @@ def main() -> None:
         flush=True,
     )
     print(
-        "   stream: all messages in flight at once, each direction (the slower one shown): the arbiter's accuracy",
+        "   stream: all messages in flight at once, each direction (the slower one shown): "
+        "the arbiter's accuracy",
         flush=True,
     )
     print(
-        "   exchange: push, wait, pull reply, as above: adds the per-message software cost of a PS step",
+        "   exchange: push, wait, pull reply, as above: "
+        "adds the per-message software cost of a PS step",
         flush=True,
     )
     print(
-        f"   {'bandwidth':>10}  {'message':>10}  {'configured':>12}  {'stream':>20}  {'exchange':>20}",
+        f"   {'bandwidth':>10}  {'message':>10}  {'configured':>12}  {'stream':>20}  "
+        f"{'exchange':>20}",
         flush=True,
     )
     for gbps, size in [(0.1, 1_000_000), (1.0, 4_000_000), (5.0, 16_000_000)]:
@@ -237,7 +243,8 @@ def main() -> None:
         exch = measure("transport", size, rounds, gbps)
         print(
             f"   {gbps:>6.1f}Gb/s  {size / 1e6:>8.3f}MB  {conf / 1e6:>9.1f}MB/s  "
-            f"{stream / 1e6:>9.1f}MB/s {stream / conf:>7.1%}  {exch / 1e6:>9.1f}MB/s {exch / conf:>7.1%}",
+            f"{stream / 1e6:>9.1f}MB/s {stream / conf:>7.1%}  "
+            f"{exch / 1e6:>9.1f}MB/s {exch / conf:>7.1%}",
             flush=True,
         )
 

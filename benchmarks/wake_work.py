@@ -23,11 +23,12 @@ ones decides it:
   half a slice whatever W;
 - it shares the core in turns with the compute threads: growing with W and with k.
 
-`pssim.sim.resources.SharedProcessor` runs a message's work before compute at once, and
-`Network.hand_over` lets a delivered message wait for the running compute slice; this measures
-both against the kernel (docs/profiling.md, "How woken work shares a core"; results in
+`pssim.sim.host.SlicedCore` runs a message's work before compute at once, and
+`HostNetwork.hand_over` lets a delivered message wait for the running compute slice; this measures
+both against the kernel (docs/notes/calibration-log.md, "How woken work shares a core"; results in
 reports/benchmarks/wake_work.txt). Usage:
-.venv/bin/python benchmarks/wake_work.py [--messages N] [--max-hogs K] [--paths direct,handed,local,gloo] [--work 0.1,0.3,...]
+.venv/bin/python benchmarks/wake_work.py [--messages N] [--max-hogs K]
+    [--paths direct,handed,local,gloo] [--work 0.1,0.3,...]
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """What a thread woken on a busy core does when it goes on from its woken work to compute.
 
-    .venv/bin/python benchmarks/woken_compute.py [--trials N] [--unpack-ms U] [--compute-ms C] [--delays-ms D1,D2,...]
+    .venv/bin/python benchmarks/woken_compute.py [--trials N] [--unpack-ms U] [--compute-ms C]
+        [--delays-ms D1,D2,...]
 
 Two processes share one core, as two CPU workers (`per_device: 2`) do. A controller on the other
 core starts A (C ms of CPU work, a loop on its thread's CPU clock: a worker's computation), then
@@ -21,7 +22,7 @@ own run (another thread had the core), so the printout shows, per d:
 Woken past the slice A got with the core (`--compute-ms 4 --delays-ms 1.8,2.4,3.0`), B takes
 the core at once in every trial: the kernel protects one slice from the moment a thread gets the
 core (EEVDF's run to parity), and a thread that runs on alone past it has no such claim.
-`pssim.sim.resources.SharedProcessor` models both: woken work waits for a protected compute slice,
+`pssim.sim.host.SlicedCore` models both: woken work waits for a protected compute slice,
 and a woken computation takes the core from a compute job run on past its slice
 (tests/test_fluid.py, `test_a_woken_thread_waits_for_a_protected_slice_...`). Letting B's
 computation go on with its unpacking's slice (`B holds`) was tried twice and taken back
@@ -50,7 +51,8 @@ GAP_S = 30e-6  # a pause in a loop longer than this: something else had the core
 
 
 def _spin(seconds: float, runs: list[tuple[float, float]]) -> None:
-    """`seconds` of this thread's CPU; appends its uninterrupted runs (wall start, end) to `runs`."""
+    """`seconds` of this thread's CPU; appends its uninterrupted runs (wall start, end) to
+    `runs`."""
     c0 = time.thread_time()
     t = start = time.perf_counter()
     while time.thread_time() - c0 < seconds:
@@ -142,7 +144,8 @@ def main() -> int:
     pb.join()
     print_header("woken_compute", cores, args.trials, "trials")
     print(
-        f"A: {args.compute_ms} ms of compute; B woken d ms later: {args.unpack_ms} ms of woken work, then "
+        f"A: {args.compute_ms} ms of compute; "
+        f"B woken d ms later: {args.unpack_ms} ms of woken work, then "
         f"{args.compute_ms} ms of compute without sleeping; times in ms"
     )
     for d in delays:
@@ -152,7 +155,8 @@ def main() -> int:
             f"d {d:.1f}  trials {len(r):4d}  preempts {sum(x[0] for x in r) / len(r):.2f}  "
             f"B holds {statistics.median(x[1] for x in r) * 1e3:.2f}  "
             f"A slice {statistics.median(slices) * 1e3 if slices else float('nan'):.2f}  "
-            f"A ends {statistics.median(x[3] for x in r) * 1e3:.2f}  B ends {statistics.median(x[4] for x in r) * 1e3:.2f}"
+            f"A ends {statistics.median(x[3] for x in r) * 1e3:.2f}  "
+            f"B ends {statistics.median(x[4] for x in r) * 1e3:.2f}"
         )
     return 0
 

@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--more",
         action="store_true",
-        help="add calibration runs to the profile already there and take its in-situ figures over all "
-        "of them (a whole new profile if there is none)",
+        help="add calibration runs to the profile already there and take its in-situ figures "
+        "over all of them (a whole new profile if there is none)",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument("--quiet", action="store_true")
@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.quiet:
             print(f"profile: {path}")
             print(
-                f"  step compute {prof.step_compute_s * 1e3:.3f} ms, per-message overhead {prof.msg_overhead_s * 1e6:.1f} us, cores {prof.cores}"
+                f"  step compute {prof.step_compute_s * 1e3:.3f} ms, "
+                f"per-message overhead {prof.msg_overhead_s * 1e6:.1f} us, cores {prof.cores}"
             )
         return 0
     from .launch import run_local, run_torchrun

@@ -21,9 +21,10 @@ ACKs pay the receiver's on the way back; `network.fabric_gbps` is not emulated (
 Requirements: root, and `ip` and `tc` (iproute2) with netns, veth, bridge and tbf in the kernel.
 netem is used where the kernel has it; where it does not (some VM kernels ship without
 sch_netem), tbf still shapes the bandwidth and the transport adds each message's latency (pssim's
-max of the two ends) when the message has arrived, with a warning. Where anything else is missing, `check_kernel_emulation` stops the run before anything starts with
-one line, `error: cluster.network.emulation: kernel needs ...`, and exit code 2 (the code for a
-scenario that cannot run as given); `unavailable_reason()` gives tests the reason to skip with.
+max of the two ends) when the message has arrived, with a warning. Where anything else is
+missing, `check_kernel_emulation` stops the run before anything starts with one line,
+`error: cluster.network.emulation: kernel needs ...`, and exit code 2 (the code for a scenario
+that cannot run as given); `unavailable_reason()` gives tests the reason to skip with.
 
 Clean-up: `KernelNet` is a context manager that removes every namespace, veth and the bridge it
 made, on success and on failure, and also from an atexit hook; names carry the creating process's
@@ -135,7 +136,8 @@ def _probe() -> tuple[str | None, bool]:
         )
     except subprocess.CalledProcessError as exc:
         return (
-            f"network namespaces, veth pairs, a bridge and tc tbf, which failed here: {_first_line(exc)}",
+            "network namespaces, veth pairs, a bridge and tc tbf, which failed here: "
+            f"{_first_line(exc)}",
             False,
         )
     except OSError as exc:
@@ -153,12 +155,14 @@ def unavailable_reason() -> str | None:
 
 
 def netem_available() -> bool:
-    """Whether this kernel has the netem qdisc (sch_netem); without it latency goes to the transport."""
+    """Whether this kernel has the netem qdisc (sch_netem); without it latency goes to the
+    transport."""
     return _probe()[1]
 
 
 def check_kernel_emulation(scn: Scenario) -> None:
-    """Stop before anything runs (KernelEmulationUnavailable, exit code 2) if kernel emulation cannot run."""
+    """Stop before anything runs (KernelEmulationUnavailable, exit code 2) if kernel emulation
+    cannot run."""
     reason = unavailable_reason()
     if reason is not None:
         raise KernelEmulationUnavailable(reason)
@@ -173,7 +177,8 @@ def check_kernel_emulation(scn: Scenario) -> None:
 
 
 def enter_netns(path: str) -> None:
-    """Move the calling thread, and the threads it starts later, into the network namespace at `path`."""
+    """Move the calling thread, and the threads it starts later, into the network namespace at
+    `path`."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -228,7 +233,8 @@ class Nic:
 
 @dataclass
 class KernelNet:
-    """Namespaces, veth pairs, bridge and qdiscs for one run; a context manager that removes them."""
+    """Namespaces, veth pairs, bridge and qdiscs for one run; a context manager that removes
+    them."""
 
     nics: dict[int, Nic]  # rank -> its NIC (every rank but the coordinator)
     netem: bool = True  # False: no netem in this kernel, the transport adds the latency on delivery
@@ -250,7 +256,8 @@ class KernelNet:
         if layout.world > 250:
             raise RunFailed(
                 [
-                    f"error: emulation: kernel supports up to 250 processes on one host (got {layout.world})"
+                    "error: emulation: kernel supports up to 250 processes on one host "
+                    f"(got {layout.world})"
                 ],
                 EXIT_UNAVAILABLE,
             )
@@ -261,8 +268,8 @@ class KernelNet:
         if self.netem or all(n.latency_s == 0 for n in self.nics.values()):
             return None
         return (
-            "warning: emulation: kernel: this kernel has no netem qdisc (sch_netem), so tbf shapes the bandwidth "
-            "and the transport adds each message's link latency on delivery"
+            "warning: emulation: kernel: this kernel has no netem qdisc (sch_netem), so tbf "
+            "shapes the bandwidth and the transport adds each message's link latency on delivery"
         )
 
     # ----------------------------------------------------------------------- names
@@ -302,7 +309,8 @@ class KernelNet:
             if isinstance(exc, subprocess.CalledProcessError):
                 raise RunFailed(
                     [
-                        f"error: emulation: kernel: setting up the emulated network failed: {_first_line(exc)}"
+                        "error: emulation: kernel: setting up the emulated network failed: "
+                        f"{_first_line(exc)}"
                     ],
                     EXIT_UNAVAILABLE,
                 ) from exc
@@ -336,8 +344,8 @@ class KernelNet:
         _ip("link", "set", outer, "master", self.bridge)
         _ip("link", "set", outer, "up")
         rate = f"{int(nic.bytes_per_s * 8)}bit"
-        # burst: at least a few jumbo frames, else 1 ms at the rate; queue: 200 ms at the rate, so TCP
-        # is paced by the rate rather than by tail drops and retransmission timeouts
+        # burst: at least a few jumbo frames, else 1 ms at the rate; queue: 200 ms at the rate, so
+        # TCP is paced by the rate rather than by tail drops and retransmission timeouts
         burst = str(max(4 * MTU, int(nic.bytes_per_s * 1e-3)))
         limit = str(max(1 << 20, int(nic.bytes_per_s * 0.2)))
         if self.netem:
@@ -415,7 +423,8 @@ class KernelNet:
 
     def _check_reachable(self) -> None:
         """One role's namespace reaches the coordinator, and two roles reach each other (a host
-        firewall filtering bridged traffic would otherwise show up later as a rendezvous timeout)."""
+        firewall filtering bridged traffic would otherwise show up later as a rendezvous
+        timeout)."""
         ranks = sorted(self.nics)
         pairs = [(ranks[0], None)] + ([(ranks[0], ranks[1])] if len(ranks) > 1 else [])
         for src, dst in pairs:
@@ -424,8 +433,9 @@ class KernelNet:
                 where = "the coordinator" if dst is None else f"rank {dst}"
                 raise RunFailed(
                     [
-                        f"error: emulation: kernel: rank {src}'s namespace cannot reach {where} over the "
-                        f"bridge ({err}); is bridged traffic filtered (net.bridge.bridge-nf-call-iptables)?"
+                        f"error: emulation: kernel: rank {src}'s namespace cannot reach {where} "
+                        f"over the bridge ({err}); is bridged traffic filtered "
+                        "(net.bridge.bridge-nf-call-iptables)?"
                     ],
                     EXIT_UNAVAILABLE,
                 )

@@ -8,7 +8,7 @@ For each log: the passes, their CPU in all, and per bin of the sleep before a pa
 psreal.profiler.ARBITER_SLEEP_BINS_S) how many passes and their median and mean CPU in ms; then
 the table `psreal profile` would make of it (psreal.profiler.arbiter_pass_costs: medians of the
 bins with enough passes, gaps filled, made non-decreasing). A pass after a long sleep finds its
-caches cold: docs/profiling.md, "The arbiter's pass costs what its sleep left cold".
+caches cold: docs/notes/calibration-log.md, "The arbiter's pass costs what its sleep left cold".
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def main(argv: list[str]) -> int:
                 c = np.asarray(got) * 1e3
                 top = "..." if hi == ARBITER_SLEEP_BINS_S[-1] else f"{hi * 1e3:.2f}"
                 print(
-                    f"  sleep {lo * 1e3:6.2f}-{top:>6} ms: {c.size:5d} passes, CPU p50 {np.median(c):.3f} mean {c.mean():.3f} ms"
+                    f"  sleep {lo * 1e3:6.2f}-{top:>6} ms: {c.size:5d} passes, "
+                    f"CPU p50 {np.median(c):.3f} mean {c.mean():.3f} ms"
                 )
             lo = hi
         table = arbiter_pass_costs(log)

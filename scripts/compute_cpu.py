@@ -40,7 +40,8 @@ def main() -> None:
         proc = [start[k + 1][5] - start[k][5] for k in steps if k + 1 in start]
         per = f"{statistics.median(proc) * 1e3:7.2f}" if proc else "      -"
         print(
-            f"worker process {start[steps[0]][2]}: compute CPU {cpu * 1e3:7.2f} ms  wall {wall * 1e3:7.2f} ms  "
+            f"worker process {start[steps[0]][2]}: compute CPU {cpu * 1e3:7.2f} ms  "
+            f"wall {wall * 1e3:7.2f} ms  "
             f"process CPU per step {per} ms  ({len(steps)} steps)"
         )
 

@@ -4,9 +4,10 @@
     python scripts/deps.py --write    # also write docs/dependencies.md (a mermaid diagram)
 
 Every import that runs counts, a lazy one inside a function as much as one at the top of a
-module; imports for type checking only do not (grimp builds the graph). The rules (DESIGN.md section 2 and the redesign): no cycle between modules;
-psreal never imports the simulator (`pssim.sim`); pssim never imports psreal. The picture groups
-modules by package (`pssim.sim`, `pssim.compare`, ...) and draws an arrow per package pair.
+module; imports for type checking only do not (grimp builds the graph). The rules (DESIGN.md
+section 2 and the redesign): no cycle between modules; psreal never imports the simulator
+(`pssim.sim`); pssim never imports psreal. The picture groups modules by package (`pssim.sim`,
+`pssim.compare`, ...) and draws an arrow per package pair.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Hand-over delays of a psreal message trace (PSREAL_MSG_TRACE=DIR psreal run FILE; see psreal/msgtrace.py).
+"""Hand-over delays of a psreal message trace (PSREAL_MSG_TRACE=DIR psreal run FILE; see
+psreal/msgtrace.py).
 
     python scripts/msg_latency.py DIR
 
@@ -88,7 +89,8 @@ def main(argv: list[str]) -> int:
             a = np.asarray(v) * 1e3
             extra = f"  later than the link in {np.mean(a > 0):.0%}" if name == "gloo - due" else ""
             print(
-                f"  {name:22s} p50 {np.median(a):7.3f}  p90 {np.percentile(a, 90):7.3f}  mean {a.mean():7.3f} ms  (n={a.size}){extra}"
+                f"  {name:22s} p50 {np.median(a):7.3f}  p90 {np.percentile(a, 90):7.3f}  "
+                f"mean {a.mean():7.3f} ms  (n={a.size}){extra}"
             )
     return 0
 

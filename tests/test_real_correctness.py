@@ -1,4 +1,5 @@
-"""The real backend against a single-process reference, the simulator's byte counts and the sync rules.
+"""The real backend against a single-process reference, the simulator's byte counts and the sync
+rules.
 
 - BSP (DESIGN.md section 4): a server applies the sum of the W gradients of clock c in one
   optimiser step, so after k steps N workers over S shards hold exactly the parameters of one
@@ -98,7 +99,8 @@ def steps_rows(folder: Path) -> list[dict[str, str]]:
 def bsp_sgd(
     tiny_scenario: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Scenario, Path, dict[str, Any]]:
-    """2 workers over 2 shards, plain SGD, BSP: shared by the reference, pipeline and torchrun tests."""
+    """2 workers over 2 shards, plain SGD, BSP: shared by the reference, pipeline and torchrun
+    tests."""
     scn = tiny_scenario()
     folder, summary = run_real(scn, tmp_path_factory.mktemp("bsp"))
     return scn, folder, summary

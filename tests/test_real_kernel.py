@@ -87,8 +87,8 @@ def test_unavailable_kernel_emulation_is_one_line_and_exit_code_2(
         netem_kernel._probe.cache_clear()
     assert info.value.code == 2
     assert info.value.lines == [
-        "error: cluster.network.emulation: kernel needs root (it creates network namespaces, veth pairs and tc "
-        "qdiscs); use emulation: app, which needs none of this"
+        "error: cluster.network.emulation: kernel needs root (it creates network namespaces, "
+        "veth pairs and tc qdiscs); use emulation: app, which needs none of this"
     ]
 
 

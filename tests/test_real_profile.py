@@ -1,4 +1,5 @@
-"""psreal profile's in-situ calibration: each figure is the median over repeated calibration runs."""
+"""psreal profile's in-situ calibration: each figure is the median over repeated calibration
+runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ def test_in_situ_figures_are_medians_over_the_calibration_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import psreal.profiler as profiler
+    import psreal.profiler.in_situ as in_situ  # measure_in_situ looks _in_situ_once up there
 
     runs = iter(
         [
@@ -42,7 +44,7 @@ def test_in_situ_figures_are_medians_over_the_calibration_runs(
     def once(*_args: Any) -> dict[str, Any]:
         return next(runs) | {"send_b": 1e-10, "recv_b": 2e-10, "samples": {}}
 
-    monkeypatch.setattr(profiler, "_in_situ_once", once)
+    monkeypatch.setattr(in_situ, "_in_situ_once", once)
     got = profiler.measure_in_situ(None, "cpu", {}, {}, runs=3)  # type: ignore[arg-type]
     assert got["compute_s"] == 2.0 and got["compute_samples_s"] == [
         2.0,
@@ -56,6 +58,7 @@ def test_in_situ_figures_are_medians_over_the_calibration_runs(
 
 def test_more_calibration_runs_join_the_earlier_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     import psreal.profiler as profiler
+    import psreal.profiler.in_situ as in_situ
 
     def once(*_args: Any) -> dict[str, Any]:
         return {
@@ -80,7 +83,7 @@ def test_more_calibration_runs_join_the_earlier_ones(monkeypatch: pytest.MonkeyP
         }
         for c in (1.0, 2.0, 3.0)
     ]
-    monkeypatch.setattr(profiler, "_in_situ_once", once)
+    monkeypatch.setattr(in_situ, "_in_situ_once", once)
     got = profiler.measure_in_situ(None, "cpu", {}, {}, runs=2, previous=earlier)  # type: ignore[arg-type]
     assert len(got["samples"]["runs"]) == 5  # the earlier three and two more
     assert got["compute_s"] == 3.0 and got["compute_samples_s"] == [

@@ -1,4 +1,5 @@
-"""Failures of a real run (DESIGN.md section 5): every process ends, the cause is named, no half results.
+"""Failures of a real run (DESIGN.md section 5): every process ends, the cause is named, no half
+results.
 
 Failures are injected with psreal's testing hook `PSREAL_FAULT=ROLE:INDEX:step:N:ACTION`
 (psreal/roles.py). Each test runs `psreal run` as a child process in its own session, with a
@@ -153,7 +154,8 @@ def test_ctrl_c_stops_every_process_with_exit_code_130(
     scenario_file: Path, tmp_path: Path, leftover_processes: Any
 ) -> None:
     marker = uuid.uuid4().hex
-    # worker 0 hangs at step 2, so the run is surely under way (every role started) when Ctrl-C comes
+    # worker 0 hangs at step 2, so the run is surely under way (every role started) when Ctrl-C
+    # comes
     proc = subprocess.Popen(
         _cmd(scenario_file, tmp_path / "out"),
         cwd=ROOT,
