@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .profile import ProfileError
 from .scenario import Scenario, ScenarioError, json_schema, load_scenario
 
 EXIT_BAD_INPUT = 2
@@ -180,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioError as exc:
         for line in exc.lines():
             print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ProfileError as exc:
+        print(f"error: compute.profile: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -72,7 +72,7 @@ def measured_step_times(steps: pd.DataFrame, warmup: int) -> np.ndarray:
 
 
 def _warmup(folder: Path) -> int:
-    from .compare import read_scenario_data
+    from .compare.read import read_scenario_data
 
     try:
         return int(read_scenario_data(folder).get("training", {}).get("warmup_steps", 0))
@@ -172,7 +172,8 @@ def timeline_plot(
     n_steps: int = TIMELINE_STEPS,
     max_rows: int = TIMELINE_MAX_ROWS,
 ) -> Path:
-    """Gantt chart per panel (title, steps, warmup): steps warmup .. warmup + n_steps - 1, time from the window start."""
+    """Gantt chart per panel (title, steps, warmup): steps warmup .. warmup + n_steps - 1, time
+    from the window start."""
     n_rows = 1
     for _, df, _ in panels:
         if not df.empty:

@@ -17,11 +17,12 @@ import json
 import math
 import os
 import platform
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 if TYPE_CHECKING:
     from .scenario import Scenario
@@ -201,8 +202,35 @@ def cache_path(key: dict[str, Any]) -> Path:
     return cache_dir() / f"{digest}.json"
 
 
+# a profile file is at most this large: read no more of what a scenario names
+MAX_PROFILE_BYTES = 64 * 2**20
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be read or is not a profile; its message is one line."""
+
+
 def load_profile(path: str | Path) -> Profile:
-    return Profile.model_validate_json(Path(path).read_text())
+    """The profile in `path`, checked against its schema; ProfileError (one line) otherwise. Only
+    a regular file of at most MAX_PROFILE_BYTES is read."""
+    p = Path(path)
+    try:
+        if not p.exists():
+            raise ProfileError(f"{path}: no such file")
+        if not p.is_file():
+            raise ProfileError(f"{path}: not a regular file")
+        if p.stat().st_size > MAX_PROFILE_BYTES:
+            raise ProfileError(f"{path}: larger than {MAX_PROFILE_BYTES} bytes: not a profile")
+        return Profile.model_validate_json(p.read_bytes())
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ())) or "the file"
+        raise ProfileError(
+            f"{path}: not a psreal profile ({where}: {err.get('msg', 'invalid')}; "
+            f"{exc.error_count()} problem(s))"
+        ) from None
 
 
 # ------------------------------------------------------------ the calibration scenario
@@ -250,14 +278,26 @@ def compute_spread(prof: Profile) -> dict[str, Any]:
     return out
 
 
+_REPORTED: set[str] = set()  # cache entries already reported as unusable
+
+
 def find_profile(scn: Scenario, device: str | None = None) -> tuple[Profile | None, str | None]:
-    """The profile `compute.profile` names for this scenario (None if auto finds none cached)."""
+    """The profile `compute.profile` names for this scenario (None if auto finds none cached).
+
+    A named file that is not a profile raises ProfileError. A cached entry that is not one (a
+    corrupt or forged file in the cache) is reported once on stderr, named, and ignored."""
     spec = scn.compute.profile
     if spec == "none":
         return None, None
     if spec == "auto":
         p = cache_path(profile_key(scn, device))
-        if p.exists():
+        if not p.exists():
+            return None, None
+        try:
             return load_profile(p), str(p)
-        return None, None
+        except ProfileError as exc:
+            if str(p) not in _REPORTED:
+                _REPORTED.add(str(p))
+                print(f"warning: cached profile ignored: {exc}", file=sys.stderr)
+            return None, None
     return load_profile(spec), spec

@@ -71,7 +71,10 @@ def scenario_setup_lines(scn: dict[str, Any]) -> list[str]:
     model = scn.get("model", {})
     kind = model.get("kind", "?")
     if kind == "transformer":
-        shape = f"transformer, {model.get('layers')} layers, d_model {model.get('d_model')}, seq {model.get('seq_len')}"
+        shape = (
+            f"transformer, {model.get('layers')} layers, d_model {model.get('d_model')}, "
+            f"seq {model.get('seq_len')}"
+        )
     elif kind == "mlp":
         shape = "mlp " + "-".join(
             str(x)
@@ -89,19 +92,22 @@ def scenario_setup_lines(scn: dict[str, Any]) -> list[str]:
     comp = comm.get("compression", {})
     pipe = scn.get("pipeline", {})
     lines = [
-        f"- model: {shape}, {model.get('dtype', 'float32')}; batch {tr.get('batch_size')} per worker; "
-        f"{tr.get('steps')} steps of which the first {tr.get('warmup_steps')} are warm-up",
+        f"- model: {shape}, {model.get('dtype', 'float32')}; batch {tr.get('batch_size')} "
+        f"per worker; {tr.get('steps')} steps of which the first {tr.get('warmup_steps')} "
+        "are warm-up",
         f"- workers: {w.get('count')} on {w.get('device')} ({w.get('per_device')} per device"
         + (f", catalog GPU {w['gpu']}" if w.get("gpu") else "")
         + f"), NIC {_nic(w)}",
-        f"- servers: {s.get('count')} shards, NIC {_nic(s)}; sharding {scn.get('sharding', {}).get('policy')}",
+        f"- servers: {s.get('count')} shards, NIC {_nic(s)}; "
+        f"sharding {scn.get('sharding', {}).get('policy')}",
         f"- sync: {mode}; wire {comm.get('wire_dtype')}, compression {comp.get('kind')}"
         + (f" (ratio {comp.get('ratio')})" if comp.get("kind") == "topk" else "")
         + (", overlap" if comm.get("overlap") else ""),
     ]
     if pipe.get("stages", 1) > 1:
         lines.append(
-            f"- pipeline: {pipe.get('stages')} stages x {pipe.get('microbatches')} microbatches, {pipe.get('schedule')}"
+            f"- pipeline: {pipe.get('stages')} stages x {pipe.get('microbatches')} microbatches, "
+            f"{pipe.get('schedule')}"
         )
     if (
         scn.get("stragglers", {}).get("slowdown")
@@ -132,11 +138,14 @@ def compute_source_text(source: str | None, profile: str | None) -> str:
     if source == "step_time_s":
         return "`compute.step_time_s`: a fixed forward+backward time set in the scenario"
     if source.startswith("profile:"):
-        return f"a device profile measured by `psreal profile` on this host (`{profile or source[8:]}`)"
+        return (
+            "a device profile measured by `psreal profile` on this host "
+            f"(`{profile or source[8:]}`)"
+        )
     if source.startswith("roofline:"):
         return (
-            f"the hardware catalog's roofline for `{source[9:]}` (no measured profile: peak rates times an "
-            "assumed efficiency, so expect larger compute errors)"
+            f"the hardware catalog's roofline for `{source[9:]}` (no measured profile: peak rates "
+            "times an assumed efficiency, so expect larger compute errors)"
         )
     return f"`{source}`"
 
@@ -147,9 +156,9 @@ def profile_compute_text(pc: dict[str, Any]) -> str:
     if pc.get("runs"):
         text += (
             f"; its {pc['runs']} calibration run{'s' if pc['runs'] > 1 else ''} measured from "
-            f"{pc['min_s'] * 1e3:.3g} to {pc['max_s'] * 1e3:.3g} ms on average ((max - min) / value "
-            f"{fmt_pct(pc['rel_spread'], signed=False)}); where compute is on the critical path the prediction "
-            "moves with it (docs/profiling.md)"
+            f"{pc['min_s'] * 1e3:.3g} to {pc['max_s'] * 1e3:.3g} ms on average "
+            f"((max - min) / value {fmt_pct(pc['rel_spread'], signed=False)}); "
+            "where compute is on the critical path the prediction moves with it (docs/profiling.md)"
         )
     return text
 
@@ -172,14 +181,16 @@ def scenario_report_md(
     out.append(
         "Relative error = (sim - real) / real; positive means the simulator over-predicts."
         + (
-            f" The real backend ran {runs} times: 'real' is the median over the runs, the spread is (max - min) / mean over all {runs}."
+            f" The real backend ran {runs} times: 'real' is the median over the runs, the spread "
+            f"is (max - min) / mean over all {runs}."
             if runs > 1
             else ""
         )
         + (
-            f" The simulator ran {reps['n']} times, each with its own draw of the compute's natural variation: "
-            f"'sim' is the median run; the simulated throughput ranges from {fmt_num(reps['throughput_min'])}"
-            f" to {fmt_num(reps['throughput_max'])} samples/s over the runs."
+            f" The simulator ran {reps['n']} times, each with its own draw of the compute's "
+            "natural variation: 'sim' is the median run; the simulated throughput ranges from "
+            f"{fmt_num(reps['throughput_min'])} to {fmt_num(reps['throughput_max'])} samples/s "
+            "over the runs."
             if reps.get("n", 1) > 1
             else ""
         )
@@ -208,7 +219,8 @@ def scenario_report_md(
     if wn is not None:
         out.append(
             (
-                "The simulated and measured throughput ranges overlap: the error is within the noise of the two."
+                "The simulated and measured throughput ranges overlap: the error is within the "
+                "noise of the two."
                 if wn
                 else "The simulated and measured throughput ranges do not overlap."
             )
@@ -217,7 +229,8 @@ def scenario_report_md(
 
     out.append("## Where the numbers came from\n")
     out.append(
-        f"- simulator compute times: {compute_source_text(sim.get('compute_source'), sim.get('profile'))}"
+        "- simulator compute times: "
+        f"{compute_source_text(sim.get('compute_source'), sim.get('profile'))}"
     )
     pc = sim.get("profile_compute")
     if pc:
@@ -225,12 +238,14 @@ def scenario_report_md(
     sc = sim.get("profile_self_check")
     if sc and sc.get("rel_error") is not None:
         out.append(
-            f"- profile self-check: the simulator with this profile predicts its own {sc['runs']} calibration "
-            f"run{'s' if sc['runs'] > 1 else ''} (1 worker, 1 shard, BSP) at {fmt_num(sc['sim'])} samples/s against "
-            f"{fmt_num(sc['real'])} measured ({fmt_pct(sc['rel_error'])})"
+            "- profile self-check: the simulator with this profile predicts its own "
+            f"{sc['runs']} calibration run{'s' if sc['runs'] > 1 else ''} (1 worker, 1 shard, BSP) "
+            f"at {fmt_num(sc['sim'])} samples/s against {fmt_num(sc['real'])} measured "
+            f"({fmt_pct(sc['rel_error'])})"
         )
     out.append(
-        f"- real backend: device `{real.get('device') or 'n/a'}`, link emulation `{real.get('emulation') or 'n/a'}`, "
+        f"- real backend: device `{real.get('device') or 'n/a'}`, "
+        f"link emulation `{real.get('emulation') or 'n/a'}`, "
         f"compute {real.get('compute_source') or 'measured'}; {runs} run{'s' if runs > 1 else ''}"
     )
     folders = [
@@ -262,7 +277,8 @@ def scenario_report_md(
     out.append(md_table(["metric", "sim", "real", "error"], rows))
     if comparison.get("only_sim") or comparison.get("only_real"):
         out.append(
-            f"Reported by one backend only: sim {', '.join(comparison.get('only_sim', [])) or '-'}; "
+            "Reported by one backend only: "
+            f"sim {', '.join(comparison.get('only_sim', [])) or '-'}; "
             f"real {', '.join(comparison.get('only_real', [])) or '-'}.\n"
         )
     return "\n".join(out)
@@ -325,7 +341,8 @@ def suite_report_md(
     )
     rho = stats["spearman_rho_throughput"]
     out.append(
-        f"- Spearman rho of throughput across scenarios: {fmt_num(rho, 3) if rho is not None else 'n/a (fewer than 2 scenarios, or all tied)'}"
+        "- Spearman rho of throughput across scenarios: "
+        f"{fmt_num(rho, 3) if rho is not None else 'n/a (fewer than 2 scenarios, or all tied)'}"
     )
     bp = stats["best_pick"]
     if bp:
@@ -344,18 +361,21 @@ def suite_report_md(
     if nf:
         out.append(
             f"- noise floor (real throughput run-to-run spread, (max - min) / mean): median "
-            f"{fmt_pct(nf['median_rel_spread'], signed=False)}, max {fmt_pct(nf['max_rel_spread'], signed=False)} "
+            f"{fmt_pct(nf['median_rel_spread'], signed=False)}, "
+            f"max {fmt_pct(nf['max_rel_spread'], signed=False)} "
             f"over {nf['n']} scenarios; errors below it cannot be told from noise"
         )
     else:
         out.append(
-            "- noise floor: not measured (run with `--repeats 3` to measure the real backend's run-to-run spread)"
+            "- noise floor: not measured (run with `--repeats 3` to measure the real backend's "
+            "run-to-run spread)"
         )
     ss = stats.get("sim_spread")
     if ss:
         out.append(
-            f"- simulator spread (throughput (max - min) / mean over its runs, which differ only in the "
-            f"compute's natural variation): median {fmt_pct(ss['median_rel_spread'], signed=False)}, "
+            "- simulator spread (throughput (max - min) / mean over its runs, which differ only in "
+            "the compute's natural variation): "
+            f"median {fmt_pct(ss['median_rel_spread'], signed=False)}, "
             f"max {fmt_pct(ss['max_rel_spread'], signed=False)}"
         )
     pcs = [
@@ -365,28 +385,33 @@ def suite_report_md(
     ]
     if pcs:
         out.append(
-            f"- profile compute spread ((max - min) of the calibration runs' mean compute per step over the "
-            f"profile's value): median {fmt_pct(statistics.median(pcs), signed=False)}, max {fmt_pct(max(pcs), signed=False)} "
-            f"over {len(pcs)} scenarios; where compute is on the critical path the prediction moves with it"
+            "- profile compute spread ((max - min) of the calibration runs' mean compute per step "
+            "over the profile's value): "
+            f"median {fmt_pct(statistics.median(pcs), signed=False)}, "
+            f"max {fmt_pct(max(pcs), signed=False)} over {len(pcs)} scenarios; "
+            "where compute is on the critical path the prediction moves with it"
         )
     sc = stats.get("profile_self_check")
     if sc and sc.get("n"):
         out.append(
-            f"- profile self-check (the simulator on each profile's own calibration runs, 1 worker and 1 shard): "
+            "- profile self-check (the simulator on each profile's own calibration runs, "
+            "1 worker and 1 shard): "
             f"median {fmt_pct(sc['median_abs_rel_error'], signed=False)}, max "
-            f"{fmt_pct(sc['max_abs_rel_error'], signed=False)} ({sc['worst']}) over {sc['n']} scenarios; "
+            f"{fmt_pct(sc['max_abs_rel_error'], signed=False)} ({sc['worst']}) "
+            f"over {sc['n']} scenarios; "
             "an error here is the simulator's on the very runs its profile was measured from"
         )
     wn = stats.get("within_noise")
     if wn:
         out.append(
-            f"- within noise (simulated and measured throughput ranges overlap): {wn['count']} of {wn['n']}"
+            "- within noise (simulated and measured throughput ranges overlap): "
+            f"{wn['count']} of {wn['n']}"
             + (f"; outside: {', '.join(wn['outside'])}" if wn["outside"] else "")
         )
     out.append(
-        "- relative error = (sim - real) / real. Mean staleness is 0 under BSP and whenever no gradient was "
-        "stale; a relative error is then undefined, so such scenarios are left out of the staleness "
-        "median/max and listed above.\n"
+        "- relative error = (sim - real) / real. Mean staleness is 0 under BSP and whenever no "
+        "gradient was stale; a relative error is then undefined, so such scenarios are left out "
+        "of the staleness median/max and listed above.\n"
     )
     if parity:
         out.append(f"## Predicted vs measured throughput\n\n![parity]({parity})\n")

@@ -386,10 +386,10 @@ def test_a_failed_real_run_is_reported_and_the_others_still_run(
 ) -> None:
     import yaml
 
-    import pssim.compare as compare
+    import pssim.compare.runner as runner
 
     run_real, calls = _fake_real(fail={"broken"})
-    monkeypatch.setattr(compare, "run_real", run_real)
+    monkeypatch.setattr(runner, "run_real", run_real)
     files = []
     for name in ("good", "broken", "other"):
         f = tmp_path / f"{name}.yaml"
@@ -427,7 +427,7 @@ def test_later_rounds_add_calibration_runs_to_the_profiles_this_compare_measured
 ) -> None:
     import yaml
 
-    import pssim.compare as compare
+    import pssim.compare.runner as runner
 
     run_real, calls = _fake_real(fail=set())
     profiles: list[tuple[str, bool]] = []
@@ -436,8 +436,8 @@ def test_later_rounds_add_calibration_runs_to_the_profiles_this_compare_measured
         profiles.append((Path(file).stem, more))
         return BackendRun(True, 0, [])
 
-    monkeypatch.setattr(compare, "run_real", run_real)
-    monkeypatch.setattr(compare, "run_profile", run_profile)
+    monkeypatch.setattr(runner, "run_real", run_real)
+    monkeypatch.setattr(runner, "run_profile", run_profile)
     cached: set[int] = (
         set()
     )  # models profiled so far: the second scenario of a model finds its profile
@@ -448,7 +448,7 @@ def test_later_rounds_add_calibration_runs_to_the_profiles_this_compare_measured
         cached.add(scn.model.hidden[0])
         return True
 
-    monkeypatch.setattr(compare, "needs_profile", needs_profile)
+    monkeypatch.setattr(runner, "needs_profile", needs_profile)
     files = []
     for name, hidden in (("a", 32), ("b", 32), ("c", 16)):  # a and b share a profile, c has its own
         f = tmp_path / f"{name}.yaml"
@@ -473,10 +473,10 @@ def test_reuse_real_runs_only_the_simulator_against_the_kept_real_runs(
 ) -> None:
     import yaml
 
-    import pssim.compare as compare
+    import pssim.compare.runner as runner
 
     run_real, calls = _fake_real(fail=set())
-    monkeypatch.setattr(compare, "run_real", run_real)
+    monkeypatch.setattr(runner, "run_real", run_real)
     f = tmp_path / "good.yaml"
     f.write_text(yaml.safe_dump({**TINY, "name": "good"}))
     out = tmp_path / "out"
