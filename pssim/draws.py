@@ -68,5 +68,6 @@ def natural_factors(scn: Scenario, samples: list[float] | None, draw: int = 0) -
 
 
 def straggle_delay(actual_compute_s: float, factor: float) -> float:
-    """Extra wait after a computation that took `actual_compute_s`, to make it `factor` times longer."""
+    """Extra wait after a computation that took `actual_compute_s`, to make it `factor` times
+    longer."""
     return actual_compute_s * (factor - 1.0) if factor > 1.0 else 0.0

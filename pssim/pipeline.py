@@ -29,7 +29,8 @@ def partition_units(costs: list[float], stages: int, policy: str) -> list[tuple[
             bounds.append((a, b))
             a = b
         return bounds
-    # balanced: minimise the largest stage cost over contiguous cuts (O(stages * n^2) DP; n is small)
+    # balanced: minimise the largest stage cost over contiguous cuts
+    # (O(stages * n^2) DP; n is small)
     pref = [0.0]
     for c in costs:
         pref.append(pref[-1] + c)

@@ -72,7 +72,8 @@ PLAN_COLUMNS = (
 
 # ------------------------------------------------------------------------------ compute costs
 def roofline_costs(scn: Scenario, entry: DeviceEntry, entry_name: str) -> CostModel:
-    """The scenario's cost model with compute times from `entry`'s roofline (any catalog's entry)."""
+    """The scenario's cost model with compute times from `entry`'s roofline (any catalog's
+    entry)."""
     from .costs import build_costs
 
     return build_costs(scn, entry=entry, entry_name=entry_name)
@@ -141,7 +142,8 @@ def price_row(
     target: float | None,
     budget: float | None,
 ) -> None:
-    """Fill cost, samples per dollar and the target / budget / memory verdicts into a simulated row."""
+    """Fill cost, samples per dollar and the target / budget / memory verdicts into a simulated
+    row."""
     gpu_cost = row["devices"] * gpu.price_per_hour_usd
     server_cost = row["servers"] * SERVER_CORES * cpu.price_per_hour_usd if cpu else 0.0
     cost = gpu_cost + server_cost
@@ -159,7 +161,8 @@ def price_row(
     if row["peak_worker_memory_gb"] > gpu.memory_gb:
         row["status"] = "does not fit"
         row["error"] = (
-            f"needs {row['peak_worker_memory_gb']:.1f} GB per worker, the GPU has {gpu.memory_gb:g} GB"
+            f"needs {row['peak_worker_memory_gb']:.1f} GB per worker, "
+            f"the GPU has {gpu.memory_gb:g} GB"
         )
 
 
@@ -209,15 +212,18 @@ def describe(r: dict[str, Any]) -> str:
     from .report import fmt_num
 
     return (
-        f"{r['workers']} x {r['gpu']} ({r['devices']} GPU{'s' if r['devices'] != 1 else ''}) + {r['servers']} PS shard"
-        f"{'s' if r['servers'] != 1 else ''}: {fmt_num(r['throughput_samples_per_s'])} samples/s, "
-        f"${r['cost_per_hour_usd']:.2f}/h, {fmt_num(r['samples_per_usd'])} samples/$, bottleneck {r['bottleneck']}"
+        f"{r['workers']} x {r['gpu']} ({r['devices']} GPU{'s' if r['devices'] != 1 else ''}) "
+        f"+ {r['servers']} PS shard{'s' if r['servers'] != 1 else ''}: "
+        f"{fmt_num(r['throughput_samples_per_s'])} samples/s, "
+        f"${r['cost_per_hour_usd']:.2f}/h, {fmt_num(r['samples_per_usd'])} samples/$, "
+        f"bottleneck {r['bottleneck']}"
     )
 
 
 # ----------------------------------------------------------------------------- measured error
 def measured_error(suite: Path | None = None) -> str:
-    """One sentence: the simulator's throughput error measured against the real backend, or that it was not."""
+    """One sentence: the simulator's throughput error measured against the real backend, or that
+    it was not."""
     from .profile import host_id
 
     candidates = (
@@ -245,18 +251,19 @@ def measured_error(suite: Path | None = None) -> str:
             else f"on another host ({host.split('|')[0] or 'unknown'})"
         )
         return (
-            f"simulator error measured {where}: median {med * 100:.1f}%, max {mx * 100:.1f}% |throughput error| "
-            f"over {n} scenarios ({p.parent})"
+            f"simulator error measured {where}: median {med * 100:.1f}%, max {mx * 100:.1f}% "
+            f"|throughput error| over {n} scenarios ({p.parent})"
         )
     return (
-        "simulator error has not been measured: no reports/validation/suite.json (run `pssim compare "
-        "scenarios/validation/*.yaml --repeats 3 --report-dir reports/validation` on the machine at hand)"
+        "simulator error has not been measured: no reports/validation/suite.json "
+        "(run `pssim compare scenarios/validation/*.yaml --repeats 3 "
+        "--report-dir reports/validation` on the machine at hand)"
     )
 
 
 ROOFLINE_CAVEAT = (
-    "compute times here come from the catalog roofline (peak rates x an assumed efficiency), not from a "
-    "measured profile, so their error adds to the simulator's"
+    "compute times here come from the catalog roofline (peak rates x an assumed efficiency), "
+    "not from a measured profile, so their error adds to the simulator's"
 )
 
 
@@ -432,8 +439,9 @@ def plan_md(
     if budget is not None:
         goal.append(f"at most ${fmt_num(budget)} per hour")
     out.append(
-        f"Scenario `{file}` on every GPU of the catalog `{catalog.path}`, workers {', '.join(map(str, workers))} x PS "
-        f"shards {', '.join(map(str, servers))}; goal: {' and '.join(goal) or 'none given (best samples per dollar)'}.\n"
+        f"Scenario `{file}` on every GPU of the catalog `{catalog.path}`, "
+        f"workers {', '.join(map(str, workers))} x PS shards {', '.join(map(str, servers))}; "
+        f"goal: {' and '.join(goal) or 'none given (best samples per dollar)'}.\n"
     )
     out.append("## Recommendation\n")
     out.append(f"**{describe(best)}** ({why}).\n" if best else f"**None**: {why}.\n")
@@ -448,22 +456,27 @@ def plan_md(
             key=lambda r: (r["cost_per_hour_usd"], -r["throughput_samples_per_s"]),
         )
         out.append(
-            f"## Configurations meeting the goal ({len(feasible)}, cheapest first, at most 20 shown)\n"
+            f"## Configurations meeting the goal ({len(feasible)}, cheapest first, "
+            "at most 20 shown)\n"
         )
         h, c = _table(feasible[:20])
         out.append(md_table(h, c, "lrrrrrrll") if feasible else "None.\n")
     out.append("## Assumptions\n")
     out += [
-        "- compute: catalog roofline of each GPU entry (its peak rate for the model dtype and memory bandwidth, times its `efficiency`); "
+        "- compute: catalog roofline of each GPU entry (its peak rate for the model dtype and "
+        "memory bandwidth, times its `efficiency`); "
         "`compute.profile=none`, `compute.step_time_s=null`; everything else as in the scenario",
-        f"- price per hour = GPUs x the entry's `price_per_hour_usd` (GPUs = ceil(workers / per_device) x pipeline stages; "
-        f"per_device = {scn.cluster.workers.per_device}, capped at the worker count) + PS shards x {SERVER_CORES} cores x the "
+        "- price per hour = GPUs x the entry's `price_per_hour_usd` "
+        "(GPUs = ceil(workers / per_device) x pipeline stages; "
+        f"per_device = {scn.cluster.workers.per_device}, capped at the worker count) "
+        f"+ PS shards x {SERVER_CORES} cores x the "
         "catalog's `cpu` price"
         + (
             "" if "cpu" in catalog else " (this catalog has no `cpu` entry: servers are not priced)"
         ),
         "- samples per dollar = throughput x 3600 / price per hour",
-        "- a configuration whose modelled peak worker memory exceeds the GPU's memory is never recommended",
+        "- a configuration whose modelled peak worker memory exceeds the GPU's memory is never "
+        "recommended",
     ]
     skipped = [r for r in rows if r["status"] != "ok"]
     if skipped:
@@ -478,7 +491,8 @@ def plan_md(
 
 
 def plan_main(scn: Scenario, args: argparse.Namespace) -> int:
-    """`pssim plan FILE --catalog FILE [...]`. Exit 0; 2 on bad input (scenario, catalog, options)."""
+    """`pssim plan FILE --catalog FILE [...]`. Exit 0; 2 on bad input (scenario, catalog,
+    options)."""
     from .catalog import load_catalog
     from .report import md_table
 
@@ -522,7 +536,8 @@ def plan_main(scn: Scenario, args: argparse.Namespace) -> int:
 
     h, c = _table(best_per_gpu(rows, target, budget))
     print(
-        f"best configuration per GPU ({len([r for r in rows if r['status'] == 'ok'])} of {len(rows)} configurations simulated):"
+        f"best configuration per GPU ({len([r for r in rows if r['status'] == 'ok'])} "
+        f"of {len(rows)} configurations simulated):"
     )
     print(md_table(h, c, "lrrrrrrll"), end="")
     print(f"recommended: {describe(best)} ({why})" if best else f"recommended: none: {why}")

@@ -1,7 +1,8 @@
-"""How parameters are cut into partitions and placed on the PS shards; one implementation for both backends.
+"""How parameters are cut into partitions and placed on the PS shards, for both backends alike.
 
-Each parameter tensor (flattened, in `param_layout` order) is cut into contiguous partitions of at
-most `sharding.partition_bytes` bytes (in the model dtype). Partitions are then placed on shards:
+Each parameter tensor (flattened, in the order of `Workload.params` from
+`pssim.workload.build_workload`) is cut into contiguous partitions of at most
+`sharding.partition_bytes` bytes (in the model dtype). Partitions are then placed on shards:
 
 - `range`: the partition sequence is cut into `servers.count` contiguous runs of about equal bytes
   (partition i goes to the shard in whose byte range its midpoint falls);
@@ -9,7 +10,9 @@ most `sharding.partition_bytes` bytes (in the model dtype). Partitions are then 
 - `greedy_bytes`: largest partition first, each to the shard with the fewest bytes so far
   (ties to the lowest shard index).
 
-A pipeline stage only talks to the shards that hold its parameters; `stage_slices` says which.
+A pipeline stage only talks to the shards that hold its parameters: each partition records its
+model unit, `pssim.costs.stage_unit_bounds` says which units each stage holds, and
+`pssim.runplan.topology` derives from both which shards each stage talks to.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`pssim sweep`: run a grid of variants of one scenario with the simulator, the real backend or both.
+"""`pssim sweep`: run a grid of variants of one scenario with the simulator, the real backend or
+both.
 
 `--grid a.b=v1,v2` names a field by its dotted path and its values (read as YAML, like `--set`;
 commas inside brackets or quotes do not split, so `model.hidden=[256,256],[512]` is two values).
@@ -50,7 +51,8 @@ ROW_METRICS = (
 
 @dataclass(frozen=True)
 class Variant:
-    """One point of the grid: its name, its (field, value text) pairs and the overrides that make it."""
+    """One point of the grid: its name, its (field, value text) pairs and the overrides that make
+    it."""
 
     name: str
     values: tuple[tuple[str, str], ...]
@@ -82,7 +84,8 @@ def split_values(text: str) -> list[str]:
 
 
 def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """`a.b=v1,v2` items -> [(field, [value text, ...])]. Raises ScenarioError('--grid') listing every problem."""
+    """`a.b=v1,v2` items -> [(field, [value text, ...])]. Raises ScenarioError('--grid') listing
+    every problem."""
     grid: list[tuple[str, list[str]]] = []
     problems: list[Problem] = []
     for item in items:
@@ -125,7 +128,8 @@ def sanitize(text: str) -> str:
 
 
 def field_labels(fields: Sequence[str]) -> dict[str, str]:
-    """Each field's shortest dotted suffix that no other field shares, sanitised (`workers_count`)."""
+    """Each field's shortest dotted suffix that no other field shares, sanitised
+    (`workers_count`)."""
     out = {}
     for f in fields:
         segs = f.split(".")
@@ -138,7 +142,8 @@ def field_labels(fields: Sequence[str]) -> dict[str, str]:
 
 
 def make_variants(base: str, grid: Sequence[tuple[str, Sequence[str]]]) -> list[Variant]:
-    """The cartesian product of the grid as named variants (names unique and valid scenario names)."""
+    """The cartesian product of the grid as named variants (names unique and valid scenario
+    names)."""
     labels = field_labels([f for f, _ in grid])
     variants, used = [], set()
     for combo in itertools.product(*(vals for _, vals in grid)):
@@ -163,7 +168,8 @@ def _under(path: str, prefix: str) -> bool:
 def validate_variants(
     file: str, overrides: Sequence[str], variants: Sequence[Variant]
 ) -> list[Scenario]:
-    """Load every variant; raise one ScenarioError with every distinct problem (grid ones marked)."""
+    """Load every variant; raise one ScenarioError with every distinct problem (grid ones
+    marked)."""
     scns, problems = [], []
     fields = {f for v in variants for f, _ in v.values}
     for v in variants:
@@ -202,7 +208,8 @@ def sweep_rows(
     summaries: dict[tuple[str, str], dict[str, Any]],
     errors: dict[str, list[str]],
 ) -> list[dict[str, Any]]:
-    """One row per variant: grid values, then each backend's headline metrics (and sim's throughput error)."""
+    """One row per variant: grid values, then each backend's headline metrics (and sim's
+    throughput error)."""
     from .compare import relative_error
 
     rows = []
@@ -306,7 +313,8 @@ def sweep_md(
 
 
 def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
-    """`pssim sweep FILE --grid a.b=v1,v2 ...`. Exit 0, 1 if any run failed, 2 on bad input (nothing run)."""
+    """`pssim sweep FILE --grid a.b=v1,v2 ...`. Exit 0, 1 if any run failed, 2 on bad input
+    (nothing run)."""
     from .compare import Progress, compare_folders, needs_profile, run_profile, run_real
 
     if args.jobs < 1:
@@ -334,7 +342,8 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
                     res = run_profile(args.file, ov)
                 if not res.ok:
                     print(
-                        f"error: {v.name}: profiling failed (exit {res.rc}); the simulator falls back to the roofline",
+                        f"error: {v.name}: profiling failed (exit {res.rc}); "
+                        "the simulator falls back to the roofline",
                         file=sys.stderr,
                     )
                     for ln in res.lines:
@@ -366,7 +375,8 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
                     try:
                         summaries[(v.name, "sim")] = fut.result()
                         progress.line(
-                            f"[{i + 1}/{n}] {v.name}: sim   done ({time.perf_counter() - t0:.1f} s since the sweep's first)"
+                            f"[{i + 1}/{n}] {v.name}: sim   done "
+                            f"({time.perf_counter() - t0:.1f} s since the sweep's first)"
                         )
                     except Exception as exc:  # one broken variant must not lose the others
                         _sim_failed(v, exc, errors)

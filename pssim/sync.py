@@ -29,7 +29,8 @@ def pull_ready(mode: str, bound: int | None, step: int, version: int, min_clock:
 
 
 def staleness_bound(mode: str, staleness: int | None, pushers: int) -> int | None:
-    """Largest staleness a gradient can have on a shard with `pushers` worker processes pushing to it."""
+    """Largest staleness a gradient can have on a shard with `pushers` worker processes pushing to
+    it."""
     if mode == "bsp":
         return 0
     if mode == "ssp":

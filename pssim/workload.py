@@ -1,10 +1,10 @@
 """What a scenario's model is, without torch: its parameters, layers, FLOPs and activation sizes.
 
-Both backends read the model from here. `param_layout` lists the parameters in exactly the order
-and with exactly the names and shapes of psreal's torch modules (a test checks this), so that
-sharding, bytes on the wire and the roofline all agree with what really runs. A model is a list of
-*units*: the layers a pipeline may cut between (an mlp's linear layers, a transformer's blocks
-with the embeddings attached to the first and the head to the last).
+Both backends read the model from here. `build_workload(model).params` lists the parameters in
+exactly the order and with exactly the names and shapes of psreal's torch modules (a test checks
+this), so that sharding, bytes on the wire and the roofline all agree with what really runs. A
+model is a list of *units*: the layers a pipeline may cut between (an mlp's linear layers, a
+transformer's blocks with the embeddings attached to the first and the head to the last).
 """
 
 from __future__ import annotations

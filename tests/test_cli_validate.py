@@ -36,7 +36,8 @@ pipeline: {stages: 5}
 """
 BAD_LINES = {
     "name: must be lowercase letters, digits, '_' or '-' (got 'Bad Name')",
-    "training.epochs: unknown field (expected one of: batch_size, steps, warmup_steps, samples_per_worker, optimizer)",
+    "training.epochs: unknown field "
+    "(expected one of: batch_size, steps, warmup_steps, samples_per_worker, optimizer)",
     "sync.staleness: must be >= 0 (got -1)",
     "pipeline.stages: must be <= the model's 2 layers (got 5)",
 }

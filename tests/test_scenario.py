@@ -377,7 +377,8 @@ BAD_FILE = [
         "model's 1 layers (got 2)",
     ),
     (
-        "model: {kind: transformer, layers: 2, d_model: 16, heads: 2, seq_len: 4, vocab: 10}\npipeline: {stages: 3}",
+        "model: {kind: transformer, layers: 2, d_model: 16, heads: 2, seq_len: 4, vocab: 10}\n"
+        "pipeline: {stages: 3}",
         "pipeline.stages",
         "must be <= the model's 2 layers (got 3)",
     ),
@@ -430,12 +431,15 @@ BAD_FILE = [
     ("cluster: {servers: {count: 40}}", "cluster.servers.count", "a shard is left empty (got 40)"),
     # 3 partitions of 8, 2 and 1 elements; by byte range their midpoints fall in thirds 1, 2, 2
     (
-        "model: {kind: linear, input_dim: 10, output_dim: 1}\nsharding: {policy: range, partition_bytes: 32}\ncluster: {servers: {count: 3}}",
+        "model: {kind: linear, input_dim: 10, output_dim: 1}\n"
+        "sharding: {policy: range, partition_bytes: 32}\ncluster: {servers: {count: 3}}",
         "cluster.servers.count",
-        "shard 0 would hold no parameters under sharding.policy=range with 3 partitions (got 3 servers)",
+        "shard 0 would hold no parameters under sharding.policy=range with 3 partitions "
+        "(got 3 servers)",
     ),
     (
-        "model: {kind: transformer, layers: 2, d_model: 64, heads: 2, seq_len: 8, vocab: 30000}\nsharding: {partition_bytes: 4}",
+        "model: {kind: transformer, layers: 2, d_model: 64, heads: 2, seq_len: 8, vocab: 30000}\n"
+        "sharding: {partition_bytes: 4}",
         "sharding.partition_bytes",
         "cuts the model into 3940608 partitions, more than 100000; use >= 160 (got 4)",
     ),
@@ -546,7 +550,10 @@ def test_cross_rule_over_a_broken_section_stays_silent() -> None:
     # rules over valid sections still run
     problems = _problems(
         BASE
-        + "cluster: {workers: {count: 0}}\nstragglers: {slowdown: {9: 2.0}}\npipeline: {stages: 9}\n"
+        + (
+            "cluster: {workers: {count: 0}}\nstragglers: {slowdown: {9: 2.0}}\n"
+            "pipeline: {stages: 9}\n"
+        )
     )
     assert [p.path for p in problems] == ["cluster.workers.count", "pipeline.stages"]
 
@@ -651,9 +658,11 @@ def test_transformer_defaults_and_null_shape_fields() -> None:
 
 def test_yaml_conveniences(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
-    # numbers the way people write them: 1e-3 is a float (PyYAML alone reads a string), ints where floats go
+    # numbers the way people write them: 1e-3 is a float (PyYAML alone reads a string), ints where
+    # floats go
     f.write_text(
-        "name: conv\ntraining: {optimizer: {lr: 1e-3, eps: 1E-8}}\ncluster: {workers: {nic: {bandwidth_gbps: 5}}}\n"
+        "name: conv\ntraining: {optimizer: {lr: 1e-3, eps: 1E-8}}\n"
+        "cluster: {workers: {nic: {bandwidth_gbps: 5}}}\n"
     )
     s = load_scenario(f)
     assert s.training.optimizer.lr == 0.001 and s.training.optimizer.eps == 1e-8

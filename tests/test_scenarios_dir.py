@@ -57,7 +57,8 @@ def test_scenario_loads(path: Path) -> None:
 
 
 def test_scenario_names_are_unique() -> None:
-    # the name is the output folder: two scenarios with one name would overwrite each other's results
+    # the name is the output folder: two scenarios with one name would overwrite each other's
+    # results
     names = [load_scenario(p).name for p in SCENARIOS]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
 
