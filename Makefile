@@ -42,7 +42,9 @@ bench: setup
 	$(BIN)/python benchmarks/sim_speed.py
 
 lint: setup
-	$(BIN)/ruff check pssim psreal tests benchmarks
+	$(BIN)/ruff check pssim psreal tests benchmarks scripts
+	$(BIN)/ruff format --check pssim psreal tests benchmarks scripts
+	$(BIN)/python scripts/deps.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

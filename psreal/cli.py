@@ -16,8 +16,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pssim.cli import EXIT_BAD_INPUT, _Parser, load_all, print_summary
-from pssim.scenario import ScenarioError
+from pssim.cli import EXIT_BAD_INPUT, _Parser, print_summary
+from pssim.scenario import ScenarioErrors, load_all
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,16 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         (scn,) = load_all([args.file], args.overrides)
-    except ScenarioError as exc:
+    except ScenarioErrors as exc:
         for line in exc.lines():
             print(line, file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as exc:  # the _Many wrapper of pssim.cli
-        for e in getattr(exc, "errors", []):
-            for line in e.lines():
-                print(line, file=sys.stderr)
-        if not getattr(exc, "errors", None):
-            raise
         return EXIT_BAD_INPUT
     from .launch import RunFailed, resolve_device
 

@@ -368,8 +368,9 @@ def local_rendezvous(host: str, world: int, timeout_s: float) -> tuple[dist.Stor
     init_process_group, the tcp:// init_method the others use). The store listens before any
     other process starts, on a port the OS picks and that stays bound (a port found free and
     released first can be taken meanwhile by any other socket of the host: EADDRINUSE at
-    init_process_group), and on `host` only. The others' tcp:// rendezvous keys the group under "default_pg"
-    (torch.distributed.init_process_group), so rank 0's store gets that prefix too."""
+    init_process_group), and on `host` only. The others' tcp:// rendezvous keys the group under
+    "default_pg" (torch.distributed.init_process_group), so rank 0's store gets that prefix
+    too."""
     # the store listens on `host` only (TCPStore alone binds every interface): a socket bound
     # there is handed over to it
     sock = socket.create_server((host, 0))

@@ -61,7 +61,7 @@ class Catalog:
 def parse_catalog(data: object, path: str) -> Catalog:
     from pydantic import ValidationError
 
-    from .scenario import Problem, ScenarioError, _problems_from
+    from .scenario.errors import Problem, ScenarioError, _problems_from
 
     if not isinstance(data, dict) or not data:
         raise ScenarioError(path, [Problem("", "a catalog is a mapping of device name -> entry")])
@@ -82,7 +82,7 @@ def parse_catalog(data: object, path: str) -> Catalog:
 @lru_cache(maxsize=8)
 def load_catalog(path: str | None = None) -> Catalog:
     """The built-in catalog, or a user catalog file in the same format."""
-    from .scenario import read_yaml
+    from .scenario.yaml_io import read_yaml
 
     p = str(path) if path else str(DATA / "catalog.yaml")
     return parse_catalog(read_yaml(p), p)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .profile import ProfileError
-from .scenario import Scenario, ScenarioError, json_schema, load_scenario
+from .scenario import ScenarioError, ScenarioErrors, json_schema, load_all
 
 EXIT_BAD_INPUT = 2
 
@@ -151,32 +151,13 @@ def _version() -> str:
     return __version__
 
 
-def load_all(files: Sequence[str], overrides: list[str]) -> list[Scenario]:
-    """Validate every file first; raise one ScenarioError listing all problems of all files."""
-    out, errors = [], []
-    for f in files:
-        try:
-            out.append(load_scenario(f, overrides))
-        except ScenarioError as exc:
-            errors.append(exc)
-    if errors:
-        raise _Many(errors)
-    return out
-
-
-class _Many(Exception):
-    def __init__(self, errors: list[ScenarioError]) -> None:
-        self.errors = errors
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except _Many as exc:
-        for e in exc.errors:
-            for line in e.lines():
-                print(line, file=sys.stderr)
+    except ScenarioErrors as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
         return EXIT_BAD_INPUT
     except ScenarioError as exc:
         for line in exc.lines():

@@ -107,7 +107,7 @@ def plan_shards(scn: Scenario) -> ShardPlan:
 
 @lru_cache(maxsize=64)
 def _plan_cached(model_json: str, policy: str, partition_bytes: int, n_shards: int) -> ShardPlan:
-    from .scenario import ModelSpec
+    from .scenario.schema import ModelSpec
 
     model = ModelSpec.model_validate_json(model_json)
     wl = build_workload(model)

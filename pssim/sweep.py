@@ -11,8 +11,10 @@ apart) and writes its own result folders `OUT/<name>-sweep/<variant>/<backend>/`
 
 Simulator variants run in parallel with `--jobs N` (processes); real runs go one at a time, as
 each needs the whole machine, and all of them before any simulation so that the simulator never
-competes with a measurement. With `--backend both` a variant also gets a device profile (when
-none is cached, as in `pssim compare`) and a comparison.json + report.md. The sweep writes
+competes with a measurement. Alone, the simulator predicts the target cluster; with
+`--backend both` it predicts psreal's run on this machine (the here view, as `pssim compare`
+does), and a variant also gets a device profile (when none is cached) and a comparison.json +
+report.md. The sweep writes
 `sweep.csv` (one row per variant: grid values, headline metrics per backend) and `sweep.md`, and
 prints the table.
 """
@@ -186,11 +188,11 @@ def validate_variants(
     return scns
 
 
-def _sim_variant(file: str, overrides: list[str], out: str) -> dict[str, Any]:
-    """Worker-process body: load and simulate one variant, return its summary."""
+def _sim_variant(file: str, overrides: list[str], out: str, view: str) -> dict[str, Any]:
+    """Worker-process body: load and simulate one variant in `view`, return its summary."""
     from .run import run_sim
 
-    return run_sim(load_scenario(file, overrides), out)[1]
+    return run_sim(load_scenario(file, overrides), out, view=view)[1]
 
 
 def _metric(summary: dict[str, Any] | None, dotted: str) -> float | None:
@@ -367,10 +369,14 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
 
     if "sim" in backends:
         jobs = [(v, [*args.overrides, *v.overrides]) for v in variants]
+        # compared with real runs on this machine, the simulator predicts those runs
+        view = "here" if "real" in backends else "target"
         t0 = time.perf_counter()
         if args.jobs > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=min(args.jobs, len(jobs))) as pool:
-                futs = [(v, pool.submit(_sim_variant, args.file, ov, str(out))) for v, ov in jobs]
+                futs = [
+                    (v, pool.submit(_sim_variant, args.file, ov, str(out), view)) for v, ov in jobs
+                ]
                 for i, (v, fut) in enumerate(futs):
                     try:
                         summaries[(v.name, "sim")] = fut.result()
@@ -384,7 +390,7 @@ def sweep_main(scn: Scenario, args: argparse.Namespace) -> int:
             for i, (v, ov) in enumerate(jobs):
                 t0 = time.perf_counter()
                 try:
-                    summaries[(v.name, "sim")] = _sim_variant(args.file, ov, str(out))
+                    summaries[(v.name, "sim")] = _sim_variant(args.file, ov, str(out), view)
                     progress.line(
                         f"[{i + 1}/{n}] {v.name}: sim   done ({time.perf_counter() - t0:.1f} s)"
                     )

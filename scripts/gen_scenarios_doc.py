@@ -1,7 +1,7 @@
 """Write docs/scenarios.md's field reference from the pydantic schema (the single source of truth).
 
-Run `python scripts/gen_scenarios_doc.py` after changing pssim/scenario.py; a test checks that the
-committed docs/scenarios.md lists every field.
+Run `python scripts/gen_scenarios_doc.py` after changing pssim/scenario/schema.py; a test checks
+that the committed docs/scenarios.md lists every field.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def _bad(file: str, msg: str) -> int:
 def compare_main(scns: list[Scenario], args: argparse.Namespace) -> int:
     """`pssim compare FILE...` (see the `pssim.compare` docstring). Exit 0, 1 if any backend
     failed, 2 bad input."""
-    from ..cli import load_all
+    from ..scenario import load_all
 
     files: list[str] = list(args.files)
     overrides = list(args.overrides)

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from . import checks  # noqa: F401 - registers the cross-section rules that Scenario runs
 from .errors import Problem, ScenarioError, _problems_from
-from .loading import json_schema, load_scenario, resolved_yaml, scenario_from_dict
+from .loading import (
+    ScenarioErrors,
+    json_schema,
+    load_all,
+    load_scenario,
+    resolved_yaml,
+    scenario_from_dict,
+)
 from .overrides import parse_overrides
 from .schema import (
     MAX_LAYERS,
@@ -43,6 +50,8 @@ from .schema import (
 from .yaml_io import read_yaml
 
 __all__ = [
+    "ScenarioErrors",
+    "load_all",
     "Problem",
     "ScenarioError",
     "Scenario",

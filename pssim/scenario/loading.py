@@ -6,6 +6,7 @@ Nothing here creates folders or writes files.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,30 @@ def _check_acyclic(
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     """Read, override and validate a scenario file. Raises ScenarioError; writes nothing."""
     return scenario_from_dict(read_yaml(path), str(path), overrides)
+
+
+class ScenarioErrors(Exception):
+    """The problems of several scenario files, each file's as its ScenarioError."""
+
+    def __init__(self, errors: list[ScenarioError]) -> None:
+        super().__init__("\n".join(line for e in errors for line in e.lines()))
+        self.errors = errors
+
+    def lines(self) -> list[str]:
+        return [line for e in self.errors for line in e.lines()]
+
+
+def load_all(files: Sequence[str], overrides: list[str]) -> list[Scenario]:
+    """Validate every file first; raise one ScenarioErrors listing all problems of all files."""
+    out, errors = [], []
+    for f in files:
+        try:
+            out.append(load_scenario(f, overrides))
+        except ScenarioError as exc:
+            errors.append(exc)
+    if errors:
+        raise ScenarioErrors(errors)
+    return out
 
 
 def resolved_yaml(scn: Scenario) -> str:
