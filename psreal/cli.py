@@ -15,8 +15,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pssim.cli import EXIT_BAD_INPUT, _Parser, print_summary
+from pssim.results import OutputError, check_output_folder
 from pssim.scenario import ScenarioErrors, load_all
 
 
@@ -94,6 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines():
             print(line, file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:  # before anything runs: where the results go must take them
+        if args.cmd == "run":
+            check_output_folder(args.out)
+        elif args.out is not None:
+            check_output_folder(Path(args.out).parent)
+    except OutputError as exc:
+        print(f"error: --out: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     from .launch import RunFailed, resolve_device
 
     device, warning = resolve_device(scn, args.device)
@@ -132,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=sys.stderr)
         sys.stderr.flush()
         os._exit(exc.code)  # a role thread may still sit in gloo: leave without waiting for it
+    except OutputError as exc:  # the disk filled up meanwhile: the previous results stay
+        if prog:
+            prog.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)
     if prog:
         prog.stop()
     if res is not None and not args.quiet:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from .profile import ProfileError
+from .results import OutputError, check_output_folder
 from .scenario import ScenarioError, ScenarioErrors, json_schema, load_all
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,8 +155,18 @@ def _version() -> str:
     return __version__
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: what was being written is removed."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _dispatch(args)
     except ScenarioErrors as exc:
@@ -166,6 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProfileError as exc:
         print(f"error: compute.profile: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OutputError as exc:  # a folder checked writable filled up or went away meanwhile
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except _Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -180,34 +200,45 @@ def _dispatch(args: argparse.Namespace) -> int:
         for f, s in zip(args.files, scns, strict=True):
             print(f"ok: {f}: {s.name}")
         return 0
+    scns = load_all(args.files if args.cmd == "compare" else [args.file], args.overrides)
+    if not _output_ok(args.out):
+        return EXIT_BAD_INPUT
     if args.cmd == "simulate":
-        (scn,) = load_all([args.file], args.overrides)
+        (scn,) = scns
         from .run import run_sim
 
         if args.runs < 1:
             print(f"error: --runs: must be >= 1 (got {args.runs})", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
         view = "here" if args.here else "target"
         folder, summary = run_sim(scn, args.out, runs=args.runs, view=view)
         if not args.quiet:
             print_summary(summary, folder)
         return 0
     if args.cmd == "compare":
-        scns = load_all(args.files, args.overrides)
         from .compare import compare_main
 
         return compare_main(scns, args)
+    (scn,) = scns
     if args.cmd == "sweep":
-        (scn,) = load_all([args.file], args.overrides)
         from .sweep import sweep_main
 
         return sweep_main(scn, args)
     if args.cmd == "plan":
-        (scn,) = load_all([args.file], args.overrides)
         from .plan import plan_main
 
         return plan_main(scn, args)
     raise AssertionError(args.cmd)
+
+
+def _output_ok(out: str) -> bool:
+    """Whether results can be written to `out`; if not, says why in one line (before any run)."""
+    try:
+        check_output_folder(out)
+    except OutputError as exc:
+        print(f"error: --out: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def print_summary(summary: dict[str, Any], folder: Any) -> None:

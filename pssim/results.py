@@ -8,6 +8,7 @@ previous complete set or the new complete set, never a half-written one.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -141,6 +142,30 @@ def trace_json(rec: Records, backend: str) -> str:
     return json.dumps({"traceEvents": ev, "displayTimeUnit": "ms"}, separators=(",", ":")) + "\n"
 
 
+class OutputError(Exception):
+    """Results cannot be written where asked; the message is one line naming the folder."""
+
+
+def check_output_folder(out: str | Path) -> Path:
+    """Fail early, before anything runs, where results could not be written: `out` is a file, or
+    cannot be created, or is not writable (read-only file system, permissions). OutputError."""
+    p = Path(out)
+    try:
+        if p.exists() and not p.is_dir():
+            raise OutputError(f"{out}: not a folder")
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{out}: results cannot be written there ({_why(exc)})") from None
+    return p
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
 def write_atomic_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -153,31 +178,78 @@ def write_atomic_text(path: Path, text: str) -> None:
         raise
 
 
+_TMP = ".{backend}.tmp-{pid}-"  # a folder being written; its writer's pid tells a stale one
+
+
+def _remove_stale(parent: Path, backend: str) -> None:
+    """Folders that writers killed outright (SIGKILL, power loss) left half-written."""
+    for d in parent.glob(f".{backend}.tmp-*"):
+        try:
+            pid = int(d.name.split("-")[1])
+            os.kill(pid, 0)  # its writer is alive: still writing
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 def write_results(
     out: str | Path, scn: Scenario, backend: str, rec: Records, summary: dict[str, Any]
 ) -> Path:
-    """Write OUT/<scenario>/<backend>/ atomically; returns that folder."""
+    """Write OUT/<scenario>/<backend>/ atomically; returns that folder.
+
+    The files go into a hidden folder beside it, renamed into place once complete, so a reader
+    sees the previous complete set or the new one. Runs writing the same folder at once each
+    write whole and the last one wins. A failure to write (a full disk) raises OutputError and
+    leaves the previous results as they were; an interruption leaves no hidden folder."""
     from .scenario import resolved_yaml
 
     parent = Path(out) / scn.name
-    parent.mkdir(parents=True, exist_ok=True)
     final = parent / backend
-    tmp = Path(tempfile.mkdtemp(prefix=f".{backend}.tmp-", dir=parent))
+    tmp: Path | None = None
     try:
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(parent, backend)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=_TMP.format(backend=backend, pid=os.getpid()), dir=parent)
+        )
         (tmp / "scenario.yaml").write_text(resolved_yaml(scn), encoding="utf-8")
         (tmp / "steps.csv").write_text(
             steps_csv(rec, with_loss=backend == "real"), encoding="utf-8"
         )
         (tmp / "summary.json").write_text(dumps_json(summary), encoding="utf-8")
         (tmp / "trace.json").write_text(trace_json(rec, backend), encoding="utf-8")
-        old = None
-        if final.exists():
-            old = parent / f".{backend}.old-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _move_into_place(tmp, final)
+    except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(
+            f"{final}: results cannot be written ({_why(exc)}); the previous ones are as they were"
+        ) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the complete folder `tmp` to `final`, moving any folder there aside first (another
+    run may put one there meanwhile: then again)."""
+    for attempt in range(100):
+        old = final.parent / f".{final.name}.old-{os.getpid()}-{attempt}"
+        try:
+            os.replace(final, old)
+        except FileNotFoundError:
+            old = None  # nothing there
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            continue  # another writer put its folder there since: move that one aside too
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        return
+    raise OSError(errno.EBUSY, "other runs kept replacing it")
