@@ -167,7 +167,7 @@ def test_gather_params_reassembles_the_model_from_shard_slices(
     tiny_scenario: Any, policy: str, stages: int
 ) -> None:
     from psreal.launch import gather_params
-    from psreal.roles import build_topology
+    from pssim.runplan import derive
 
     scn = tiny_scenario(
         f"sharding.policy={policy}",
@@ -179,7 +179,7 @@ def test_gather_params_reassembles_the_model_from_shard_slices(
     specs = build_workload(scn.model).params
     truth = [torch.randn(q.numel) for q in specs]
     plan = plan_shards(scn)
-    _, bounds = build_topology(scn)
+    bounds = derive(scn).bounds
     results = []
     for s in range(scn.cluster.servers.count):  # what each server's final_params() returns
         per_stage = {}
