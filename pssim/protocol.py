@@ -22,6 +22,7 @@ The shard has applied everything once `drained` (every expected gradient counted
 
 from __future__ import annotations
 
+import heapq
 from typing import NamedTuple
 
 from .sync import ShardSync
@@ -42,9 +43,12 @@ class ShardProtocol:
     def __init__(self, mode: str, bound: int | None, pushers: list[int], steps: int) -> None:
         self.sync = ShardSync(mode, bound, pushers)
         self.steps = steps
-        self.held: list[HeldPull] = []
-        # pull_ready is monotone in the step: a held pull is ready iff the earliest held is
-        self._held_min: int | None = None
+        # held pulls by step, each with its place in the order they were held; pull_ready is
+        # monotone in the step, so the held pulls that are ready are those of the lowest steps
+        # (a heap of the steps): finding them costs what they are, not what is held
+        self._held: dict[int, list[tuple[int, HeldPull]]] = {}
+        self._held_steps: list[int] = []
+        self._n_held = 0
         self.encoded_version = -1  # the version whose reply is packed
         self.expected = len(pushers) * steps  # gradients it will apply
         self.applied = 0
@@ -66,22 +70,33 @@ class ShardProtocol:
 
     def hold(self, proc: int, step: int, now_s: float) -> None:
         """The sync rule holds the pull of `proc` for `step` from `now_s` on."""
-        self.held.append(HeldPull(proc, step, now_s))
-        if self._held_min is None or step < self._held_min:
-            self._held_min = step
+        bucket = self._held.get(step)
+        if bucket is None:
+            bucket = self._held[step] = []
+            heapq.heappush(self._held_steps, step)
+        bucket.append((self._n_held, HeldPull(proc, step, now_s)))
+        self._n_held += 1
+
+    @property
+    def held(self) -> list[HeldPull]:
+        """The pulls held now, in the order they were held."""
+        return [q for _, q in sorted(x for b in self._held.values() for x in b)]
 
     def held_ready(self) -> bool:
-        """Whether a held pull is ready now (the earliest held one is)."""
-        return self._held_min is not None and self.sync.ready(self._held_min)
+        """Whether a held pull is ready now (the one of the lowest step is)."""
+        return bool(self._held_steps) and self.sync.ready(self._held_steps[0])
 
     def release(self) -> list[HeldPull]:
         """The held pulls the sync rule now allows, in the order they were held; the rest stay."""
-        if not self.held:
+        steps, ready = self._held_steps, self.sync.ready
+        if not steps or not ready(steps[0]):
             return []
-        ready, self.held = self.sync.split_ready(self.held)
-        if ready:
-            self._held_min = min((q.step for q in self.held), default=None)
-        return ready
+        out = self._held.pop(heapq.heappop(steps))
+        if steps and ready(steps[0]):
+            while steps and ready(steps[0]):
+                out += self._held.pop(heapq.heappop(steps))
+            out.sort()
+        return [q for _, q in out]
 
     def needs_encoding(self) -> bool:
         """Whether a reply needs the current version packed first (once per version)."""
