@@ -148,7 +148,7 @@ def measure(mode: str, size: int, rounds: int, gbps: float | None = None) -> flo
     addr = None
     if gbps is not None:
         from psreal.control import ControlServer
-        from pssim.costs import link_layout
+        from pssim.layout import link_layout
         from pssim.scenario import scenario_from_dict
 
         nic = {"bandwidth_gbps": gbps, "latency_us": 0}

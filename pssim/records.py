@@ -183,7 +183,7 @@ def cpu_seconds_by_role(cpu: dict[tuple[str, int], float]) -> dict[str, float]:
 
 def summarize(scn: Scenario, rec: Records, extra: dict[str, Any]) -> dict[str, Any]:
     """summary.json from the records (both backends). `extra` carries backend-only keys."""
-    from .costs import link_capacities_bytes_per_s
+    from .layout import link_capacities_bytes_per_s
 
     warm = scn.training.warmup_steps
     t = rec.times

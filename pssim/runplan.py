@@ -4,8 +4,8 @@ A scenario fixes the model's units (`pssim.workload`), the pipeline's stage cut 
 stage holds, `pssim.costs.stage_unit_bounds`), the shard plan (which partitions each shard holds,
 `pssim.sharding`), the topology (which shards each worker process talks to and how large each
 message is), each stage's schedule of microbatch actions (`pssim.pipeline`), the links as fluid
-resources (`pssim.costs.LinkLayout`) and, for a given number of cores and GPUs, the placement of
-every process (`pssim.costs.placement`). The simulator and psreal both take them from one
+resources (`pssim.layout.LinkLayout`) and, for a given number of cores and GPUs, the placement of
+every process (`pssim.layout.placement`). The simulator and psreal both take them from one
 `RunPlan`, so they cannot derive them differently.
 """
 
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import wire
-from .costs import LinkLayout, Placement, link_layout, placement, stage_unit_bounds
+from .costs import stage_unit_bounds
+from .layout import LinkLayout, Placement, link_layout, placement
 from .pipeline import Action
 from .pipeline import schedule as make_schedule
 from .sharding import ShardPlan, plan_shards

@@ -182,7 +182,7 @@ def _threads_on_core0(slice_s: float, *threads):  # noqa: ANN002, ANN202 - fn(en
     per-thread `after` chains, `HostProcessors.run`); the finish times they note in `done`."""
     import simpy
 
-    from pssim.costs import placement
+    from pssim.layout import placement
     from pssim.scenario import scenario_from_dict
     from pssim.sim.host import HostProcessors
 
@@ -351,7 +351,8 @@ def _host_links(workers: int, gbps: float, cpu_slice_s: float = 0.0):  # noqa: A
     no link latency: the server is endpoint `workers`."""
     import simpy
 
-    from pssim.costs import build_costs, link_layout, placement
+    from pssim.costs import build_costs
+    from pssim.layout import link_layout, placement
     from pssim.scenario import scenario_from_dict
     from pssim.sim.host import HostNetwork, HostProcessors
 
@@ -485,7 +486,8 @@ def test_cpu_seconds_by_role_add_up_to_the_cores() -> None:
     # up to that core's CPU seconds, and every role that worked is listed
     import dataclasses
 
-    from pssim.costs import build_costs, placement
+    from pssim.costs import build_costs
+    from pssim.layout import placement
     from pssim.profile import LinearCost
     from pssim.records import summarize
     from pssim.scenario import scenario_from_dict
@@ -577,7 +579,8 @@ def test_a_push_sent_straight_after_packing_takes_turns_with_the_core_mates_comp
     # the core at once and is delivered at 2.7 ms.
     import simpy
 
-    from pssim.costs import build_costs, link_layout, placement
+    from pssim.costs import build_costs
+    from pssim.layout import link_layout, placement
     from pssim.profile import LinearCost
     from pssim.scenario import scenario_from_dict
     from pssim.sim.host import HostNetwork, HostProcessors

@@ -198,7 +198,7 @@ def test_gather_params_reassembles_the_model_from_shard_slices(
 
 # ------------------------------------------------------------------------ control plane
 def _one_worker_one_server(gbps: float = 10.0) -> Any:
-    from pssim.costs import link_layout
+    from pssim.layout import link_layout
     from pssim.scenario import scenario_from_dict
 
     nic = {"bandwidth_gbps": gbps, "latency_us": 0}
@@ -358,7 +358,7 @@ def _peer(rank: int, port: int, ctl_addr: Any, emulate: bool, q: Any) -> None:
 @pytest.mark.parametrize("emulate", [False, True])
 def test_messages_arrive_intact_in_order_with_pssim_sizes(emulate: bool) -> None:
     from psreal.control import ControlServer
-    from pssim.costs import link_layout
+    from pssim.layout import link_layout
     from pssim.scenario import scenario_from_dict
 
     server = None

@@ -16,7 +16,8 @@ import pytest
 import simpy
 
 from pssim.cli import main
-from pssim.costs import HERE, OPS, TARGET, build_costs, device_costs, placement
+from pssim.costs import HERE, OPS, TARGET, build_costs, device_costs
+from pssim.layout import placement
 from pssim.profile import LinearCost, Profile, load_profile, profile_key
 from pssim.runplan import derive
 from pssim.scenario import load_scenario

@@ -104,7 +104,7 @@ def measure_transport(n_ping: int = 300) -> dict[str, Any]:
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
-    from pssim.costs import LinkLayout
+    from pssim.layout import LinkLayout
 
     from ..control import ControlServer
     from ..launch import local_rendezvous

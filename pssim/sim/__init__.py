@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from ..costs import CostModel, Placement, build_costs
+from ..costs import CostModel, build_costs
+from ..layout import Placement
 from ..records import Records
 from ..runplan import RunPlan, derive
 from ..workload import DTYPE_BYTES

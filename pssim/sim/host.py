@@ -6,7 +6,7 @@ what `psreal profile` measured of this host, and nothing here enters a target-cl
 (`pssim.costs.build_costs` sets it only in the HERE view):
 
 - **Cores** (`HostProcessors`): each process's host-side work runs on the core psreal pins it to
-  (`pssim.costs.placement`), a CPU worker computes on it too, and the processes of one core share
+  (`pssim.layout.placement`), a CPU worker computes on it too, and the processes of one core share
   it as the kernel schedules threads (`SlicedCore`: one thread at a time, compute in turns of the
   scheduler's slice, woken work before compute but not inside a protected slice, a thread that
   goes on without sleeping keeps the core). Each core's and each process's CPU seconds are kept.
@@ -41,7 +41,8 @@ from ..records import cpu_seconds_by_role
 from .resources import ARBITER, COMPUTE, ORDINARY, Message, Network, Processors, SharedProcessor
 
 if TYPE_CHECKING:
-    from ..costs import CostModel, LinkLayout, Placement
+    from ..costs import CostModel
+    from ..layout import LinkLayout, Placement
     from ..scenario import Scenario
 
 
@@ -396,7 +397,7 @@ class SlicedCore(SharedProcessor):
 
 
 class HostProcessors(Processors):
-    """This host's cores (and GPUs) as psreal's processes use them (`pssim.costs.placement`):
+    """This host's cores (and GPUs) as psreal's processes use them (`pssim.layout.placement`):
     every process's host-side work runs on its core, a CPU worker computes on it too, and a core
     more than one thread uses (or every core, with `overlapping`: a process's receiving threads
     beside its main thread) is a SlicedCore. Keeps each core's and each process's CPU seconds."""

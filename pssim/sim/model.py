@@ -48,7 +48,8 @@ from .resources import COMPUTE
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from ..costs import CostModel, Placement
+    from ..costs import CostModel
+    from ..layout import Placement
     from ..runplan import RunPlan
     from ..scenario import Scenario
     from .resources import Network, Processors

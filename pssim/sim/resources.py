@@ -37,7 +37,7 @@ from ..fluid import _DONE_TOL_S, FluidSystem
 from .clock import at_end_of_instant
 
 if TYPE_CHECKING:
-    from ..costs import LinkLayout, Placement
+    from ..layout import LinkLayout, Placement
     from ..scenario import Scenario
 
 # A message is a tuple or list: (delay after the last byte, deliver function, payload...); the
@@ -53,7 +53,7 @@ class Network:
     """Full-duplex NICs for every worker process and server, and the optional fabric.
 
     Endpoints are ints: worker processes 0..P-1, servers P..P+S-1. Resource 2e is endpoint e's
-    egress, 2e+1 its ingress, the last one the fabric (`pssim.costs.LinkLayout`). `overhead_s`
+    egress, 2e+1 its ingress, the last one the fabric (`pssim.layout.LinkLayout`). `overhead_s`
     is added to every message's latency and `cap_bytes_per_s` bounds every message's rate: both
     are the host model's (`pssim.sim.host.HostNetwork`); a target cluster has neither.
     """
