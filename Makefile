@@ -39,7 +39,7 @@ validate-sim: setup
 	$(BIN)/pssim compare scenarios/validation/*.yaml --reuse-real --out results/validation --report-dir reports/validation
 
 bench: setup
-	$(BIN)/python benchmarks/sim_speed.py
+	$(BIN)/python benchmarks/sim_speed.py --quick
 
 lint: setup
 	$(BIN)/ruff check pssim psreal tests benchmarks scripts

@@ -1,21 +1,26 @@
-"""How fast pssim simulates: events per second, wall time, and how both grow with workers and steps.
+"""How fast pssim simulates: events per second, wall time, and how both grow with workers and
+steps, each against the goals of the simulator-at-scale issue.
 
 Prints, for this machine:
-  - SimPy's bare event rate: processes that do nothing but `yield env.timeout(...)`, the ceiling any
-    SimPy model can reach;
+  - SimPy's bare event rate: processes that do nothing but `yield env.timeout(...)`, the ceiling
+    any SimPy model can reach; every goal in seconds is scaled by it (goals are set at 0.9 M/s);
   - case a: 1024 workers x 16 PS shards x 100 BSP steps (a ~1M-parameter mlp cut into >= 16
-    partitions, step_time_s 0.05, profile none);
+    partitions, step_time_s 0.05, profile none); goal <= 5 s;
   - case b: 64 workers under ASP (with jitter, so nothing runs in lockstep);
   - case c: wall time against workers (64 .. 4096) at a fixed step count, and against steps at a
-    fixed worker count, with the fitted growth exponent (1.0 = linear).
+    fixed worker count, with the fitted growth exponents (1.0 = linear); goals <= 1.1 and 1.05;
+  - case d: a 1.3 B-parameter transformer in >= 1,000 partitions, 64 x 8 x 50; goal <= 10 s;
+  - case e (asked for with --cases e, not --quick): 10,000 workers x 64 shards x 100 steps; goal
+    <= 60 s and 4 GB.
 For each run: wall and CPU seconds, SimPy events (the scheduler's count, summary.json `events`),
 messages (each one a fluid flow that starts, drains and is delivered), and the cost per event
 next to SimPy's bare cost per event. Two ratios are printed: per SimPy event, and per model
 event (SimPy events + messages), because the simulator delivers many messages per SimPy event
-(all messages that finish at one instant share one timeout).
+(all messages that finish at one instant share one timeout). With --quick the sizes are smaller
+and the goals scaled down with the worker-steps.
 
-    .venv/bin/python benchmarks/sim_speed.py            # everything (about a minute)
-    .venv/bin/python benchmarks/sim_speed.py --quick    # smaller sizes, for a smoke run
+    .venv/bin/python benchmarks/sim_speed.py --quick    # make bench: the quick cases
+    .venv/bin/python benchmarks/sim_speed.py            # the issue's sizes (minutes)
     .venv/bin/python benchmarks/sim_speed.py --cases a --repeat 3   # case a, best of 3
 
 Timings are of `pssim.sim.simulate` alone (scenario validation and result files excluded); the
@@ -98,6 +103,45 @@ def run_case(scn: Scenario, bare_rate: float, label: str, repeat: int = 1) -> di
     return {"wall": wall, "cpu": cpu, "events": ev, "messages": msgs}
 
 
+# The goals of the simulator-at-scale issue, in seconds at SimPy's usual bare rate on the 2-core
+# development machine (~0.9 M timeouts/s); each is scaled by the bare rate measured in the same run
+GOAL_BARE_RATE = 0.9e6
+GOALS_S = {"a": 5.0, "d": 10.0, "e": 60.0}  # case -> wall seconds at GOAL_BARE_RATE
+GOAL_EXPONENT = {"workers": 1.1, "steps": 1.05}
+
+
+def check(label: str, value: float, goal: float, unit: str = "s") -> None:
+    """Print a measured value against its goal."""
+    verdict = "meets" if value <= goal else "MISSES"
+    print(f"   goal {label}: {value:.2f} {unit} against <= {goal:.2f} {unit}: {verdict} the goal")
+
+
+def transformer_scenario(workers: int, shards: int, steps: int) -> Scenario:
+    """A ~1.3 B-parameter transformer (24 layers, d_model 2048, vocab 50,257) cut into >= 1,000
+    partitions of at most 4 MB, 100 Gbit/s NICs, compute fixed at 0.5 s."""
+    return scenario_from_dict(
+        {
+            "name": "bench-transformer",
+            "model": {
+                "kind": "transformer",
+                "layers": 24,
+                "d_model": 2048,
+                "heads": 16,
+                "seq_len": 1024,
+                "vocab": 50257,
+            },
+            "training": {"batch_size": 8, "steps": steps, "warmup_steps": min(5, steps - 1)},
+            "cluster": {
+                "workers": {"count": workers, "nic": {"bandwidth_gbps": 100.0, "latency_us": 5}},
+                "servers": {"count": shards, "nic": {"bandwidth_gbps": 100.0, "latency_us": 5}},
+            },
+            "compute": {"step_time_s": 0.5, "profile": "none"},
+            "sync": {"mode": "bsp"},
+            "sharding": {"policy": "greedy_bytes", "partition_bytes": 4_000_000},
+        }
+    )
+
+
 def growth_exponent(xs: list[float], ys: list[float]) -> float:
     """Least-squares slope of log(y) on log(x): 1.0 means linear growth."""
     lx = [math.log(x) for x in xs]
@@ -111,7 +155,9 @@ def growth_exponent(xs: list[float], ys: list[float]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, ~20 s)")
-    ap.add_argument("--cases", default="abc", help="which cases to run, e.g. 'a' or 'bc'")
+    ap.add_argument(
+        "--cases", default="abcd", help="which cases to run, e.g. 'a' or 'bc' ('e': 10,000 workers)"
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs per case; the best is printed")
     args = ap.parse_args()
     q = args.quick
@@ -119,10 +165,13 @@ def main() -> None:
     rate = bare_simpy_rate(200_000 if q else 1_000_000)
     print(f"SimPy bare event rate: {rate:,.0f} timeouts/s ({1e6 / rate:.2f} us per event)")
 
+    scale = GOAL_BARE_RATE / rate  # a goal in seconds on a machine with this bare rate
     if "a" in args.cases:
         W, T = (256, 20) if q else (1024, 100)
         print(f"\ncase a: {W} workers x 16 shards x {T} BSP steps")
-        run_case(bench_scenario(W, 16, T), rate, f"a  bsp W={W} S=16 T={T}", args.repeat)
+        got = run_case(bench_scenario(W, 16, T), rate, f"a  bsp W={W} S=16 T={T}", args.repeat)
+        # --quick: the goal scaled down with the worker-steps
+        check("case a", got["wall"], GOALS_S["a"] * scale * (W * T) / (1024 * 100))
 
     if "b" in args.cases:
         T = 30 if q else 100
@@ -147,6 +196,7 @@ def main() -> None:
         for W, w in zip(workers, walls, strict=True):
             print(f"   W={W:<5} {1e6 * w / (W * T):7.1f} us per worker-step")
         print(f"   wall ~ workers^{growth_exponent(workers, walls):.2f}")
+        check("exponent in workers", growth_exponent(workers, walls), GOAL_EXPONENT["workers"], "")
         steps = [10, 20, 40] if q else [25, 50, 100, 200]
         W = 256
         print(f"\ncase c: BSP, 16 shards, {W} workers, growing steps")
@@ -159,6 +209,26 @@ def main() -> None:
         for T, w in zip(steps, walls, strict=True):
             print(f"   T={T:<5} {1e6 * w / (W * T):7.1f} us per worker-step")
         print(f"   wall ~ steps^{growth_exponent(steps, walls):.2f}")
+        check("exponent in steps", growth_exponent(steps, walls), GOAL_EXPONENT["steps"], "")
+
+    if "d" in args.cases:
+        W, S, T = (16, 8, 10) if q else (64, 8, 50)
+        scn = transformer_scenario(W, S, T)
+        from pssim.sharding import plan_shards
+
+        parts = sum(len(s) for s in plan_shards(scn).shards)
+        print(f"\ncase d: 1.3 B-parameter transformer, {parts} partitions, {W} x {S} x {T} BSP")
+        got = run_case(scn, rate, f"d  bsp W={W} S={S} T={T}", args.repeat)
+        check("case d", got["wall"], GOALS_S["d"] * scale * (W * T) / (64 * 50))
+
+    if "e" in args.cases and not q:
+        print("\ncase e: 10,000 workers x 64 shards x 100 BSP steps")
+        import resource
+
+        got = run_case(bench_scenario(10_000, 64, 100), rate, "e  bsp W=10000 S=64 T=100", 1)
+        check("case e", got["wall"], GOALS_S["e"] * scale)
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        check("case e memory (this process's peak)", peak_gb, 4.0, "GB")
 
 
 if __name__ == "__main__":
