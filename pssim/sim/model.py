@@ -144,7 +144,7 @@ class ServerShard:
                 now, group = env.now, []
                 last_step, ready = -1, False  # readiness depends only on the step here
                 while inbox and inbox[0].kind == PULL:
-                    step = inbox[0].step
+                    step = inbox[0].worker.step  # the step the worker is in
                     if step != last_step:
                         last_step, ready = step, proto.pull_ready(step)
                     if not ready:  # held by the sync rule from now until ready: that is its wait
