@@ -12,6 +12,7 @@ where the total number of processes is 1 + servers + workers x stages.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -42,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=120.0,
         help="fail the run when no worker makes progress for this many seconds (default 120)",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="fail the run, naming the role, its rank and last step, when a role process sends "
+        "no heartbeat for this many seconds (stopped with SIGSTOP, frozen); each role beats "
+        "from a thread of its own every tenth of this (at most every 0.5 s), busy or not "
+        "(default 10)",
     )
     p.add_argument(
         "--save-params",
@@ -88,8 +99,25 @@ def _progress_bar(quiet: bool):  # noqa: ANN202
     return prog, update
 
 
+_SECONDS_OPTIONS = ("timeout", "stall_timeout", "heartbeat_timeout")
+
+
+def _bad_seconds(args: argparse.Namespace) -> str | None:
+    """The line refusing the first duration option that is not a positive, finite number."""
+    for name in _SECONDS_OPTIONS:
+        v = getattr(args, name, None)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            flag = "--" + name.replace("_", "-")
+            return f"error: {flag}: must be a positive number of seconds (got {v:g})"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    bad = _bad_seconds(args)
+    if bad is not None:  # before anything runs
+        print(bad, file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         (scn,) = load_all([args.file], args.overrides)
     except ScenarioErrors as exc:
@@ -128,13 +156,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog, update = _progress_bar(args.quiet or (torchrun and os.environ.get("RANK") != "0"))
     try:
         if torchrun:
-            res = run_torchrun(
-                scn, args.out, device, args.timeout, args.stall_timeout, update, args.save_params
-            )
+            run = run_torchrun
         else:
-            res = run_local(
-                scn, args.out, device, args.timeout, args.stall_timeout, update, args.save_params
-            )
+            run = run_local
+        res = run(
+            scn,
+            args.out,
+            device,
+            args.timeout,
+            args.stall_timeout,
+            update,
+            args.save_params,
+            heartbeat_s=args.heartbeat_timeout,
+        )
     except RunFailed as exc:
         if prog:
             prog.stop()

@@ -15,6 +15,13 @@ Every role keeps one TCP connection to the coordinator (rank 0). Over it:
 - ERROR(rank, consequence, text): a role failed with this cause. `consequence` marks failures
   that only follow another's (a peer's connection closed or reset), so that the coordinator can
   name the root cause first.
+- BEAT(rank): a heartbeat. With `heartbeat_interval_s` a client sends one from a daemon thread at
+  that interval for as long as its process lives, whatever its main thread is doing (a long
+  compute step, a blocking receive). With `heartbeat_timeout_s` the server's thread notes, per
+  connection, when it last read anything from it, and a connection silent for longer than that
+  (a process stopped with SIGSTOP, or frozen) is put in `hung`. Silence is measured up to the
+  moment the server's thread woke with everything that had arrived, so a coordinator that was
+  itself descheduled for a while never mistakes that for its peers' silence.
 
 Messages are fixed-size little-endian structs after a one-byte type.
 """
@@ -32,12 +39,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pssim.costs import LinkLayout
 from pssim.fluid import SmallFluid
+from pssim.layout import LinkLayout
 
 from . import msgtrace
 
 _HELLO, _START, _DONE, _PROG, _BYE, _ERR = b"H", b"S", b"D", b"P", b"B", b"E"
+_BEAT = b"A"
 _FMT = {
     _HELLO: struct.Struct("<ii"),  # rank, endpoint (-1 for none)
     _START: struct.Struct("<iiqq"),  # src endpoint, dst endpoint, seq, bytes
@@ -45,6 +53,7 @@ _FMT = {
     _PROG: struct.Struct("<ii"),  # rank, step
     _BYE: struct.Struct("<i"),  # rank
     _ERR: struct.Struct("<iBH"),  # rank, consequence flag, length of the utf-8 text that follows
+    _BEAT: struct.Struct("<i"),  # rank
 }
 
 
@@ -74,10 +83,16 @@ class ControlServer:
         bind: str = "127.0.0.1",
         advertise: str = "127.0.0.1",
         core: int | None = None,
+        heartbeat_timeout_s: float | None = None,
     ) -> None:
         """`core`: pin the arbiter thread to this CPU (psreal pins it to the last one, where the
-        simulator models its work)."""
+        simulator models its work). `heartbeat_timeout_s`: a role's connection silent for longer
+        is put in `hung` (None: not watched)."""
         self.core = core
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        # (rank, seconds silent, last step reported or None) of each role that stopped responding
+        self.hung: list[tuple[int, float, int | None]] = []
+        self._next_beat_check = 0.0
         self.cpu_s = 0.0  # CPU seconds the control thread has used (read by psreal profile)
         self.wakeups = 0  # loop passes that started, completed or delivered a message
         # (seconds asleep before it, CPU seconds it took) of each such pass, the first WAKE_LOG_MAX
@@ -116,7 +131,7 @@ class ControlServer:
 
     @property
     def failed(self) -> bool:
-        return bool(self.errors or self.lost)
+        return bool(self.errors or self.lost or self.hung)
 
     def stop(self) -> None:
         self._stop.set()
@@ -152,7 +167,7 @@ class ControlServer:
                     conn, _ = self.sock.accept()
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     conn.setblocking(False)
-                    self.conns[conn] = {"buf": b"", "rank": None, "ep": None}
+                    self.conns[conn] = {"buf": b"", "rank": None, "ep": None, "seen": woke}
                     if (
                         isinstance(self.sel, selectors.SelectSelector)
                         and conn.fileno() >= _SELECT_FD_LIMIT
@@ -164,6 +179,24 @@ class ControlServer:
             self._tick(time.monotonic(), starts)
             if self.wakeups != n_wake and len(log) < WAKE_LOG_MAX:
                 log.append((woke - now, time.thread_time() - cpu0))
+            if self.heartbeat_timeout_s is not None and woke >= self._next_beat_check:
+                self._next_beat_check = woke + min(0.1, self.heartbeat_timeout_s / 10)
+                self._check_beats(woke)
+
+    def _check_beats(self, woke: float) -> None:
+        """Put in `hung` each role whose connection said nothing for longer than the heartbeat
+        timeout before `woke`, the instant select returned: whatever had arrived by then has been
+        read in this pass, so a late pass of this thread is not taken for a role's silence."""
+        limit = self.heartbeat_timeout_s
+        assert limit is not None
+        for st in self.conns.values():
+            r = st["rank"]
+            silent = woke - st["seen"]
+            if r is None or silent <= limit or st.get("hung"):
+                continue
+            st["hung"] = True
+            with self._lock:
+                self.hung.append((r, silent, self.progress.get(r)))
 
     def _to_default_selector(self) -> None:
         """Move every registration to the platform's default selector (no descriptor limit,
@@ -235,7 +268,7 @@ class ControlServer:
             self._closed(s)
             return
         buf = st["buf"] + data
-        now = time.monotonic()
+        now = st["seen"] = time.monotonic()
         i = 0
         while i < len(buf):
             kind = buf[i : i + 1]
@@ -268,6 +301,7 @@ class ControlServer:
                 self.last_progress = now
             elif kind == _BYE:
                 self.finished.add(fields[0])
+            # _BEAT: nothing more to do, reading it updated st["seen"]
         st["buf"] = buf[i:]
 
     def _closed(self, s: socket.socket) -> None:
@@ -283,7 +317,15 @@ class ControlServer:
 class ControlClient:
     """A role's end of the control connection."""
 
-    def __init__(self, addr: tuple[str, int], rank: int, endpoint: int) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        rank: int,
+        endpoint: int,
+        heartbeat_interval_s: float | None = None,
+    ) -> None:
+        """`heartbeat_interval_s`: send a BEAT at this interval from a daemon thread (None: no
+        heartbeat), until the connection closes or the process ends."""
         self.rank, self.endpoint = rank, endpoint
         self.sock = socket.create_connection(addr)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -298,6 +340,25 @@ class ControlClient:
             target=self._read_loop, name=f"psreal-ctl-{rank}", daemon=True
         )
         self.reader.start()
+        if heartbeat_interval_s is not None:
+            threading.Thread(
+                target=self._beat_loop,
+                args=(heartbeat_interval_s,),
+                name=f"psreal-beat-{rank}",
+                daemon=True,
+            ).start()
+
+    def _beat_loop(self, interval: float) -> None:
+        beat = _BEAT + _FMT[_BEAT].pack(self.rank)
+        while True:
+            with self._cv:
+                if self._closed:
+                    return
+            try:
+                self._send(beat)
+            except OSError:
+                return
+            time.sleep(interval)
 
     def _send(self, msg: bytes) -> None:
         with self._send_lock:

@@ -8,10 +8,17 @@ every role at one instant, gathers the records and writes the result files throu
 
 Failure handling (DESIGN.md section 5): a role that raises reports "role, rank: cause" to the
 coordinator and exits non-zero; a role that dies silently is noticed by its exit code or its lost
-control connection; no message for `stall_timeout_s`, or a run longer than `timeout_s`, is a
-failure too. On any failure the coordinator terminates every process it started (SIGTERM, then
-SIGKILL), prints the cause naming role and rank, and exits with code 1 (130 on Ctrl-C). Children
-die with their parent (PR_SET_PDEATHSIG), so no process outlives the run.
+control connection; a role that stops responding (SIGSTOP, a frozen process) is noticed by its
+heartbeat: each role process sends one over its control connection every
+`heartbeat_s / 10` (at most 0.5 s) from a daemon thread, and a connection silent for
+`heartbeat_s` fails the run naming that role, its rank and the last step it reported. No progress
+for `stall_timeout_s`, or a run longer than `timeout_s`, is a failure too, and so is a run whose
+workers all crashed for good (scenario faults: nobody is left to train). On any failure the
+coordinator terminates every process it started (SIGTERM and SIGCONT, so that a stopped process
+acts on it too, then SIGKILL), prints the cause naming role and rank, and exits with code 1 (130
+on Ctrl-C, 143 on SIGTERM). Children die with their parent (PR_SET_PDEATHSIG), so no process
+outlives the run. Each role process carries its role's name, as ps and top show it: "psreal w1 r4"
+is worker process 1, rank 4 (`name_process`).
 
 Final parameters: `psreal run --save-params` (or `save_params=True` here) has every server send
 its shard's parameters to the coordinator at the end, which writes them beside the result files
@@ -51,11 +58,24 @@ from . import msgtrace
 from .control import ControlClient, ControlServer
 from .errors import EXIT_FAILED, RunFailed
 from .roles import Layout, RoleContext, host_cores, layout_of, pin_role, set_threads
-from .transport import Transport, is_peer_loss
+from .transport import Transport, is_peer_loss, short_error
 
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_STALL_S = 120.0
+# a role silent this long has stopped: its heartbeat thread beats every 0.5 s whatever the role
+# does, and no normal run leaves a process without CPU for seconds (measured on 2 busy cores)
+DEFAULT_HEARTBEAT_S = 10.0
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+def heartbeat_interval(heartbeat_s: float) -> float:
+    """How often a role sends its heartbeat: ten per timeout, at most every 0.5 s."""
+    return min(0.5, heartbeat_s / 10)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the coordinator: handled like Ctrl-C (every process stopped), exit 143."""
 
 
 def resolve_device(scn: Scenario, requested: str | None) -> tuple[str, str | None]:
@@ -66,12 +86,23 @@ def resolve_device(scn: Scenario, requested: str | None) -> tuple[str, str | Non
     return want, None
 
 
-def _set_pdeathsig() -> None:
+def _prctl(option: int, arg: Any) -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(option, arg)
     except OSError:
         pass
+
+
+def _set_pdeathsig() -> None:
+    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def name_process(layout: Layout, rank: int) -> None:
+    """Name this process after its role, as ps and top show it (/proc/PID/comm, 15 bytes at
+    most): "psreal w1 r4" is worker process 1, rank 4; "psreal s0 r1" server 0, rank 1."""
+    kind, i = layout.role_of(rank)
+    _prctl(15, f"psreal {kind[0]}{i} r{rank}".encode()[:15])  # PR_SET_NAME
 
 
 # ------------------------------------------------------------------------------- roles
@@ -81,10 +112,10 @@ def _role_body(
     """Everything a non-coordinator rank does after init_process_group (and `_pin`)."""
     obj: list[Any] = [None]
     dist.broadcast_object_list(obj, src=0)
-    addr, emulate, save_params, transport_latency = obj[0]
+    addr, emulate, save_params, transport_latency, beat_s = obj[0]
     dist.all_gather_object([None] * layout.world, socket.gethostname())
     kind, i = layout.role_of(rank)
-    control = ControlClient(addr, rank, layout.endpoint_of_rank(rank))
+    control = ControlClient(addr, rank, layout.endpoint_of_rank(rank), beat_s)
     try:
         plan = derive(scn)
         ep = layout.endpoint_of_rank(rank)
@@ -134,6 +165,7 @@ def _process_cpu_s() -> float:
 
 
 def _pin(scn: Scenario, layout: Layout, rank: int) -> None:
+    name_process(layout, rank)  # first: the threads started from here on inherit the name
     # before init_process_group: gloo's I/O threads inherit the affinity of the thread creating them
     set_threads()
     pin_role(scn, rank, layout, host_cores())
@@ -221,6 +253,7 @@ class _Coordinator:
     host: str = "127.0.0.1"  # local runs: where the roles reach the coordinator
     gloo_ifname: str | None = None  # kernel emulation: the bridge
     transport_latency: bool = False  # kernel emulation without netem: roles add the latency
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S  # a role silent this long has stopped responding
 
     def body(self, init: dict[str, Any]) -> None:
         try:
@@ -245,11 +278,17 @@ class _Coordinator:
                 bind=self.host if local else "0.0.0.0",
                 advertise=self.host if local else os.environ.get("MASTER_ADDR", "127.0.0.1"),
                 core=sorted(os.sched_getaffinity(0))[-1],
+                heartbeat_timeout_s=self.heartbeat_s,
             )
             self.control.start()
-            dist.broadcast_object_list(
-                [(self.control.addr, self.emulate, self.save_params, self.transport_latency)], src=0
+            setup = (
+                self.control.addr,
+                self.emulate,
+                self.save_params,
+                self.transport_latency,
+                heartbeat_interval(self.heartbeat_s),
             )
+            dist.broadcast_object_list([setup], src=0)
             hosts: list[Any] = [None] * self.layout.world
             dist.all_gather_object(hosts, socket.gethostname())
             dist.barrier()
@@ -396,7 +435,7 @@ def _watch(
     while not coord.done.wait(0.05):
         now = time.monotonic()
         ctl = coord.control
-        if (ctl is not None and ctl.failed) or any(pr.exitcode not in (None, 0) for _, pr in procs):
+        if _a_role_failed(coord, procs):
             raise RunFailed(_diagnose(coord, procs))
         if now - t_start > timeout_s:
             raise RunFailed(
@@ -409,10 +448,46 @@ def _watch(
             if now - max(ctl.last_progress, coord.started) > stall_s:
                 raise RunFailed([_stall_line(coord, ctl, stall_s)])
     if coord.error is not None:
-        ctl = coord.control
-        if (ctl is not None and ctl.failed) or any(pr.exitcode not in (None, 0) for _, pr in procs):
+        peer = is_peer_loss(coord.error)
+        # the coordinator's gloo may notice a peer's death before its exit code or lost control
+        # connection is in: wait for those, so that the peer is named and rank 0 is not blamed
+        deadline = time.monotonic() + (_PEER_WAIT_S if peer else 0.0)
+        while not _a_role_failed(coord, procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _a_role_failed(coord, procs):
             raise RunFailed(_diagnose(coord, procs))
+        if peer:
+            raise RunFailed(
+                [
+                    "error: a role went away without a named cause: the coordinator (rank 0) "
+                    f"lost its connection to it ({short_error(coord.error)})"
+                ]
+            )
         raise RunFailed([f"error: coordinator (rank 0): {_cause(coord.error)}"])
+    gone = _all_workers_gone(coord.scn)
+    if gone is not None:
+        raise RunFailed([gone])
+
+
+_PEER_WAIT_S = 3.0
+
+
+def _a_role_failed(coord: _Coordinator, procs: list[Any]) -> bool:
+    """A role reported a failure, died, lost its control connection or stopped responding."""
+    ctl = coord.control
+    return (ctl is not None and ctl.failed) or any(pr.exitcode not in (None, 0) for _, pr in procs)
+
+
+def _all_workers_gone(scn: Scenario) -> str | None:
+    """The failure of a run whose workers all crashed for good (scenario faults), or None."""
+    gone = {f.worker: f.at_step for f in scn.faults if f.restart_after_s is None}
+    if len(gone) < scn.cluster.workers.count:
+        return None
+    which = ", ".join(f"worker {w} at step {k}" for w, k in sorted(gone.items()))
+    return (
+        f"error: every worker crashed for good (scenario faults: {which}); "
+        f"none was left to finish the {scn.training.steps} steps, so the run has no result"
+    )
 
 
 def _stall_line(coord: _Coordinator, ctl: ControlServer, stall_s: float) -> str:
@@ -448,6 +523,7 @@ def _diagnose(coord: _Coordinator, procs: list[Any]) -> list[str]:
     ctl = coord.control
     errors = list(ctl.errors) if ctl is not None else []
     lost = list(ctl.lost) if ctl is not None else []
+    hung = list(ctl.hung) if ctl is not None else []
     reported = {r for r, _, _ in errors}
     roots = [f"error: {text}" for _, consequence, text in errors if not consequence]
     for rank, pr in procs:
@@ -459,6 +535,14 @@ def _diagnose(coord: _Coordinator, procs: list[Any]) -> list[str]:
                 else f"exited with code {code}"
             )
             roots.append(f"error: {lay.describe(rank, stages)}: {how} without reporting a cause")
+            reported.add(rank)
+    for rank, silent, step in hung:
+        if rank not in reported:
+            last = f"last step {step} of {coord.scn.training.steps}; " if step is not None else ""
+            roots.append(
+                f"error: {lay.describe(rank, stages)} stopped responding: no heartbeat for "
+                f"{silent:.1f} s ({last}psreal run --heartbeat-timeout)"
+            )
             reported.add(rank)
     for rank in lost:  # torchrun: no process handles, only the lost connection
         if rank not in reported:
@@ -483,6 +567,10 @@ def _kill_all(procs: list[Any]) -> None:
     for _, p in procs:
         if p.is_alive():
             p.terminate()
+            try:  # a stopped process (SIGSTOP) acts on SIGTERM once continued
+                os.kill(p.pid, signal.SIGCONT)
+            except OSError:
+                pass
     deadline = time.monotonic() + 3.0
     for _, p in procs:
         p.join(max(0.0, deadline - time.monotonic()))
@@ -500,8 +588,10 @@ def run_local(
     stall_s: float = DEFAULT_STALL_S,
     progress: Any = None,
     save_params: bool = False,
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S,
 ) -> tuple[Path, dict[str, Any]]:
-    """Run the scenario with local processes; returns (result folder, summary). Raises RunFailed."""
+    """Run the scenario with local processes; returns (result folder, summary). Raises RunFailed:
+    on a failure, on Ctrl-C (code 130) and on SIGTERM (code 143), every process stopped."""
     layout = layout_of(scn)
     emulate = scn.cluster.network.emulation == "app"
     kernel = None
@@ -526,18 +616,23 @@ def run_local(
         host=host,
         gloo_ifname=kernel.bridge if kernel else None,
         transport_latency=kernel is not None and not kernel.netem,
+        heartbeat_s=heartbeat_s,
     )
     if kernel is not None and kernel.warning:
         print(kernel.warning, file=sys.stderr, flush=True)
-    old_int = signal.getsignal(signal.SIGINT)
-    interrupted = threading.Event()
+    main = threading.current_thread() is threading.main_thread()
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopping = threading.Event()  # once set, a further Ctrl-C or SIGTERM cannot cut the clean-up
 
-    def on_int(signum: int, frame: Any) -> None:  # noqa: ARG001
-        interrupted.set()
-        raise KeyboardInterrupt
+    def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
+        if stopping.is_set():
+            return
+        stopping.set()
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, on_int)
+    if main:
+        for sig in old:
+            signal.signal(sig, on_signal)
     try:
         for rank in range(1, layout.world):
             netns = (kernel.ns_path(rank), IFNAME) if kernel else None
@@ -554,23 +649,29 @@ def run_local(
         for _, pr in procs:
             pr.join(30)
         return coord.results(time.perf_counter() - wall0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        stopping.set()
         _kill_all(procs)
+        if isinstance(exc, Terminated):
+            raise RunFailed(["error: terminated (SIGTERM)"], EXIT_TERMINATED) from None
         raise RunFailed(
             ["error: interrupted; every psreal process was stopped"], EXIT_INTERRUPTED
         ) from None
     except RunFailed:
+        stopping.set()
         _kill_all(procs)
         raise
     finally:
+        stopping.set()
         _kill_all(procs)
         if coord.control is not None:
             coord.control.stop()
             msgtrace.dump("arbiter")
         if kernel is not None:
             kernel.close()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, old_int)
+        if main:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
 
 def run_torchrun(
@@ -581,6 +682,7 @@ def run_torchrun(
     stall_s: float = DEFAULT_STALL_S,
     progress: Any = None,
     save_params: bool = False,
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S,
 ) -> tuple[Path, dict[str, Any]] | None:
     """Called in every torchrun process: rank 0 coordinates and returns the results, others return
     None."""
@@ -618,7 +720,9 @@ def run_torchrun(
         )
     emulate = scn.cluster.network.emulation == "app"
     wall0 = time.perf_counter()
-    coord = _Coordinator(scn, layout, device, out, emulate, save_params=save_params)
+    coord = _Coordinator(
+        scn, layout, device, out, emulate, save_params=save_params, heartbeat_s=heartbeat_s
+    )
     th = threading.Thread(target=coord.body, args=({},), daemon=True)
     th.start()
     _watch(coord, [], timeout_s, stall_s, progress)

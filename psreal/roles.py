@@ -99,7 +99,7 @@ def host_cores() -> int:
 
 
 def pin_role(scn: Scenario, rank: int, layout: Layout, cores: int) -> int | None:
-    """Pin this process to the core `pssim.costs.placement` gives it; returns the core."""
+    """Pin this process to the core `pssim.layout.placement` gives it; returns the core."""
     place = derive(scn).placement(cores)
     kind, i = layout.role_of(rank)
     if kind == "coordinator" or place.core_of_proc is None:

@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .catalog import DeviceEntry, load_catalog, roofline_s
-
-# psreal.control imports LinkLayout from here until it imports pssim.layout
-from .layout import LinkLayout  # noqa: E402, F401
 from .profile import PARTITIONED_OPS, LinearCost, Profile, find_profile, linux_base_slice_s
 from .sharding import plan_shards
 from .workload import DTYPE_BYTES, build_workload

@@ -150,16 +150,28 @@ def test_a_hang_is_caught_by_the_stall_timeout(
     _assert_no_results(tmp_path / "out")
 
 
-def test_ctrl_c_stops_every_process_with_exit_code_130(
-    scenario_file: Path, tmp_path: Path, leftover_processes: Any
-) -> None:
-    marker = uuid.uuid4().hex
-    # worker 0 hangs at step 2, so the run is surely under way (every role started) when Ctrl-C
-    # comes
+HANG_AT_2 = "worker:0:step:2:hang"  # the run is surely under way when this fault fires
+
+
+def _interrupt_run(
+    file: Path,
+    tmp_path: Path,
+    leftover: Any,
+    fault: str,
+    send: Callable[[subprocess.Popen, str], None],
+    *extra: str,
+) -> tuple[int, str, float]:
+    """Start `psreal run` (results into tmp_path/out) in its own session, with a fresh marker and
+    the `fault` (ROLE:I:step:N:ACTION); once its stderr shows that the fault fired (the run is
+    under way), call send(process, marker). Returns (exit code, the rest of stderr, seconds from
+    send to the exit), having checked that no process outlived the run and that it wrote no
+    results."""
+    marker, out = uuid.uuid4().hex, tmp_path / "out"
+    _, _, _, step, action = fault.split(":")
     proc = subprocess.Popen(
-        _cmd(scenario_file, tmp_path / "out"),
+        _cmd(file, out, *extra),
         cwd=ROOT,
-        env=_env(marker, "worker:0:step:2:hang"),
+        env=_env(marker, fault),
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -167,22 +179,32 @@ def test_ctrl_c_stops_every_process_with_exit_code_130(
     try:
         seen = []
         assert proc.stderr is not None
-        for line in proc.stderr:
-            seen.append(line)
-            if "hang at step 2" in line:
+        for text in proc.stderr:
+            seen.append(text)
+            if f"{action} at step {step}" in text:
                 break
         else:
             pytest.fail(f"the run ended before the fault fired: {''.join(seen)}")
-        os.killpg(
-            proc.pid, signal.SIGINT
-        )  # what a terminal's Ctrl-C does: the whole foreground group
+        send(proc, marker)
+        sent = time.monotonic()
         rest = proc.stderr.read()
-        code = proc.wait(timeout=30)
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    _assert_no_survivors(marker, leftover)
+    _assert_no_results(out)
+    return code, rest, took
+
+
+def test_ctrl_c_stops_every_process_with_exit_code_130(
+    scenario_file: Path, tmp_path: Path, leftover_processes: Any
+) -> None:
+    def ctrl_c(proc: subprocess.Popen, _: str) -> None:  # a terminal's: the foreground group
+        os.killpg(proc.pid, signal.SIGINT)
+
+    code, rest, _ = _interrupt_run(scenario_file, tmp_path, leftover_processes, HANG_AT_2, ctrl_c)
     assert code == 130, rest
     assert "interrupted" in rest
-    _assert_no_survivors(marker, leftover_processes)
-    _assert_no_results(tmp_path / "out")
