@@ -4,9 +4,10 @@
   line naming what is missing and exit code 2; the tests that need it skip with that reason.
 - A bandwidth-bound scenario (each step moves ~0.8 MB per worker each way over 0.2 Gbit/s worker
   NICs and a shared 0.4 Gbit/s server NIC) runs with each role in its own network namespace,
-  shaped by tc, and its throughput is within a generous factor (0.5x-1.5x) of the same scenario
-  under app emulation: an independent check of the link model, not a timing assertion on psreal.
-  Both numbers are printed (`pytest -s`).
+  shaped by tc, and its throughput is within 0.85x-1.2x of the same scenario under app emulation:
+  an independent check of the link model. Four runs on the 2-core development VM (2026-12-08,
+  netem absent, latency added by the transport) gave ratios 0.968, 0.977, 1.000 and 1.094; the
+  band leaves room for a busy machine. Both numbers are printed (`pytest -s`).
 - Every namespace, veth pair and bridge a run made is gone afterwards, after a failed run too.
 """
 
@@ -147,7 +148,7 @@ def test_kernel_shaped_throughput_is_close_to_the_app_emulated_one(
     )
     assert kernel["emulation"] == "kernel" and app["emulation"] == "app"
     assert kernel["bytes_sent_total"] == app["bytes_sent_total"]
-    assert 0.5 * a <= k <= 1.5 * a
+    assert 0.85 * a <= k <= 1.2 * a
 
 
 @pytest.mark.slow
