@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 TORCH_REQ ?= requirements/torch-cpu.txt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast validate validate-sim bench lint clean
+.PHONY: setup demo test test-fast validate validate-test validate-sim bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-fast: setup
 
 validate: setup
 	$(BIN)/pssim compare scenarios/validation/*.yaml --repeats 3 --out results/validation --report-dir reports/validation
+
+# the test half: scenarios drawn at random (scripts/gen_test_suite.py), never tuned on
+validate-test: setup
+	$(BIN)/pssim compare scenarios/validation-test/*.yaml --repeats 2 --out results/validation-test --report-dir reports/validation-test
 
 # after a simulator change: simulate again against the real runs `make validate` left in results/
 validate-sim: setup
