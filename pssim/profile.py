@@ -240,8 +240,6 @@ CALIBRATION_STEPS, CALIBRATION_WARMUP = 120, 8
 def calibration_scenario(scn: Scenario) -> Scenario:
     """The scenario's model, batch, wire format, links and optimiser, run by 1 worker and 1 shard
     under BSP, with no pipeline, straggler, fault or overlap: the smallest real PS exchange."""
-    from pssim.scenario import scenario_from_dict
-
     d = scn.model_dump(mode="json")
     d["name"] = f"{scn.name}-calibration"[:100]
     d["training"].update(steps=CALIBRATION_STEPS, warmup_steps=CALIBRATION_WARMUP)
@@ -255,7 +253,7 @@ def calibration_scenario(scn: Scenario) -> Scenario:
     d["compute"] = {"step_time_s": None, "profile": "none"}
     if d["model"].get("hidden") is None:
         d["model"].pop("hidden", None)
-    return scenario_from_dict({k: v for k, v in d.items()}, "<calibration>")
+    return type(scn).model_validate(d)
 
 
 def compute_spread(prof: Profile) -> dict[str, Any]:

@@ -147,14 +147,19 @@ class OutputError(Exception):
 
 
 def check_output_folder(out: str | Path) -> Path:
-    """Fail early, before anything runs, where results could not be written: `out` is a file, or
-    cannot be created, or is not writable (read-only file system, permissions). OutputError."""
+    """Fail early, before anything runs, where results could not be written: `out` (or a folder
+    on its way) is a file, or its first existing folder is not writable (read-only file system,
+    permissions). OutputError. Creates nothing."""
     p = Path(out)
+    probe_in = p
+    while not probe_in.exists() and probe_in != probe_in.parent:
+        probe_in = probe_in.parent
     try:
-        if p.exists() and not p.is_dir():
-            raise OutputError(f"{out}: not a folder")
-        p.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=p)
+        if not probe_in.is_dir():
+            raise OutputError(
+                f"{out}: not a folder" if probe_in == p else f"{probe_in}: not a folder"
+            )
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=probe_in)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

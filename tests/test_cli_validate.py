@@ -7,9 +7,11 @@ on stderr, never a traceback, and writes nothing (DESIGN.md sections 3 and 6).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,79 @@ def test_schema_is_json_and_checks_scenarios(files: Path) -> None:
         errors = [e.message for e in validator.iter_errors(data)]
         assert not errors, (f, errors)
     assert list(validator.iter_errors({"name": "x", "colour": "red"}))
+
+
+# ------------------------------------------------ inputs that validated and then crashed or hung
+def test_validate_reads_only_regular_files_of_bounded_size_and_never_blocks(tmp_path: Path) -> None:
+    """A FIFO with no writer, /dev/zero, a directory and a file over 1 MB: each refused at once,
+    one line naming it (the FIFO blocked `pssim validate` forever, /dev/zero exhausted memory)."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"name: big\n" + b"#" * 1_000_000 + b"\n")
+    (tmp_path / "dir.yaml").mkdir()
+    t0 = time.monotonic()
+    proc = pssim("validate", "fifo.yaml", "/dev/zero", "dir.yaml", "big.yaml", cwd=tmp_path)
+    assert time.monotonic() - t0 < 30
+    assert _error_lines(proc) == [
+        "error: fifo.yaml: is a named pipe (FIFO), not a regular file: "
+        "scenarios are read from regular files only",
+        "error: /dev/zero: is a character device, not a regular file: "
+        "scenarios are read from regular files only",
+        "error: dir.yaml: is a directory, not a scenario file",
+        f"error: big.yaml: is {big.stat().st_size} bytes, more than the 1000000 (1 MB) "
+        "a scenario file may have",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "fragment"),
+    [
+        (["cluster.servers.count=1000000000"], "cluster.servers.count", "must be <= 10000"),
+        (["seed=1180591620717411303424"], "seed", "must be <= 4294967295"),
+        (["training.steps=1000000000"], "training.steps", "must be <= 10000000"),
+        (["compute.step_time_s=1.0e+300"], "compute.step_time_s", "must be <= 100000.0"),
+        (["stragglers.slowdown={1: 1.0e+300}"], "stragglers.slowdown.1", "must be <= 1000.0"),
+        (["training.optimizer.lr=1.0e+300"], "training.optimizer.lr", "must be <= 1000.0"),
+        (["compute.profile=/etc/passwd"], "compute.profile", "/etc/passwd: not a psreal profile"),
+        (["compute.profile=/dev/zero"], "compute.profile", "/dev/zero: not a regular file"),
+        # fine one by one, too much together: refused with the estimate
+        (["training.steps=10000000"], "training.steps", "the simulator would hold about"),
+        (
+            ["cluster.workers.count=100000", "training.steps=1000"],
+            "cluster.workers.count",
+            "the simulation would take about",
+        ),
+        (
+            ["compute.step_time_s=100000", "training.steps=100"],
+            "compute.step_time_s",
+            "the run would reach about 1e+07 s of simulated time",
+        ),
+    ],
+)
+def test_validate_refuses_what_a_backend_cannot_run_at_once(
+    files: Path, overrides: list[str], field: str, fragment: str
+) -> None:
+    t0 = time.monotonic()
+    sets = [arg for o in overrides for arg in ("--set", o)]
+    lines = _error_lines(pssim("validate", "good.yaml", *sets, cwd=files))
+    assert time.monotonic() - t0 < 30  # `servers.count: 1e9` took 15 s, then crashed
+    assert any(
+        line.startswith(f"error: good.yaml: {field}: ") and fragment in line for line in lines
+    ), lines
+
+
+def test_simulate_refuses_a_named_bad_profile_before_running(files: Path) -> None:
+    out = files / "out"
+    lines = _error_lines(
+        pssim(
+            "simulate",
+            "good.yaml",
+            "--out",
+            str(out),
+            "--set=compute.profile=/etc/passwd",
+            cwd=files,
+        )
+    )
+    assert len(lines) == 1 and "compute.profile: /etc/passwd: not a psreal profile" in lines[0]
+    assert not out.exists()

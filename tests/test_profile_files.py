@@ -51,7 +51,8 @@ def test_simulate_refuses_a_named_bad_profile_with_exit_2_and_writes_nothing(
     out = tmp_path / "out"
     code = main(["simulate", QUICKSTART, "--set=compute.profile=/etc/passwd", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("error: compute.profile: /etc/passwd")
+    assert code == 2 and len(err) == 1
+    assert "compute.profile: /etc/passwd: not a psreal profile" in err[0]
     assert not out.exists()
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pssim.catalog import load_catalog
+from pssim.profile import Profile
 from pssim.scenario import (
     Problem,
     Scenario,
@@ -31,6 +34,8 @@ from pssim.scenario import (
     resolved_yaml,
     scenario_from_dict,
 )
+from pssim.scenario.schema import ClusterSpec
+from pssim.scenario.yaml_io import MAX_SCENARIO_BYTES
 from pssim.sharding import plan_shards
 
 LINE = re.compile(r"^error: .+: .*$")
@@ -229,14 +234,14 @@ BAD_FILE = [
     (
         "cluster: {workers: {nic: {bandwidth_gbps: 0}}}",
         "cluster.workers.nic.bandwidth_gbps",
-        "must be > 0",
+        "must be >= 1e-06 (got 0)",
     ),
     (
         "cluster: {servers: {nic: {latency_us: -5}}}",
         "cluster.servers.nic.latency_us",
         "must be >= 0",
     ),
-    ("cluster: {network: {fabric_gbps: -1}}", "cluster.network.fabric_gbps", "must be > 0"),
+    ("cluster: {network: {fabric_gbps: -1}}", "cluster.network.fabric_gbps", "must be >= 1e-06"),
     ("compute: {step_time_s: 0}", "compute.step_time_s", "must be > 0"),
     ("sync: {mode: ssp, staleness: -1}", "sync.staleness", "must be >= 0 (got -1)"),
     ("sharding: {partition_bytes: 0}", "sharding.partition_bytes", "must be > 0 (got 0)"),
@@ -268,6 +273,70 @@ BAD_FILE = [
         "sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, restart_after_s: -1}]",
         "faults.0.restart_after_s",
         "must be >= 0",
+    ),
+    # above the documented bounds: finite, but more than a backend can run
+    ("seed: 1180591620717411303424", "seed", "must be <= 4294967295 (got 1180591620717411303424)"),
+    ("model: {kind: mlp, input_dim: 100000000}", "model.input_dim", "must be <= 10000000"),
+    ("model: {kind: mlp, hidden: [16, 100000000]}", "model.hidden.1", "must be <= 10000000"),
+    ("model: {kind: linear, output_dim: 100000000}", "model.output_dim", "must be <= 10000000"),
+    ("model: {kind: transformer, d_model: 100000000}", "model.d_model", "must be <= 10000000"),
+    ("model: {kind: transformer, vocab: 100000000}", "model.vocab", "must be <= 10000000"),
+    ("model: {kind: transformer, seq_len: 10000000}", "model.seq_len", "must be <= 1000000"),
+    ("training: {steps: 1000000000}", "training.steps", "must be <= 10000000 (got 1000000000)"),
+    ("training: {batch_size: 1000000000}", "training.batch_size", "must be <= 10000000"),
+    (
+        "training: {samples_per_worker: 1000000000000}",
+        "training.samples_per_worker",
+        "must be <= 100000000",
+    ),
+    ("training: {optimizer: {lr: 1.0e+300}}", "training.optimizer.lr", "must be <= 1000.0"),
+    ("training: {optimizer: {name: adam, eps: 1.0e+300}}", "training.optimizer.eps", "<= 1.0"),
+    (
+        "training: {optimizer: {weight_decay: 1.0e+300}}",
+        "training.optimizer.weight_decay",
+        "must be <= 10.0",
+    ),
+    ("cluster: {workers: {count: 1000000000}}", "cluster.workers.count", "must be <= 100000"),
+    ("cluster: {servers: {count: 1000000000}}", "cluster.servers.count", "must be <= 10000"),
+    (
+        "cluster: {workers: {nic: {bandwidth_gbps: 1.0e+300}}}",
+        "cluster.workers.nic.bandwidth_gbps",
+        "must be <= 1000000.0 (got 1e+300)",
+    ),
+    (
+        "cluster: {servers: {nic: {latency_us: 1.0e+300}}}",
+        "cluster.servers.nic.latency_us",
+        "must be <= 10000000.0",
+    ),
+    (
+        "cluster: {workers: {nic: {latency_us: 1.0e-6}}}",
+        "cluster.workers.nic.latency_us",
+        "must be 0 or at least 0.001 us (1 ns) (got 1e-06)",
+    ),
+    (
+        "cluster: {network: {fabric_gbps: 1.0e+300}}",
+        "cluster.network.fabric_gbps",
+        "<= 1000000000.0",
+    ),
+    ("compute: {step_time_s: 1.0e+300}", "compute.step_time_s", "must be <= 100000.0 (got 1e+300)"),
+    ("sync: {mode: ssp, staleness: 1000000000}", "sync.staleness", "must be <= 10000000"),
+    ("sharding: {partition_bytes: 10000000000000}", "sharding.partition_bytes", "<= 1000000000000"),
+    ("stragglers: {slowdown: {1: 1.0e+300}}", "stragglers.slowdown.1", "must be <= 1000.0"),
+    (
+        "stragglers: {jitter: {distribution: lognormal, cv: 1.0e+300}}",
+        "stragglers.jitter.cv",
+        "must be <= 10.0 (got 1e+300)",
+    ),
+    ("pipeline: {microbatches: 1000000}", "pipeline.microbatches", "must be <= 10000"),
+    (
+        "sync: {mode: asp}\nfaults: [{at_step: 1, worker: 0, restart_after_s: 1.0e+300}]",
+        "faults.0.restart_after_s",
+        "must be <= 1000000.0",
+    ),
+    (
+        "sync: {mode: asp}\nfaults: [" + ", ".join(["{at_step: 1, worker: 0}"] * 1001) + "]",
+        "faults",
+        "must have at most 1000 items (got 1001)",
     ),
     # not a finite number
     (
@@ -366,9 +435,11 @@ BAD_FILE = [
     (
         "compute: {profile: no/such/profile.json}",
         "compute.profile",
-        "no such file: 'no/such/profile.json'",
+        "no/such/profile.json: no such file; expected auto, none or a profile file",
     ),
-    ("compute: {profile: .}", "compute.profile", "is a directory"),
+    ("compute: {profile: .}", "compute.profile", ".: not a regular file"),
+    ("compute: {profile: /dev/zero}", "compute.profile", "/dev/zero: not a regular file"),
+    ("compute: {profile: /etc/passwd}", "compute.profile", "/etc/passwd: not a psreal profile"),
     # inconsistent combinations across sections
     ("pipeline: {stages: 4}", "pipeline.stages", "must be <= the model's 3 layers (got 4)"),
     (
@@ -688,9 +759,14 @@ def test_catalog_gpus_are_accepted_with_cuda() -> None:
             assert s.cluster.workers.gpu == name
 
 
-def test_profile_file_must_exist(tmp_path: Path) -> None:
+def test_profile_file_must_be_a_profile(tmp_path: Path) -> None:
     p = tmp_path / "prof.json"
     p.write_text("{}")
+    (problem,) = _problems(BASE + f"compute: {{profile: {p}}}\n")
+    assert problem.path == "compute.profile" and "not a psreal profile" in problem.message
+    p.write_text(
+        Profile(key={}, host="h", device_name="cpu", cores=1, step_compute_s=0.01).model_dump_json()
+    )
     assert scenario_from_dict({"name": "p", "compute": {"profile": str(p)}}).compute.profile == str(
         p
     )
@@ -778,7 +854,7 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
         optimizer["momentum"] = draw(unit_float)
     else:
         optimizer["betas"] = [draw(unit_float), draw(unit_float)]
-        optimizer["eps"] = draw(pos_float)
+        optimizer["eps"] = draw(st.floats(min_value=1e-12, max_value=1.0))
     training = {
         "batch_size": microbatches * draw(st.integers(1, 16)),
         "steps": steps,
@@ -789,7 +865,8 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
 
     workers = draw(st.integers(1, 8))
     device = draw(st.sampled_from(["cpu", "cuda"]))
-    nic = st.fixed_dictionaries({"bandwidth_gbps": pos_float, "latency_us": st.floats(0, 1e4)})
+    latency = st.just(0.0) | st.floats(1e-3, 1e4)  # 0, or at least 1 ns
+    nic = st.fixed_dictionaries({"bandwidth_gbps": pos_float, "latency_us": latency})
     cluster: dict[str, Any] = {
         "workers": {
             "count": workers,
@@ -829,7 +906,7 @@ def valid_scenarios(draw: st.DrawFn) -> dict[str, Any]:
     step_time_s = draw(st.none() | pos_float) if stages == 1 else None
     sections: dict[str, Any] = {
         "description": draw(st.text(alphabet="abcdefghij klmnop,.()", max_size=40)),
-        "seed": draw(st.integers(0, 2**32)),
+        "seed": draw(st.integers(0, 2**32 - 1)),
         "model": model,
         "training": training,
         "cluster": cluster,
@@ -1048,3 +1125,195 @@ def test_catalog_problems_use_the_same_line_format(tmp_path: Path) -> None:
     assert all(LINE.match(line) for line in lines)
     assert f"error: {f}: X1.peak_tflop: unknown field (did you mean 'peak_tflops'?)" in lines
     assert f"error: {f}: X1.memory_gb: must be a number (got '80')" in lines
+
+
+# ------------------------------------------------------- what validates runs: files and sizes
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "large", "grown"])
+def test_only_regular_files_of_bounded_size_are_read(tmp_path: Path, kind: str) -> None:
+    """Each refused at once in one line naming the file: a FIFO blocked forever, /dev/zero
+    exhausted memory."""
+    f = tmp_path / "s.yaml"
+    if kind == "fifo":
+        os.mkfifo(f)
+        fragment = "is a named pipe (FIFO), not a regular file"
+    elif kind == "device":
+        f = Path("/dev/zero")
+        fragment = "is a character device, not a regular file"
+    elif kind == "directory":
+        f.mkdir()
+        fragment = "is a directory, not a scenario file"
+    elif kind == "large":
+        f.write_bytes(b"name: x\n" + b" " * MAX_SCENARIO_BYTES)
+        fragment = f"more than the {MAX_SCENARIO_BYTES} (1 MB) a scenario file may have"
+    else:  # at the limit exactly: read, and a valid scenario
+        f.write_bytes(b"name: x\n" + b"#" * (MAX_SCENARIO_BYTES - 9) + b"\n")
+        assert f.stat().st_size == MAX_SCENARIO_BYTES and load_scenario(f).name == "x"
+        return
+    t0 = time.monotonic()
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(f)
+    assert time.monotonic() - t0 < 5
+    assert info.value.lines() == [f"error: {f}: {info.value.problems[0].message}"]
+    assert fragment in info.value.problems[0].message
+
+
+def test_a_billion_servers_is_refused_at_once() -> None:
+    """`cluster.servers.count: 1e9` validated for 15 s (building a plan of a billion shards), then
+    crashed; every cross-check is O(fields) now, and the bound refuses it."""
+    t0 = time.monotonic()
+    problems = _problems(BASE, ["cluster.servers.count=1000000000"])
+    assert time.monotonic() - t0 < 2
+    assert [(p.path, p.message) for p in problems] == [
+        ("cluster.servers.count", "must be <= 10000 (got 1000000000) (from --set)")
+    ]
+    t0 = time.monotonic()  # at the bound: refused from the partition count, no plan built
+    (p,) = _problems(BASE, ["cluster.servers.count=10000"])
+    assert time.monotonic() - t0 < 2 and "a shard is left empty" in p.message
+
+
+# (--set items on BASE, the field refused, a fragment of the message): each field within its
+# bounds, the scenario too large for a backend as a whole
+TOO_MUCH = [
+    (
+        ["training.steps=10000000", "cluster.workers.count=100"],
+        "training.steps",
+        "the simulator would hold about 1.6 TB (records of 100 workers x 1 pipeline stages x "
+        "10000000 steps, and x 1 shards for the gradients), more than the limit of 8 GB",
+    ),
+    (
+        ["training.steps=1000", "cluster.workers.count=50000", "cluster.servers.count=3"],
+        "cluster.workers.count",
+        "the simulation would take about 3.21e+09 events and messages (50000 workers",
+    ),
+    (
+        ["compute.step_time_s=100000", "training.steps=30"],
+        "compute.step_time_s",
+        "the run would reach about 3e+06 s of simulated time (30 steps x (compute 1e+05 s",
+    ),
+    (
+        ["stragglers.slowdown={1: 1000}", "compute.step_time_s=10", "training.steps=300"],
+        "stragglers.slowdown.1",
+        "more than the 2e6 s the simulator's clock keeps exact",
+    ),
+    (
+        ["cluster.workers.nic.bandwidth_gbps=1.0e-6", "training.steps=1000", "model.hidden=[1000]"],
+        "cluster.workers.nic.bandwidth_gbps",
+        "s of simulated time",
+    ),
+    (
+        [
+            "faults=[{at_step: 1, worker: 0, restart_after_s: 1000000}, "
+            "{at_step: 2, worker: 1, restart_after_s: 1000000}]",
+            "sync.mode=asp",
+        ],
+        "faults.0.restart_after_s",
+        "+ restarts 2e+06 s",
+    ),
+    (
+        ["training.batch_size=10000000", "model.hidden=[1000000]"],
+        "training.batch_size",
+        "psreal: one process would hold about",
+    ),
+    (
+        ["training.samples_per_worker=100000000", "model.input_dim=10000000"],
+        "training.samples_per_worker",
+        "psreal: one process would hold about 8",
+    ),
+    (
+        [
+            "model.hidden=[100000, 100000]",
+            "sharding.partition_bytes=4000000000",
+            "cluster.workers.count=100000",
+            "training.steps=3",
+        ],
+        "cluster.workers.count",
+        "psreal: its processes would hold about",
+    ),
+    (
+        [
+            "model.hidden=[" + ", ".join(["4"] * 9999) + "]",
+            "pipeline.stages=5000",
+            "cluster.workers.count=1",
+            "training.steps=1",
+            "training.warmup_steps=0",
+            "sharding.partition_bytes=4000000",
+        ],
+        "pipeline.stages",
+        "10000 layers cut into 5000 stages",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "path", "fragment"), TOO_MUCH, ids=lambda v: str(v)[:40])
+def test_what_no_backend_can_run_is_refused_with_its_estimate(
+    overrides: list[str], path: str, fragment: str
+) -> None:
+    t0 = time.monotonic()
+    problems = _problems(BASE, overrides)
+    assert time.monotonic() - t0 < 5
+    assert any(p.path == path and fragment in p.message for p in problems), [
+        p.line("x.yaml") for p in problems
+    ]
+
+
+def _profile_file(tmp_path: Path, **kw: Any) -> Path:
+    fields: dict[str, Any] = dict(key={}, host="h", device_name="cpu", cores=1, step_compute_s=0.01)
+    p = tmp_path / "prof.json"
+    p.write_text(json.dumps({**fields, **kw}))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"step_compute_s": float("inf")}, "step_compute_s is inf, not a time of at most 1e5 s"),
+        ({"ops": {"worker_pack": {"a": 1e300}}}, "ops.worker_pack.a is 1e+300"),
+        ({"compute_samples_s": [0.0, 0.0]}, "compute_samples_s holds a time <= 0"),
+        ({"cores": 10**9}, "cores is 1000000000, not 0 to 1e5"),
+    ],
+)
+def test_a_profile_the_simulator_cannot_compute_with_is_refused(
+    tmp_path: Path, fields: dict[str, Any], fragment: str
+) -> None:
+    p = _profile_file(tmp_path, **fields)
+    (problem,) = _problems(BASE, [f"compute.profile={p}"])
+    assert problem.path == "compute.profile"
+    assert problem.message.startswith(f"{p}: not a usable profile ("), problem.message
+    assert fragment in problem.message
+
+
+def test_a_profile_of_other_pipeline_stages_is_refused(tmp_path: Path) -> None:
+    p = _profile_file(tmp_path, stage_fwd_s=[0.1, 0.1], stage_bwd_s=[0.2, 0.2])
+    (problem,) = _problems(BASE, [f"compute.profile={p}", "pipeline.stages=3"])
+    assert problem.path == "compute.profile"
+    assert "measured 2 pipeline stages, not pipeline.stages=3" in problem.message
+    assert scenario_from_dict(yaml.safe_load(BASE), "x", [f"compute.profile={p}"])
+
+
+@HYPO
+@given(
+    st.lists(st.integers(1, 60), min_size=1, max_size=4),
+    st.integers(1, 40),
+    st.sampled_from([1, 2, 4, 8, 12, 64]),
+    st.sampled_from(["range", "round_robin", "greedy_bytes"]),
+    st.sampled_from(["float32", "float16"]),
+)
+def test_the_empty_shard_check_agrees_with_the_plan(
+    hidden: list[int], servers: int, pb: int, policy: str, dtype: str
+) -> None:
+    """The cross-check finds an empty shard without building the plan; it must be the plan's."""
+    from pssim.scenario.checks import _first_empty_shard
+
+    data = {
+        "name": "e",
+        "model": {"kind": "mlp", "input_dim": 3, "hidden": hidden, "output_dim": 2, "dtype": dtype},
+        "sharding": {"policy": policy, "partition_bytes": pb},
+    }
+    s = scenario_from_dict(data)  # one shard: never empty
+    plan = plan_shards(s.model_copy(update={"cluster": ClusterSpec(servers={"count": servers})}))
+    empty = [k for k, parts in enumerate(plan.shards) if not parts]
+    found = _first_empty_shard(s.model, pb, servers, policy)
+    if plan.n_partitions < servers:
+        assert found is not None and empty
+    else:
+        assert found == (empty[0] if empty else None)

@@ -6,10 +6,15 @@ path, validates every field and every cross-field rule, and either returns a `Sc
 Nothing here creates folders or writes files. Units are in the field names, decimal
 (1 Gbit/s = 125e6 bytes/s); times are seconds unless the name says `_us`.
 
-Modules: `schema` (the pydantic models), `checks` (the cross-section rules), `errors` (Problem,
-ScenarioError, pydantic errors as one-line messages), `overrides` (`--set`), `yaml_io` (the YAML
-dialect, `read_yaml`), `loading` (`load_scenario`, `scenario_from_dict`, `resolved_yaml`,
-`json_schema`). Import from here.
+What validates also runs: every number has bounds (`bounds`), and `estimates` holds what a run
+would cost (simulator memory, events and simulated time, psreal's memory) to its limits; scenario
+files are read only if regular and at most 1 MB, a named profile is read and checked (`profiles`).
+
+Modules: `schema` (the pydantic models), `bounds` (every number's bounds), `checks` (the
+cross-section rules), `estimates` (what a run costs, and the limits), `profiles` (a named
+`compute.profile`), `errors` (Problem, ScenarioError, pydantic errors as one-line messages),
+`overrides` (`--set`), `yaml_io` (the YAML dialect, `read_yaml`, bounded reading), `loading`
+(`load_scenario`, `scenario_from_dict`, `resolved_yaml`, `json_schema`). Import from here.
 """
 
 from __future__ import annotations

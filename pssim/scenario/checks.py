@@ -12,8 +12,20 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from .bounds import MAX_PARTITIONS, _num
 from .errors import _FieldProblem, _MultiProblem
-from .schema import _CROSS_CHECKS, MAX_PARTITIONS, ModelSpec, Scenario, _cross_check, _Sections
+from .estimates import (
+    Estimate,
+    human_bytes,
+    named_profile,
+    partition_count,
+    real_memory_bytes,
+    sim_duration_s,
+    sim_events,
+    sim_memory_bytes,
+    workload,
+)
+from .schema import _CROSS_CHECKS, ModelSpec, Scenario, _cross_check, _Sections
 
 
 @_cross_check("stragglers", "cluster")
@@ -75,9 +87,7 @@ def _check_fault_order(s: _Sections) -> list[tuple[str, str]]:
 
 @_cross_check("pipeline", "model")
 def _check_stages(s: _Sections) -> list[tuple[str, str]]:
-    from ..workload import pipeline_units
-
-    units = pipeline_units(s.model)
+    units = len(workload(s.model).units)
     if s.pipeline.stages > units:
         return [
             ("pipeline.stages", f"must be <= the model's {units} layers (got {s.pipeline.stages})")
@@ -131,23 +141,31 @@ def _check_step_time(s: _Sections) -> list[tuple[str, str]]:
     return []
 
 
-def _partition_count(model: ModelSpec, partition_bytes: int) -> tuple[int, int]:
+def _partition_count(model: ModelSpec, partition_bytes: int) -> tuple[int, int, int]:
     """(partitions the parameters are cut into, the smallest partition_bytes that stays within
-    MAX_PARTITIONS)."""
-    from ..workload import DTYPE_BYTES, build_workload
+    MAX_PARTITIONS, parameter tensors)."""
+    from ..workload import DTYPE_BYTES
 
     eb = DTYPE_BYTES[model.dtype]
-    per = max(1, partition_bytes // eb)  # elements per partition, as sharding.cut_partitions cuts
-    numels = [p.numel for p in build_workload(model).params]
-    n = sum(-(-k // per) for k in numels)
+    numels = [p.numel for p in workload(model).params]
+    n = partition_count(model, partition_bytes)
     least = eb * -(-sum(numels) // max(1, MAX_PARTITIONS - len(numels)))
-    return n, least
+    return n, least, len(numels)
 
 
 @_cross_check("model", "sharding")
 def _check_partition_count(s: _Sections) -> list[tuple[str, str]]:
     pb = s.sharding.partition_bytes
-    n, least = _partition_count(s.model, pb)
+    n, least, tensors = _partition_count(s.model, pb)
+    if tensors >= MAX_PARTITIONS:
+        field = "model.layers" if s.model.kind == "transformer" else "model.hidden"
+        return [
+            (
+                field,
+                f"gives the model {tensors} parameter tensors, each at least one partition: "
+                f"more than {MAX_PARTITIONS} partitions; use fewer layers",
+            )
+        ]
     if n > MAX_PARTITIONS:
         return [
             (
@@ -159,30 +177,137 @@ def _check_partition_count(s: _Sections) -> list[tuple[str, str]]:
     return []
 
 
+def _first_empty_shard(model: ModelSpec, partition_bytes: int, S: int, policy: str) -> int | None:
+    """The first shard pssim.sharding.place leaves empty (None: none), in O(partitions) and
+    without building the plan. round_robin and greedy_bytes fill every shard when there are at
+    least as many partitions (greedy places the S largest on the S empty shards first); range
+    places each partition by the byte midpoint, as `place` computes it."""
+    from ..workload import DTYPE_BYTES
+
+    per = max(1, partition_bytes // DTYPE_BYTES[model.dtype])
+    numels = [p.numel for p in workload(model).params]
+    if policy == "range":
+        return _range_empty(numels, per, S)
+    n = sum(-(-k // per) for k in numels)
+    return n if n < S else None
+
+
+def _range_empty(numels: list[int], per: int, S: int) -> int | None:
+    total = sum(numels)
+    hit = bytearray(S)
+    acc = 0
+    for k in numels:
+        for size in [per] * (k // per) + ([k % per] if k % per else []):
+            mid = acc + size / 2
+            hit[min(S - 1, int(mid * S // total)) if total else 0] = 1
+            acc += size
+    first = hit.find(0)
+    return None if first < 0 else first
+
+
 @_cross_check("model", "sharding", "cluster")
 def _check_empty_shards(s: _Sections) -> list[tuple[str, str]]:
-    from ..sharding import plan_shards
-
-    if _partition_count(s.model, s.sharding.partition_bytes)[0] > MAX_PARTITIONS:
-        return []  # reported by _check_partition_count; not worth building
-    plan = plan_shards(s)
-    S, pb = s.cluster.servers.count, s.sharding.partition_bytes
-    empty = [k for k, parts in enumerate(plan.shards) if not parts]
-    if not empty:
+    pb, S, policy = s.sharding.partition_bytes, s.cluster.servers.count, s.sharding.policy
+    n, _, tensors = _partition_count(s.model, pb)
+    if n > MAX_PARTITIONS or tensors >= MAX_PARTITIONS:
+        return []  # reported by _check_partition_count
+    empty = _first_empty_shard(s.model, pb, S, policy)
+    if empty is None:
         return []
-    if plan.n_partitions < S:
+    if n < S:
         msg = (
-            f"must be <= {plan.n_partitions}, the number of parameter partitions at "
+            f"must be <= {n}, the number of parameter partitions at "
             f"sharding.partition_bytes={pb}, or a shard is left empty (got {S}); "
             "lower partition_bytes or use fewer servers"
         )
     else:
         msg = (
-            f"shard {empty[0]} would hold no parameters under sharding.policy={s.sharding.policy} "
-            f"with {plan.n_partitions} partitions (got {S} servers); "
+            f"shard {empty} would hold no parameters under sharding.policy={policy} "
+            f"with {n} partitions (got {S} servers); "
             "lower sharding.partition_bytes, use fewer servers or another policy"
         )
     return [("cluster.servers.count", msg)]
+
+
+# --------------------------------------------------------------------------- what a run costs
+# Estimates over several fields (pssim.scenario.estimates), each O(fields): a scenario that
+# validates runs to its end in the simulator and in psreal, within memory and in bounded time.
+def _over(e: Estimate, what: str, limit: str) -> list[tuple[str, str]]:
+    """`what` (with the estimate in it) and `limit` said as one problem, if over the limit."""
+    if not e.over:
+        return []
+    return [(e.path, f"{what} ({e.how}), more than {limit}; lower this or the other fields named")]
+
+
+@_cross_check("model", "training", "cluster", "pipeline", "sharding")
+def _check_sim_memory(s: _Sections) -> list[tuple[str, str]]:
+    e = sim_memory_bytes(s)
+    return _over(
+        e,
+        f"the simulator would hold about {human_bytes(e.value)}",
+        f"the limit of {human_bytes(e.limit)}",
+    )
+
+
+@_cross_check("model", "training", "cluster", "pipeline", "sharding", "communication", "compute")
+def _check_sim_events(s: _Sections) -> list[tuple[str, str]]:
+    e = sim_events(s)
+    return _over(
+        e,
+        f"the simulation would take about {e.value:.3g} events and messages",
+        f"the limit of {_num(e.limit)} (hours of simulation)",
+    )
+
+
+@_cross_check(
+    "model",
+    "training",
+    "cluster",
+    "compute",
+    "stragglers",
+    "communication",
+    "pipeline",
+    "faults",
+    "sharding",
+)
+def _check_sim_duration(s: _Sections) -> list[tuple[str, str]]:
+    if isinstance(named_profile(s.compute.profile), str):
+        return []  # reported on compute.profile
+    e = sim_duration_s(s)
+    return _over(
+        e,
+        f"the run would reach about {e.value:.3g} s of simulated time",
+        f"the {_num(e.limit)} s the simulator's clock keeps exact",
+    )
+
+
+@_cross_check("model", "training", "cluster", "pipeline", "sync", "communication", "sharding")
+def _check_real_memory(s: _Sections) -> list[tuple[str, str]]:
+    one, total = real_memory_bytes(s)
+    return _over(
+        one,
+        f"psreal: one process would hold about {human_bytes(one.value)}",
+        f"the limit of {human_bytes(one.limit)} (more than a machine has)",
+    ) + _over(
+        total,
+        f"psreal: its processes would hold about {human_bytes(total.value)} in all",
+        f"the limit of {human_bytes(total.limit)}",
+    )
+
+
+@_cross_check("compute", "pipeline")
+def _check_profile_stages(s: _Sections) -> list[tuple[str, str]]:
+    prof = named_profile(s.compute.profile)
+    P = s.pipeline.stages
+    if prof is None or isinstance(prof, str) or P == 1 or len(prof.stage_fwd_s) == P:
+        return []
+    return [
+        (
+            "compute.profile",
+            f"{s.compute.profile} measured {len(prof.stage_fwd_s)} pipeline stages, "
+            f"not pipeline.stages={P}; profile this scenario (psreal profile) or use auto",
+        )
+    ]
 
 
 def _cross_problems_of_valid_sections(

@@ -8,11 +8,40 @@ by `Scenario`'s after-validator.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .bounds import (  # noqa: F401 - re-exported: the bounds are the schema's
+    MAX_BATCH,
+    MAX_DIM,
+    MAX_EPS,
+    MAX_FABRIC_GBPS,
+    MAX_FAULTS,
+    MAX_GBPS,
+    MAX_JITTER_CV,
+    MAX_LATENCY_US,
+    MAX_LAYERS,
+    MAX_LR,
+    MAX_MICROBATCHES,
+    MAX_PARTITION_BYTES,
+    MAX_PARTITIONS,
+    MAX_RESTART_S,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_SEQ_LEN,
+    MAX_SERVERS,
+    MAX_SLOWDOWN,
+    MAX_STEP_TIME_S,
+    MAX_STEPS,
+    MAX_WEIGHT_DECAY,
+    MAX_WORKERS,
+    MIN_GBPS,
+    MIN_LATENCY_US,
+    _bounded,
+    _count,
+    _num,
+)
 from .errors import _FieldProblem, _fmt_input, _MultiProblem
 
 
@@ -28,15 +57,6 @@ class _Strict(BaseModel):
     )
 
 
-# more partitions than this make planning slow and say nothing new: real PS systems cut at ~MBs
-MAX_PARTITIONS = 100_000
-# a typo like `layers: 1200000` must be refused, not make validation build a million layers
-MAX_LAYERS = 10_000
-
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-
-
 # --------------------------------------------------------------------------------------- model
 _MODEL_KIND_FIELDS: dict[str, dict[str, Any]] = {
     "linear": {"input_dim": 784, "output_dim": 10},
@@ -50,22 +70,19 @@ class ModelSpec(_Strict):
     """The model both backends build. Only the fields of the chosen `kind` may be given."""
 
     kind: Literal["mlp", "transformer", "linear"] = Field("mlp", description="Model family.")
-    input_dim: PositiveInt | None = Field(
-        None, description="Input features (mlp, linear). Default 784."
+    input_dim: int | None = _count(None, "Input features (mlp, linear). Default 784.", MAX_DIM)
+    hidden: list[Annotated[int, Field(gt=0, le=MAX_DIM)]] | None = Field(
+        None,
+        max_length=MAX_LAYERS,
+        description="Hidden layer widths (mlp). Default [1024, 1024]. "
+        f"Range: at most {_num(MAX_LAYERS)} layers, each 1 to {_num(MAX_DIM)} wide.",
     )
-    hidden: list[PositiveInt] | None = Field(
-        None, max_length=MAX_LAYERS, description="Hidden layer widths (mlp). Default [1024, 1024]."
-    )
-    output_dim: PositiveInt | None = Field(None, description="Classes (mlp, linear). Default 10.")
-    layers: PositiveInt | None = Field(
-        None, le=MAX_LAYERS, description="Transformer blocks. Default 12."
-    )
-    d_model: PositiveInt | None = Field(None, description="Transformer width. Default 768.")
-    heads: PositiveInt | None = Field(
-        None, description="Attention heads; divides d_model. Default 12."
-    )
-    seq_len: PositiveInt | None = Field(None, description="Tokens per sample. Default 256.")
-    vocab: PositiveInt | None = Field(None, description="Vocabulary size. Default 32000.")
+    output_dim: int | None = _count(None, "Classes (mlp, linear). Default 10.", MAX_DIM)
+    layers: int | None = _count(None, "Transformer blocks. Default 12.", MAX_LAYERS)
+    d_model: int | None = _count(None, "Transformer width. Default 768.", MAX_DIM)
+    heads: int | None = _count(None, "Attention heads; divides d_model. Default 12.", MAX_DIM)
+    seq_len: int | None = _count(None, "Tokens per sample. Default 256.", MAX_SEQ_LEN)
+    vocab: int | None = _count(None, "Vocabulary size. Default 32000.", MAX_DIM)
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Compute and parameter dtype on the workers."
     )
@@ -103,13 +120,15 @@ class OptimizerSpec(_Strict):
     """Optimiser applied by the parameter servers to each shard."""
 
     name: Literal["sgd", "adam"] = Field("sgd", description="sgd (with optional momentum) or adam.")
-    lr: float = Field(0.01, gt=0, description="Learning rate.")
-    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (sgd only).")
+    lr: float = _bounded(0.01, "Learning rate.", gt=0, le=MAX_LR)
+    momentum: float = _bounded(0.0, "SGD momentum (sgd only).", ge=0, lt=1)
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
-        (0.9, 0.999), description="Adam betas (adam only)."
+        (0.9, 0.999), description="Adam betas (adam only). Range: each >= 0 and < 1."
     )
-    eps: float = Field(1e-8, gt=0, description="Adam epsilon (adam only).")
-    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay added to the gradient.")
+    eps: float = _bounded(1e-8, "Adam epsilon (adam only).", gt=0, le=MAX_EPS)
+    weight_decay: float = _bounded(
+        0.0, "L2 weight decay added to the gradient.", ge=0, le=MAX_WEIGHT_DECAY
+    )
 
     @field_validator("betas", mode="before")
     @classmethod
@@ -134,17 +153,15 @@ class OptimizerSpec(_Strict):
 
 
 class TrainingSpec(_Strict):
-    batch_size: PositiveInt = Field(
-        64, description="Samples per worker (per pipeline replica) per step."
+    batch_size: int = _count(64, "Samples per worker (per pipeline replica) per step.", MAX_BATCH)
+    steps: int = _count(60, "Steps each worker runs.", MAX_STEPS)
+    warmup_steps: int = _bounded(
+        5, "Each worker's first steps, left out of every metric; < steps.", ge=0, lt=MAX_STEPS
     )
-    steps: PositiveInt = Field(60, description="Steps each worker runs.")
-    warmup_steps: NonNegInt = Field(
-        5, description="Each worker's first steps, left out of every metric."
-    )
-    samples_per_worker: PositiveInt = Field(
+    samples_per_worker: int = _count(
         1000,
-        description="Size of each worker's synthetic data shard (drawn from the seed); "
-        "batches cycle over it.",
+        "Size of each worker's synthetic data shard (drawn from the seed); batches cycle over it.",
+        MAX_SAMPLES,
     )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
 
@@ -161,10 +178,23 @@ class TrainingSpec(_Strict):
 class NicSpec(_Strict):
     """A full-duplex network interface: egress and ingress each carry `bandwidth_gbps`."""
 
-    bandwidth_gbps: float = Field(
-        10.0, gt=0, description="Per direction, 1 Gbit/s = 125e6 bytes/s."
+    bandwidth_gbps: float = _bounded(
+        10.0, "Per direction, 1 Gbit/s = 125e6 bytes/s.", ge=MIN_GBPS, le=MAX_GBPS, unit="Gbit/s"
     )
-    latency_us: float = Field(100.0, ge=0, description="One-way latency a message pays once.")
+    latency_us: float = _bounded(
+        100.0,
+        "One-way latency a message pays once.",
+        ge=0,
+        le=MAX_LATENCY_US,
+        rng=f"0, or {_num(MIN_LATENCY_US)} (1 ns) to {_num(MAX_LATENCY_US)} us",
+    )
+
+    @field_validator("latency_us")
+    @classmethod
+    def _latency_is_zero_or_a_nanosecond(cls, v: float) -> float:
+        if 0 < v < MIN_LATENCY_US:
+            raise ValueError(f"must be 0 or at least {MIN_LATENCY_US} us (1 ns) (got {v!r})")
+        return v
 
     @property
     def bytes_per_s(self) -> float:
@@ -172,12 +202,12 @@ class NicSpec(_Strict):
 
 
 class WorkersSpec(_Strict):
-    count: PositiveInt = Field(
-        4, description="Data-parallel workers (pipeline replicas when stages > 1)."
+    count: int = _count(
+        4, "Data-parallel workers (pipeline replicas when stages > 1).", MAX_WORKERS
     )
     device: Literal["cpu", "cuda"] = Field("cpu", description="What psreal computes on.")
-    per_device: PositiveInt = Field(
-        1, description="Workers sharing one physical device (contention is modelled)."
+    per_device: int = _count(
+        1, "Workers sharing one physical device (contention is modelled); <= count.", MAX_WORKERS
     )
     gpu: str | None = Field(
         None, description="Hardware-catalog name pssim uses when there is no measured profile."
@@ -186,7 +216,7 @@ class WorkersSpec(_Strict):
 
 
 class ServersSpec(_Strict):
-    count: PositiveInt = Field(1, description="Parameter-server shards, one process each.")
+    count: int = _count(1, "Parameter-server shards, one process each.", MAX_SERVERS)
     nic: NicSpec = Field(default_factory=lambda: NicSpec(bandwidth_gbps=2.0, latency_us=100.0))
 
 
@@ -196,8 +226,12 @@ class NetworkSpec(_Strict):
         description="psreal link emulation: app (transport enforces links), "
         "kernel (netns + tc), none.",
     )
-    fabric_gbps: float | None = Field(
-        None, gt=0, description="Optional core bandwidth shared by all traffic."
+    fabric_gbps: float | None = _bounded(
+        None,
+        "Optional core bandwidth shared by all traffic.",
+        ge=MIN_GBPS,
+        le=MAX_FABRIC_GBPS,
+        unit="Gbit/s",
     )
 
 
@@ -248,27 +282,28 @@ class ClusterSpec(_Strict):
 class ComputeSpec(_Strict):
     """Where pssim takes compute times from: the first of these that applies."""
 
-    step_time_s: float | None = Field(
-        None, gt=0, description="Fixed forward+backward seconds per step."
+    step_time_s: float | None = _bounded(
+        None, "Fixed forward+backward seconds per step.", gt=0, le=MAX_STEP_TIME_S, unit="s"
     )
     profile: str = Field(
         "auto",
         description="auto (use the locally cached measured profile if any), none (roofline), "
-        "or a profile file path.",
+        "or a profile file path: a regular file of at most 64 MB that `psreal profile` wrote, "
+        f"its times finite and at most {_num(MAX_STEP_TIME_S)} s.",
     )
 
     @field_validator("profile")
     @classmethod
-    def _profile_exists(cls, v: str) -> str:
-        # refused here rather than as a crash once the simulator starts; relative paths are read
-        # from the current directory, as the simulator reads them
-        if v in ("auto", "none"):
-            return v
-        p = Path(v)
-        if not p.is_file():
-            what = "is a directory" if p.is_dir() else "no such file"
+    def _profile_is_a_profile(cls, v: str) -> str:
+        # read and checked here (pssim.profile.load_profile) rather than failing once the
+        # simulator starts; relative paths are read from the current directory, as the
+        # simulator reads them
+        from .profiles import named_profile
+
+        why = named_profile(v)
+        if isinstance(why, str):
             raise ValueError(
-                f"must be auto, none or a profile file written by `psreal profile` ({what}: {v!r})"
+                f"{why}; expected auto, none or a profile file written by `psreal profile`"
             )
         return v
 
@@ -276,8 +311,8 @@ class ComputeSpec(_Strict):
 # ---------------------------------------------------------------------------------------- sync
 class SyncSpec(_Strict):
     mode: Literal["bsp", "ssp", "asp"] = Field("bsp", description="Synchronisation mode.")
-    staleness: NonNegInt | None = Field(
-        None, description="SSP bound s (ssp only; default 2; 0 paces like bsp)."
+    staleness: int | None = _count(
+        None, "SSP bound s (ssp only; default 2; 0 paces like bsp).", MAX_STEPS, lo=0
     )
 
     @model_validator(mode="after")
@@ -302,10 +337,11 @@ class ShardingSpec(_Strict):
     policy: Literal["range", "round_robin", "greedy_bytes"] = Field(
         "range", description="How partitions are placed on the shards."
     )
-    partition_bytes: PositiveInt = Field(
+    partition_bytes: int = _count(
         4_000_000,
-        description="Parameters are cut into partitions of at most this size "
-        f"(at most {MAX_PARTITIONS} partitions in all).",
+        "Parameters are cut into partitions of at most this size "
+        f"(at most {_num(MAX_PARTITIONS)} partitions in all).",
+        MAX_PARTITION_BYTES,
     )
 
 
@@ -313,9 +349,7 @@ class CompressionSpec(_Strict):
     kind: Literal["none", "topk", "int8"] = Field(
         "none", description="Gradient compression on push."
     )
-    ratio: float = Field(
-        1.0, gt=0, le=1, description="topk: kept fraction of each partition's gradient."
-    )
+    ratio: float = _bounded(1.0, "topk: kept fraction of each partition's gradient.", gt=0, le=1)
 
     @model_validator(mode="after")
     def _check(self) -> CompressionSpec:
@@ -341,10 +375,11 @@ class JitterSpec(_Strict):
     distribution: Literal["none", "lognormal", "exponential"] = Field(
         "none", description="Per-step compute jitter."
     )
-    cv: float = Field(
+    cv: float = _bounded(
         0.0,
+        "Std of a step's compute time over its jitter-free value (adds cv on average).",
         ge=0,
-        description="Std of a step's compute time over its jitter-free value (adds cv on average).",
+        le=MAX_JITTER_CV,
     )
 
     @model_validator(mode="after")
@@ -361,19 +396,25 @@ class JitterSpec(_Strict):
 
 
 class StragglersSpec(_Strict):
-    slowdown: dict[NonNegInt, Annotated[float, Field(ge=1.0)]] = Field(
+    slowdown: dict[
+        Annotated[int, Field(ge=0, lt=MAX_WORKERS)],
+        Annotated[float, Field(ge=1.0, le=MAX_SLOWDOWN)],
+    ] = Field(
         default_factory=dict,
-        description="Worker index -> compute slowdown factor (>= 1).",
+        description="Worker index -> compute slowdown factor. "
+        f"Range: each factor 1 to {_num(MAX_SLOWDOWN)}.",
         json_schema_extra={"propertyNames": {"pattern": "^[0-9]+$"}},  # JSON keys are strings
     )
     jitter: JitterSpec = Field(default_factory=JitterSpec)
 
 
 class PipelineSpec(_Strict):
-    stages: PositiveInt = Field(
-        1, description="Consecutive model pieces, one process each (1 = no pipeline)."
+    stages: int = _count(
+        1,
+        "Consecutive model pieces, one process each (1 = no pipeline); <= the model's layers.",
+        MAX_LAYERS,
     )
-    microbatches: PositiveInt = Field(1, description="Microbatches per step; divides batch_size.")
+    microbatches: int = _count(1, "Microbatches per step; divides batch_size.", MAX_MICROBATCHES)
     schedule: Literal["gpipe", "1f1b"] = Field("1f1b", description="Microbatch schedule.")
     partition: Literal["balanced", "uniform"] = Field(
         "balanced", description="Cut by compute or by layer count."
@@ -381,16 +422,18 @@ class PipelineSpec(_Strict):
 
 
 class FaultSpec(_Strict):
-    at_step: NonNegInt = Field(..., description="The worker fails when it reaches this step.")
-    worker: NonNegInt = Field(..., description="Worker index.")
+    at_step: int = _bounded(
+        ..., "The worker fails when it reaches this step; < training.steps.", ge=0, lt=MAX_STEPS
+    )
+    worker: int = _bounded(..., "Worker index; < cluster.workers.count.", ge=0, lt=MAX_WORKERS)
     kind: Literal["crash"] = Field(
         "crash",
         description="crash: the worker loses its state as it reaches at_step; with "
         "restart_after_s it is back that much later and redoes the step from a fresh pull, "
         "without it the shards take it out of the sync rule for good.",
     )
-    restart_after_s: float | None = Field(
-        None, ge=0, description="Seconds until the worker is back; null: never."
+    restart_after_s: float | None = _bounded(
+        None, "Seconds until the worker is back; null: never.", ge=0, le=MAX_RESTART_S, unit="s"
     )
 
 
@@ -420,7 +463,7 @@ class Scenario(_Strict):
         ..., pattern=r"^[a-z0-9_-]+$", max_length=100, description="Names the output folder."
     )
     description: str = Field("", description="Free text.")
-    seed: NonNegInt = Field(0, description="Drives every random draw in both backends.")
+    seed: int = _count(0, "Drives every random draw in both backends.", MAX_SEED, lo=0)
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
@@ -430,7 +473,11 @@ class Scenario(_Strict):
     communication: CommunicationSpec = Field(default_factory=CommunicationSpec)
     stragglers: StragglersSpec = Field(default_factory=StragglersSpec)
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
-    faults: list[FaultSpec] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(
+        default_factory=list,
+        max_length=MAX_FAULTS,
+        description=f"Injected failures (section 11). Range: at most {_num(MAX_FAULTS)}.",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:

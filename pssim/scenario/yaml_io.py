@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +67,85 @@ for _cls in (_UniqueKeyLoader, _Dumper):
     _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file (duplicate keys refused) or raise ScenarioError naming the file."""
+# a scenario (or catalog) file is at most this large: 1 MB, thousands of times a real one
+MAX_SCENARIO_BYTES = 1_000_000
+
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this mode is not read (None: a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a scenario file"
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"is {kind}, not a regular file: scenarios are read from regular files only"
+
+
+def _too_large(size: int) -> str:
+    return f"is {size} bytes, more than the {MAX_SCENARIO_BYTES} (1 MB) a scenario file may have"
+
+
+def read_bounded(path: str | Path) -> bytes:
+    """The bytes of a regular file of at most MAX_SCENARIO_BYTES, or ScenarioError naming it.
+
+    Never blocks and never reads unbounded: a FIFO, a device (/dev/zero), a socket or a directory
+    is refused from its stat before it is opened, the open does not wait for a FIFO's writer (one
+    swapped in meanwhile is refused by fstat) and at most the limit and one byte are read."""
     file = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise ScenarioError(file, [Problem("", "no such file")])
-    if p.is_dir():
-        raise ScenarioError(file, [Problem("", "is a directory, not a scenario file")])
+
+    def refuse(message: str) -> ScenarioError:
+        return ScenarioError(file, [Problem("", message)])
+
     try:
-        text = p.read_text(encoding="utf-8")
+        why = _not_regular(os.stat(path).st_mode)
+        if why:
+            raise refuse(why)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise refuse("no such file") from None
+    except (OSError, ValueError) as exc:
+        raise refuse(f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        st = os.fstat(fd)
+        why = _not_regular(st.st_mode)
+        if why:
+            raise refuse(why)
+        if st.st_size > MAX_SCENARIO_BYTES:
+            raise refuse(_too_large(st.st_size))
+        chunks, got = [], 0
+        while got <= MAX_SCENARIO_BYTES:
+            chunk = os.read(fd, MAX_SCENARIO_BYTES + 1 - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > MAX_SCENARIO_BYTES:  # it grew while being read
+            raise refuse(_too_large(got))
+        return b"".join(chunks)
+    except OSError as exc:
+        raise refuse(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file (duplicate keys refused) or raise ScenarioError naming the file. Only a
+    regular file of at most MAX_SCENARIO_BYTES is read (`read_bounded`)."""
+    file = str(path)
+    data = read_bounded(path)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError(
             file, [Problem("", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]
         ) from None
-    except OSError as exc:
-        raise ScenarioError(file, [Problem("", f"cannot read: {exc.strerror or exc}")]) from None
     if not text.strip():
         raise ScenarioError(
             file, [Problem("", "the file is empty (expected a mapping of scenario fields)")]
