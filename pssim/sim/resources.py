@@ -181,8 +181,11 @@ class Network:
             self._arm()
 
     def _deliver_after(self, delay: float, msgs: list[Message]) -> None:
-        """Deliver `msgs` `delay` from now; one SimPy timeout per delay and instant."""
-        if delay <= 0.0:
+        """Deliver `msgs` `delay` from now; one SimPy timeout per delay and instant. A delay too
+        small to move the clock (now + delay == now, late in a long run) is no delay: its
+        timeout would fire within this instant, before later messages joined its list."""
+        now = self.env.now
+        if delay <= 0.0 or now + delay == now:
             self._deliver(msgs)
             return
         lst = self._due.get(delay)
