@@ -27,6 +27,26 @@ def _scn():  # noqa: ANN202
     return load_scenario(QUICKSTART, [s.removeprefix("--set=") for s in SHORT])
 
 
+def _simulated():  # noqa: ANN202 - (scenario, records, summary) of the short quickstart
+    from pssim.records import summarize
+
+    scn = _scn()
+    rec, extra = simulate(scn)
+    return scn, rec, summarize(scn, rec, extra)
+
+
+def _failing_write(monkeypatch: pytest.MonkeyPatch, name: str, exc: BaseException) -> None:
+    """Path.write_text raises `exc` for a file called `name` (as a full disk or Ctrl-C would)."""
+    real_write = Path.write_text
+
+    def write(self: Path, *a, **k):  # noqa: ANN002, ANN003, ANN202
+        if self.name == name:
+            raise exc
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", write)
+
+
 def test_an_out_that_is_a_file_is_refused_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -66,21 +86,10 @@ def test_psreal_run_refuses_an_out_that_is_a_file_before_it_starts(tmp_path: Pat
 def test_a_full_disk_while_writing_keeps_the_previous_results_and_no_hidden_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scn = _scn()
-    rec, extra = simulate(scn)
-    from pssim.records import summarize
-
-    summary = summarize(scn, rec, extra)
+    scn, rec, summary = _simulated()
     folder = write_results(tmp_path, scn, "sim", rec, summary)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    real_write = Path.write_text
-
-    def full(self: Path, *a, **k):  # noqa: ANN002, ANN003, ANN202
-        if self.name == "trace.json":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(self, *a, **k)
-
-    monkeypatch.setattr(Path, "write_text", full)
+    _failing_write(monkeypatch, "trace.json", OSError(errno.ENOSPC, "No space left on device"))
     with pytest.raises(OutputError, match="No space left on device"):
         write_results(tmp_path, scn, "sim", rec, {**summary, "throughput_samples_per_s": 1.0})
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -90,22 +99,11 @@ def test_a_full_disk_while_writing_keeps_the_previous_results_and_no_hidden_fold
 def test_an_interrupted_write_and_a_killed_writer_leave_no_hidden_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scn = _scn()
-    rec, extra = simulate(scn)
-    from pssim.records import summarize
-
-    summary = summarize(scn, rec, extra)
-    real_write = Path.write_text
-
-    def interrupted(self: Path, *a, **k):  # noqa: ANN002, ANN003, ANN202
-        if self.name == "summary.json":
-            raise KeyboardInterrupt
-        return real_write(self, *a, **k)
-
-    monkeypatch.setattr(Path, "write_text", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        write_results(tmp_path, scn, "sim", rec, summary)
-    monkeypatch.setattr(Path, "write_text", real_write)
+    scn, rec, summary = _simulated()
+    with monkeypatch.context() as m:
+        _failing_write(m, "summary.json", KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            write_results(tmp_path, scn, "sim", rec, summary)
     assert not list((tmp_path / scn.name).iterdir())
     # a writer killed outright (SIGKILL) leaves its folder: the next write removes it
     dead = subprocess.run(
@@ -121,11 +119,7 @@ def test_an_interrupted_write_and_a_killed_writer_leave_no_hidden_folder(
 
 
 def _write_many(out: str, k: int) -> None:
-    scn = _scn()
-    rec, extra = simulate(scn)
-    from pssim.records import summarize
-
-    summary = summarize(scn, rec, extra)
+    scn, rec, summary = _simulated()
     for i in range(6):
         write_results(out, scn, "sim", rec, {**summary, "writer": [k, i]})
 
