@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -188,6 +191,36 @@ def _start_together() -> float:
     return t0
 
 
+TOKEN_ENV = "PSREAL_RUN_TOKEN"  # a torchrun run's token (every rank's environment gets the same)
+
+
+def run_token_from_env() -> bytes | None:
+    """The run token torchrun ranks share through their environment (None: not set)."""
+    text = os.environ.get(TOKEN_ENV)
+    return text.encode() if text else None
+
+
+def prove_membership(token: bytes | None, rank: int, world: int) -> None:
+    """Before any pickled object crosses the group, every rank shows it was given the run's
+    token: HMAC-SHA256(token, rank) all-gathered as tensors (nothing unpickled) and checked for
+    every rank. A process that joined the rendezvous without the token is refused by all, and
+    no data is taken from it. No token (torchrun without PSREAL_RUN_TOKEN): nothing to check."""
+    if token is None:
+        return
+
+    def digest(r: int) -> bytes:
+        return hmac.new(token, f"psreal-rank-{r}".encode(), hashlib.sha256).digest()
+
+    got = [torch.zeros(32, dtype=torch.uint8) for _ in range(world)]
+    dist.all_gather(got, torch.tensor(list(digest(rank)), dtype=torch.uint8))
+    bad = [r for r, t in enumerate(got) if not hmac.compare_digest(bytes(t.tolist()), digest(r))]
+    if bad:
+        raise RuntimeError(
+            f"rank(s) {', '.join(map(str, bad))} did not prove they belong to this run "
+            "(wrong or no run token): none of their data is read"
+        )
+
+
 def _cause(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
@@ -201,9 +234,10 @@ def _child_main(
     scn_json: str,
     device: str,
     netns: tuple[str, str] | None = None,
+    token: bytes | None = None,
 ) -> None:
     """Entry of a spawned role process; `netns` = (namespace path, interface) under kernel
-    emulation."""
+    emulation; `token`: the run's (`prove_membership`)."""
     _set_pdeathsig()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C for everyone
     if netns is not None:  # before any socket or thread that must live in the namespace
@@ -222,6 +256,7 @@ def _child_main(
             world_size=world,
             timeout=datetime.timedelta(seconds=DEFAULT_STALL_S),
         )
+        prove_membership(token, rank, world)
         result = _role_body(scn, layout, rank, device, None)
         dist.gather_object(result, None, dst=0)
         dist.destroy_process_group()
@@ -254,6 +289,7 @@ class _Coordinator:
     gloo_ifname: str | None = None  # kernel emulation: the bridge
     transport_latency: bool = False  # kernel emulation without netem: roles add the latency
     heartbeat_s: float = DEFAULT_HEARTBEAT_S  # a role silent this long has stopped responding
+    token: bytes | None = None  # the run's token every rank proves it has (prove_membership)
 
     def body(self, init: dict[str, Any]) -> None:
         try:
@@ -270,6 +306,7 @@ class _Coordinator:
             finally:
                 if self.gloo_ifname:
                     os.environ.pop("GLOO_SOCKET_IFNAME", None)
+            prove_membership(self.token, 0, self.layout.world)
             links = derive(self.scn).links if self.emulate else None
             local = "store" in init  # run_local hands over its store; torchrun's env:// has none
             # the arbiter thread runs on the last core (as the simulator's host model places it)
@@ -617,6 +654,7 @@ def run_local(
         gloo_ifname=kernel.bridge if kernel else None,
         transport_latency=kernel is not None and not kernel.netem,
         heartbeat_s=heartbeat_s,
+        token=secrets.token_bytes(32),  # handed to the roles it spawns, never on the network
     )
     if kernel is not None and kernel.warning:
         print(kernel.warning, file=sys.stderr, flush=True)
@@ -638,7 +676,7 @@ def run_local(
             netns = (kernel.ns_path(rank), IFNAME) if kernel else None
             pr = ctx.Process(
                 target=_child_main,
-                args=(rank, layout.world, init_method, scn_json, device, netns),
+                args=(rank, layout.world, init_method, scn_json, device, netns, coord.token),
                 daemon=True,
             )
             pr.start()
@@ -700,6 +738,7 @@ def run_torchrun(
         try:
             _pin(scn, layout, rank)
             dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=stall_s))
+            prove_membership(run_token_from_env(), rank, world)
             result = _role_body(scn, layout, rank, device, None)
             dist.gather_object(result, None, dst=0)
             dist.destroy_process_group()
@@ -721,7 +760,14 @@ def run_torchrun(
     emulate = scn.cluster.network.emulation == "app"
     wall0 = time.perf_counter()
     coord = _Coordinator(
-        scn, layout, device, out, emulate, save_params=save_params, heartbeat_s=heartbeat_s
+        scn,
+        layout,
+        device,
+        out,
+        emulate,
+        save_params=save_params,
+        heartbeat_s=heartbeat_s,
+        token=run_token_from_env(),
     )
     th = threading.Thread(target=coord.body, args=({},), daemon=True)
     th.start()

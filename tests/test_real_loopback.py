@@ -2,11 +2,14 @@
 exchange pickled objects and the run's messages) must not be reachable from other machines.
 
 The kernel's table of listening sockets (/proc/net/tcp, /proc/net/tcp6) says where each listens.
+And a process that reaches the rendezvous without the run's token is refused by every rank before
+any pickled object crosses the group (`psreal.launch.prove_membership`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +51,52 @@ def test_the_control_server_listens_on_loopback_only() -> None:
         assert found and found <= LOOPBACK, found
     finally:
         srv.sock.close()
+
+
+def _join_with(init_method: str, token: bytes, q: Any) -> None:
+    import torch.distributed as dist
+
+    from psreal.launch import prove_membership
+
+    dist.init_process_group("gloo", init_method=init_method, rank=1, world_size=2)
+    try:
+        prove_membership(token, 1, 2)
+        q.put("accepted")
+    except RuntimeError as exc:
+        q.put(str(exc))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("intruder", [False, True])
+def test_a_process_without_the_run_token_is_refused_before_any_data_is_read(
+    intruder: bool,
+) -> None:
+    import multiprocessing as mp
+
+    import torch.distributed as dist
+
+    from psreal.launch import prove_membership
+
+    token = b"the run's token"
+    store, init_method = local_rendezvous("127.0.0.1", 2, 60.0)
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    joiner = ctx.Process(
+        target=_join_with, args=(init_method, b"a guess" if intruder else token, q)
+    )
+    joiner.start()
+    dist.init_process_group("gloo", store=store, rank=0, world_size=2)
+    try:
+        if intruder:
+            with pytest.raises(RuntimeError, match="rank.s. 1 did not prove"):
+                prove_membership(token, 0, 2)
+        else:
+            prove_membership(token, 0, 2)
+    finally:
+        dist.destroy_process_group()
+    seen = q.get(timeout=60)
+    joiner.join(60)
+    assert (seen != "accepted") == intruder  # the intruder's side refuses rank 0 too
