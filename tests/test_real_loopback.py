@@ -53,17 +53,18 @@ def test_the_control_server_listens_on_loopback_only() -> None:
         srv.sock.close()
 
 
-def _join_with(init_method: str, token: bytes, q: Any) -> None:
+def _member(rank: int, init_method: str, token: bytes, q: Any) -> None:
+    """One rank of a 2-process group: proves it has `token` and says what came of it."""
     import torch.distributed as dist
 
     from psreal.launch import prove_membership
 
-    dist.init_process_group("gloo", init_method=init_method, rank=1, world_size=2)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2)
     try:
-        prove_membership(token, 1, 2)
-        q.put("accepted")
+        prove_membership(token, rank, 2)
+        q.put((rank, "accepted"))
     except RuntimeError as exc:
-        q.put(str(exc))
+        q.put((rank, str(exc)))
     finally:
         dist.destroy_process_group()
 
@@ -75,28 +76,21 @@ def test_a_process_without_the_run_token_is_refused_before_any_data_is_read(
     intruder: bool,
 ) -> None:
     import multiprocessing as mp
-
-    import torch.distributed as dist
-
-    from psreal.launch import prove_membership
+    import socket
 
     token = b"the run's token"
-    store, init_method = local_rendezvous("127.0.0.1", 2, 60.0)
+    with socket.create_server(("127.0.0.1", 0)) as free:  # rank 0 hosts the store there
+        init_method = f"tcp://127.0.0.1:{free.getsockname()[1]}"
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    joiner = ctx.Process(
-        target=_join_with, args=(init_method, b"a guess" if intruder else token, q)
-    )
-    joiner.start()
-    dist.init_process_group("gloo", store=store, rank=0, world_size=2)
-    try:
-        if intruder:
-            with pytest.raises(RuntimeError, match="rank.s. 1 did not prove"):
-                prove_membership(token, 0, 2)
-        else:
-            prove_membership(token, 0, 2)
-    finally:
-        dist.destroy_process_group()
-    seen = q.get(timeout=60)
-    joiner.join(60)
-    assert (seen != "accepted") == intruder  # the intruder's side refuses rank 0 too
+    given = {0: token, 1: b"a guess" if intruder else token}
+    procs = [ctx.Process(target=_member, args=(r, init_method, given[r], q)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    seen = dict(q.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(60)
+    if intruder:  # each side refuses the other: the coordinator reads nothing from the intruder
+        assert seen[0].startswith("rank(s) 1 did not prove") and seen[1] != "accepted"
+    else:
+        assert seen == {0: "accepted", 1: "accepted"}
