@@ -52,6 +52,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from pssim.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 from pssim.records import Records, cpu_seconds_by_role, summarize
 from pssim.results import write_results
 from pssim.runplan import derive
@@ -68,17 +69,11 @@ DEFAULT_STALL_S = 120.0
 # a role silent this long has stopped: its heartbeat thread beats every 0.5 s whatever the role
 # does, and no normal run leaves a process without CPU for seconds (measured on 2 busy cores)
 DEFAULT_HEARTBEAT_S = 10.0
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def heartbeat_interval(heartbeat_s: float) -> float:
     """How often a role sends its heartbeat: ten per timeout, at most every 0.5 s."""
     return min(0.5, heartbeat_s / 10)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM to the coordinator: handled like Ctrl-C (every process stopped), exit 143."""
 
 
 def resolve_device(scn: Scenario, requested: str | None) -> tuple[str, str | None]:

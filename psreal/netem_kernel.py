@@ -348,78 +348,15 @@ class KernelNet:
         # TCP is paced by the rate rather than by tail drops and retransmission timeouts
         burst = str(max(4 * MTU, int(nic.bytes_per_s * 1e-3)))
         limit = str(max(1 << 20, int(nic.bytes_per_s * 0.2)))
+        tbf = ("tbf", "rate", rate, "burst", burst, "limit", limit)
+        add = ("-n", ns, "qdisc", "add", "dev", IFNAME)  # on the role's side of the pair
         if self.netem:
             delay = f"{max(0.0, nic.latency_s) * 1e6:.0f}us"
-            _tc(
-                "-n",
-                ns,
-                "qdisc",
-                "add",
-                "dev",
-                IFNAME,
-                "root",
-                "handle",
-                "1:",
-                "netem",
-                "delay",
-                delay,
-                "limit",
-                "100000",
-            )
-            _tc(
-                "-n",
-                ns,
-                "qdisc",
-                "add",
-                "dev",
-                IFNAME,
-                "parent",
-                "1:1",
-                "handle",
-                "10:",
-                "tbf",
-                "rate",
-                rate,
-                "burst",
-                burst,
-                "limit",
-                limit,
-            )
+            _tc(*add, "root", "handle", "1:", "netem", "delay", delay, "limit", "100000")
+            _tc(*add, "parent", "1:1", "handle", "10:", *tbf)
         else:
-            _tc(
-                "-n",
-                ns,
-                "qdisc",
-                "add",
-                "dev",
-                IFNAME,
-                "root",
-                "handle",
-                "1:",
-                "tbf",
-                "rate",
-                rate,
-                "burst",
-                burst,
-                "limit",
-                limit,
-            )
-        _tc(
-            "qdisc",
-            "add",
-            "dev",
-            outer,
-            "root",
-            "handle",
-            "1:",
-            "tbf",
-            "rate",
-            rate,
-            "burst",
-            burst,
-            "limit",
-            limit,
-        )
+            _tc(*add, "root", "handle", "1:", *tbf)
+        _tc("qdisc", "add", "dev", outer, "root", "handle", "1:", *tbf)
 
     def _check_reachable(self) -> None:
         """One role's namespace reaches the coordinator, and two roles reach each other (a host

@@ -21,6 +21,8 @@ from .scenario import ScenarioError, ScenarioErrors, json_schema, load_all
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,12 +157,13 @@ def _version() -> str:
     return __version__
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: what was being written is removed."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (what was being written is removed, psreal stops every
+    process); the command exits EXIT_TERMINATED. Both CLIs raise it from their handler."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
-    raise _Terminated
+    raise Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,12 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputError as exc:  # a folder checked writable filled up or went away meanwhile
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except _Terminated:
+    except Terminated:
         print("error: terminated (SIGTERM)", file=sys.stderr)
-        return 143
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -42,7 +42,6 @@ class ShardProtocol:
 
     def __init__(self, mode: str, bound: int | None, pushers: list[int], steps: int) -> None:
         self.sync = ShardSync(mode, bound, pushers)
-        self.push = self.sync.push  # type: ignore[method-assign]
         self.steps = steps
         # held pulls by step, each with its place in the order they were held; pull_ready is
         # monotone in the step, so the held pulls that are ready are those of the lowest steps
@@ -110,8 +109,7 @@ class ShardProtocol:
     # ------------------------------------------------------------------------------ PUSH
     def push(self, proc: int, step: int) -> bool:
         """A gradient of `step` from `proc`: True when it completes a bsp clock (an update is
-        due: apply it, then call `updated`); under ssp/asp it is applied now (version + 1).
-        (Bound to the sync rule's own `push` in __init__: it is called once per gradient.)"""
+        due: apply it, then call `updated`); under ssp/asp it is applied now (version + 1)."""
         return self.sync.push(proc, step)
 
     def updated(self) -> None:

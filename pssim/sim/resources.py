@@ -20,7 +20,7 @@ after another, so its job is a plain timeout.
 This is the whole model of the target cluster. The run psreal makes on *this* machine adds the
 host model (`pssim.sim.host`): its cores, the OS scheduler's slice, each message's CPU at both
 ends, the transport's cap and psreal's link arbiter. It plugs in by subclassing the three
-classes here through their hooks: `Network.hand_over`, `Network.continues`,
+classes here through their hooks: `Network.receiver`, `Network.continues`,
 `Network._completed`, `SharedProcessor`'s `_left`, `_ended` and `_no_job_ended`, and
 `Processors.run`'s `after` and `who` (which the target cluster ignores).
 """
@@ -94,13 +94,10 @@ class Network:
         a, b = src >= self.n_procs, dst >= self.n_procs
         return self.delay_s2s if a and b else self.delay_w2s if a or b else self.delay_w2w
 
-    def hand_over(self, ep: int, fn: Callable[[Any], None], msg: Any) -> None:
-        """Run `fn(msg)` once endpoint `ep`'s thread can see it: at once in a target cluster."""
-        fn(msg)
-
     def receiver(self, ep: int, fn: Callable[[Any], None]) -> Callable[[Any], None]:
         """The function that hands a message delivered to endpoint `ep` to its thread, which runs
-        `fn` on it (`hand_over`): `fn` itself in a target cluster."""
+        `fn` on it: `fn` itself in a target cluster (the host model's thread may wait for its
+        core: `HostNetwork.hand_over`)."""
         return fn
 
     def continues(self, ep: int, job: simpy.Event) -> None:
